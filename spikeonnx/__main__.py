@@ -1,0 +1,5 @@
+import sys
+
+from spikeonnx.cli import main
+
+sys.exit(main())

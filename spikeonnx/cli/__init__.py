@@ -1,0 +1,77 @@
+"""The ``spikeonnx`` command line: one subcommand per module in this package.
+
+Subcommands register themselves with :func:`subcommand`; user mistakes raise
+:class:`CLIError` (or one of the exception types in ``_USER_ERRORS``) and are
+reported as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Dict, List, Optional
+
+__all__ = ["main", "subcommand", "CLIError"]
+
+
+class CLIError(Exception):
+    """A mistake by the user of the command line (reported without a traceback)."""
+
+
+# name -> (configure(parser), run(args) -> int)
+_COMMANDS: Dict[str, tuple] = {}
+# Modules that define subcommands; each calls ``subcommand`` on import.
+_MODULES = ("demo", "export", "run", "energy", "devices")
+_USER_ERRORS = (CLIError, FileNotFoundError, ValueError, IsADirectoryError, PermissionError)
+
+
+def subcommand(name: str, help: str) -> Callable:
+    """Register ``configure(parser)`` for subcommand ``name``; it returns the runner.
+
+    The decorated function receives the subparser to add arguments to and must
+    return the function that runs the subcommand (``run(args) -> int``).
+    """
+
+    def decorator(configure: Callable) -> Callable:
+        _COMMANDS[name] = (help, configure)
+        return configure
+
+    return decorator
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikeonnx",
+        description="Spiking neural networks from Keras to ONNX: export, run, analyze.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in _MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{module}":
+                raise
+    for name, (help_text, configure) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_run=configure(p))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except _USER_ERRORS as err:
+        print(f"spikeonnx {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spikeonnx {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

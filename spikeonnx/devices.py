@@ -1,0 +1,129 @@
+"""The device energy table shared by ``keras_layers.ModelEnergy`` and ``spikeonnx.GraphEnergy``.
+
+A device is described by the energy of one synaptic operation, the energy of one
+neuron update, and whether it is event-based ("spiking"). This module has no
+TensorFlow dependency so the ONNX analyzer and the Keras estimator read one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional
+
+__all__ = ["Device", "register_device", "get_device", "devices", "DEVICES"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """Energy figures of one device.
+
+    Parameters
+    ----------
+    name : str
+        Name used to refer to the device (e.g. ``"loihi"``).
+    energy_per_synop : float
+        Energy in Joules of one synaptic operation.
+    energy_per_neuron : float
+        Energy in Joules of one neuron update.
+    spiking : bool
+        True if the device is event-based: it only does synaptic work for incoming
+        spikes, instead of computing every connection on every timestep.
+    source : str
+        Where the figures come from.
+    """
+
+    name: str
+    energy_per_synop: float
+    energy_per_neuron: float
+    spiking: bool
+    source: str = "user-registered"
+
+
+# The single, module-level table. Registering mutates it in place so that every
+# consumer (Keras estimator, ONNX analyzer, CLI) sees user devices.
+DEVICES: Dict[str, Device] = {}
+
+_DEGNAN = (
+    "Degnan, Marr & Hasler (2015), Assessing trends in performance per watt for "
+    "signal processing applications, IEEE TVLSI 24(1)"
+)
+_DAVIES = "Davies et al. (2018), Loihi: a neuromorphic manycore processor, IEEE Micro 38(1)"
+_HOPPNER = (
+    "Hoeppner et al. (2019), Dynamic power management for neuromorphic many-core "
+    "systems, IEEE TCAS-I 66(8)"
+)
+
+
+def register_device(
+    device_name: str,
+    energy_per_synop: float,
+    energy_per_neuron: float,
+    spiking: bool,
+    source: Optional[str] = None,
+) -> Device:
+    """Add a device to the table, or replace the figures of an existing one.
+
+    Parameters
+    ----------
+    device_name : str
+        The string used to refer to the device.
+    energy_per_synop : float
+        Energy (J) of a single synaptic operation on the device.
+    energy_per_neuron : float
+        Energy (J) of a single neuron update on the device.
+    spiking : bool
+        Whether the device is event-based (only processes incoming spikes).
+    source : str, optional
+        Where the figures come from (shown by ``spikeonnx devices``).
+
+    Returns
+    -------
+    Device
+        The registered entry.
+    """
+    if not isinstance(device_name, str) or not device_name:
+        raise ValueError(f"device name must be a non-empty string, got {device_name!r}")
+    for label, value in (("energy_per_synop", energy_per_synop), ("energy_per_neuron", energy_per_neuron)):
+        value = float(value)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"device {device_name!r}: {label} must be a finite number >= 0, got {value!r}")
+    device = Device(
+        device_name,
+        float(energy_per_synop),
+        float(energy_per_neuron),
+        bool(spiking),
+        source if source is not None else "user-registered",
+    )
+    DEVICES[device_name] = device
+    return device
+
+
+def get_device(device_name: str) -> Device:
+    """Look up a device by name.
+
+    Raises
+    ------
+    ValueError
+        If the device is not registered; the message lists the known devices.
+    """
+    try:
+        return DEVICES[device_name]
+    except KeyError:
+        raise ValueError(
+            f"unknown device {device_name!r}; known devices: {', '.join(sorted(DEVICES))} "
+            "(add one with register_device)"
+        ) from None
+
+
+def devices() -> Iterator[Device]:
+    """Iterate over the registered devices in registration order."""
+    return iter(list(DEVICES.values()))
+
+
+# Published figures, as listed in the KerasSpiking reference (synop / neuron, Joules).
+register_device("cpu", 8.6e-9, 8.6e-9, spiking=False, source=_DEGNAN + " (Intel i7-4960X, one MAC per op)")
+register_device("gpu", 0.3e-9, 0.3e-9, spiking=False, source=_DEGNAN + " (Nvidia GTX Titan Black, one MAC per op)")
+register_device("arm", 0.9e-9, 0.9e-9, spiking=False, source=_DEGNAN + " (ARM Cortex-A, one MAC per op)")
+register_device("loihi", (23.6 + 3.5) * 1e-12, 81e-12, spiking=True, source=_DAVIES)
+register_device("spinnaker", 13.3e-9, 26e-9, spiking=True, source=_HOPPNER + " (SpiNNaker 1)")
+register_device("spinnaker2", 450e-12, 2.19e-9, spiking=True, source=_HOPPNER + " (SpiNNaker 2)")
