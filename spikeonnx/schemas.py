@@ -1,0 +1,254 @@
+"""ONNX operator schemas of the ``spikeonnx`` domain (version 1).
+
+Registering the schemas with :func:`register_schemas` lets the standard ONNX tooling
+understand models that contain our nodes: :func:`onnx.checker.check_model` with
+``full_check=True`` validates their attributes and types, and
+:func:`onnx.shape_inference.infer_shapes` computes the type and shape of every
+output (sequence outputs keep the input shape; final states drop the time axis).
+
+onnxruntime does not read these Python schemas: it gets the ops from the compiled
+library (:mod:`spikeonnx.ops`). The schemas only serve checking and inference.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable, List, Optional
+
+import onnx
+import onnx.defs
+import onnx.helper
+from onnx import OperatorSetIdProto, TypeProto
+from onnx.shape_inference import InferenceError
+
+__all__ = ["DOMAIN", "OPSET", "OP_TYPES", "register_schemas", "make_opset_imports"]
+
+#: Name of our custom ONNX domain.
+DOMAIN = "spikeonnx"
+#: Version of the domain the schemas describe.
+OPSET = 1
+#: The operators of the domain.
+OP_TYPES = ("SpikingActivation", "Lowpass", "Alpha")
+
+_FLOAT_TYPES = ["tensor(float)", "tensor(double)"]
+_lock = threading.Lock()
+
+_Schema = onnx.defs.OpSchema
+_Param = _Schema.FormalParameter
+_Option = _Schema.FormalParameterOption
+_Attr = _Schema.Attribute
+
+
+# ---------------------------------------------------------------------------
+# Shape inference
+# ---------------------------------------------------------------------------
+
+
+def _int_attribute(ctx, name: str, default: int) -> int:
+    att = ctx.get_attribute(name)
+    return default if att is None else int(att.i)
+
+
+def _check_attributes(ctx, op_type: str) -> int:
+    """Validate dt / time_major and return the time axis (0 or 1)."""
+    dt_att = ctx.get_attribute("dt")
+    if dt_att is not None:  # its absence is reported by the checker itself
+        if not (dt_att.f > 0 and math.isfinite(dt_att.f)):
+            raise InferenceError(f"{op_type}: attribute 'dt' must be finite and > 0, got {dt_att.f!r}")
+    time_major = _int_attribute(ctx, "time_major", 0)
+    if time_major not in (0, 1):
+        raise InferenceError(f"{op_type}: attribute 'time_major' must be 0 or 1, got {time_major}")
+    return 0 if time_major else 1
+
+
+def _sequence_type(ctx, op_type: str) -> Optional[TypeProto]:
+    """Type of input 0, after checking its rank is at least 2 (batch and time)."""
+    if not ctx.has_input(0):
+        return None
+    in_type = ctx.get_input_type(0)
+    if in_type is None or not in_type.HasField("tensor_type"):
+        return None
+    tensor = in_type.tensor_type
+    if tensor.HasField("shape") and len(tensor.shape.dim) < 2:
+        raise InferenceError(
+            f"{op_type}: input 0 must have at least 2 dimensions (batch and time), "
+            f"got rank {len(tensor.shape.dim)}"
+        )
+    return in_type
+
+
+def _state_type(seq_type: TypeProto, time_axis: int, extra_axis: Optional[int] = None) -> TypeProto:
+    """Build the (B, *S) (or (B, extra, *S)) state type from the sequence type."""
+    state = TypeProto()
+    state.tensor_type.elem_type = seq_type.tensor_type.elem_type
+    if seq_type.tensor_type.HasField("shape"):
+        dims = list(seq_type.tensor_type.shape.dim)
+        del dims[time_axis]  # leaves (B, *S) for both layouts
+        shape = state.tensor_type.shape
+        shape.dim.add().CopyFrom(dims[0])
+        if extra_axis is not None:
+            shape.dim.add().dim_value = extra_axis
+        for dim in dims[1:]:
+            shape.dim.add().CopyFrom(dim)
+    return state
+
+
+def _check_input_rank(ctx, op_type: str, index: int, name: str, max_rank: int) -> None:
+    """Reject an auxiliary input whose known rank exceeds what may broadcast."""
+    if not ctx.has_input(index):
+        return
+    in_type = ctx.get_input_type(index)
+    if in_type is None or not in_type.HasField("tensor_type") or not in_type.tensor_type.HasField("shape"):
+        return
+    rank = len(in_type.tensor_type.shape.dim)
+    if rank > max_rank:
+        raise InferenceError(f"{op_type}: input '{name}' has rank {rank}, more than the {max_rank} allowed")
+
+
+def _make_inference(op_type: str, state_extra: Optional[int]) -> Callable:
+    def infer(ctx) -> None:
+        time_axis = _check_attributes(ctx, op_type)
+        seq_type = _sequence_type(ctx, op_type)
+        if seq_type is None:
+            return
+        rank = len(seq_type.tensor_type.shape.dim) if seq_type.tensor_type.HasField("shape") else None
+        if rank is not None:
+            # The state-shaped inputs have rank (B, *S) = rank - 1 at most.
+            if op_type == "SpikingActivation":
+                _check_input_rank(ctx, op_type, 1, "initial_voltage", rank - 1)
+            else:
+                _check_input_rank(ctx, op_type, 1, "tau", rank - 1)
+                _check_input_rank(ctx, op_type, 2, "initial_level", rank - 1)
+        ctx.set_output_type(0, seq_type)
+        if ctx.get_num_outputs() > 1 and ctx.has_output(1):
+            ctx.set_output_type(1, _state_type(seq_type, time_axis, state_extra))
+
+    return infer
+
+
+# ---------------------------------------------------------------------------
+# Schemas
+# ---------------------------------------------------------------------------
+
+_COMMON_ATTRS = [
+    _Attr("dt", _Schema.AttrType.FLOAT, "Length of one timestep in seconds; > 0.", required=True),
+    _Attr(
+        "time_major",
+        onnx.helper.make_attribute("time_major", 0),
+        "0: sequences are (batch, time, *units); 1: (time, batch, *units). States are always batch-first.",
+    ),
+]
+
+
+def _build_schemas() -> List[onnx.defs.OpSchema]:
+    spiking = _Schema(
+        "SpikingActivation",
+        DOMAIN,
+        OPSET,
+        "Integrate-and-fire spike generation: per element and step, v += rate*dt; "
+        "n = floor(v); v -= n; spike = n/dt. Without initial_voltage, the voltage starts "
+        "from TensorFlow's stateless uniform draw seeded with (seed, seed).",
+        inputs=[
+            _Param("rates", "T", "Firing rates, (B, T, *S) or (T, B, *S)."),
+            _Param("initial_voltage", "T", "Initial voltage, (B, *S).", param_option=_Option.Optional),
+        ],
+        outputs=[
+            _Param("spikes", "T", "Spikes, same shape as rates."),
+            _Param("final_voltage", "T", "Voltage after the last step, (B, *S).", param_option=_Option.Optional),
+        ],
+        type_constraints=[("T", _FLOAT_TYPES, "Floating-point tensors.")],
+        attributes=[
+            *_COMMON_ATTRS,
+            _Attr(
+                "seed",
+                onnx.helper.make_attribute("seed", 0),
+                "Seed of the initial voltage draw, used when initial_voltage is absent.",
+            ),
+        ],
+    )
+    spiking.set_type_and_shape_inference_function(_make_inference("SpikingActivation", None))
+
+    def filter_schema(name: str, doc: str, state_doc: str, extra: Optional[int]) -> onnx.defs.OpSchema:
+        schema = _Schema(
+            name,
+            DOMAIN,
+            OPSET,
+            doc,
+            inputs=[
+                _Param("x", "T", "Input sequence, (B, T, *S) or (T, B, *S)."),
+                _Param("tau", "T", "Time constants, broadcastable to (1, *S); clamped below at 1e-8."),
+                _Param("initial_level", "T", "Initial output level, broadcastable to (B, *S)."),
+            ],
+            outputs=[
+                _Param("y", "T", "Filtered sequence, same shape as x."),
+                _Param("final_" + ("state" if extra else "level"), "T", state_doc, param_option=_Option.Optional),
+            ],
+            type_constraints=[("T", _FLOAT_TYPES, "Floating-point tensors.")],
+            attributes=list(_COMMON_ATTRS),
+        )
+        schema.set_type_and_shape_inference_function(_make_inference(name, extra))
+        return schema
+
+    lowpass = filter_schema(
+        "Lowpass",
+        "First-order lowpass: a = exp(-dt/max(tau, 1e-8)); y_t = (1-a)*x_t + a*y_{t-1}; "
+        "y_{-1} = initial_level.",
+        "Filter level after the last step, (B, *S).",
+        None,
+    )
+    alpha = filter_schema(
+        "Alpha",
+        "Alpha filter (two cascaded lowpasses), exact zero-order-hold discretisation; "
+        "state (s1, s2) starts at (0, initial_level) and y_t = s2.",
+        "State after the last step, (B, 2, *S): [:, 0] = s1, [:, 1] = s2.",
+        2,
+    )
+    return [spiking, lowpass, alpha]
+
+
+def _is_registered(op_type: str) -> bool:
+    try:
+        onnx.defs.get_schema(op_type, OPSET, DOMAIN)
+    except onnx.defs.SchemaError:
+        return False
+    return True
+
+
+def register_schemas() -> None:
+    """Register the ``spikeonnx`` operator schemas with ONNX (idempotent).
+
+    Safe to call any number of times, from several modules or threads: operators
+    whose schema is already known to :mod:`onnx.defs` are left alone.
+    """
+    with _lock:
+        missing = [name for name in OP_TYPES if not _is_registered(name)]
+        if not missing:
+            return
+        for schema in _build_schemas():
+            if schema.name in missing:
+                onnx.defs.register_schema(schema)
+
+
+def make_opset_imports(default_opset: int = 17) -> List[OperatorSetIdProto]:
+    """Return the ``opset_import`` list for a model that uses our ops.
+
+    Parameters
+    ----------
+    default_opset : int
+        Version of the default ONNX domain (``""``); versions up to 21 are known
+        to work with the supported onnxruntime.
+
+    Returns
+    -------
+    list of onnx.OperatorSetIdProto
+        The default domain at ``default_opset`` and ``spikeonnx`` at :data:`OPSET`.
+
+    Raises
+    ------
+    ValueError
+        If ``default_opset`` is not a positive integer.
+    """
+    if isinstance(default_opset, bool) or not isinstance(default_opset, int) or default_opset < 1:
+        raise ValueError(f"default_opset must be a positive integer, got {default_opset!r}")
+    return [onnx.helper.make_opsetid("", default_opset), onnx.helper.make_opsetid(DOMAIN, OPSET)]
