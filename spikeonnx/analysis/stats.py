@@ -1,0 +1,521 @@
+"""Per-op statistics: how many connections and neuron updates one ONNX node does.
+
+Every statistic is *per sample and per timestep*: the batch axis and the time axis
+of a tensor are left out of the counts. The analyzer marks those axes on the graph
+inputs with the symbolic dimensions :data:`BATCH` and :data:`TIME` before shape
+inference, so they can be recognised on every tensor the inference propagates
+them to (see :meth:`OpNode.units`).
+
+Stat functions are looked up by ``(domain, op_type)`` in a registry that users can
+extend with :func:`register_op`. Ops known to do no synaptic or neuron work (shape
+manipulation, element-wise arithmetic such as a bias ``Add``) count nothing
+silently; any other op without a stat function counts nothing and the analyzer
+warns once per op type, as ``ModelEnergy`` does for unknown Keras layers.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+__all__ = [
+    "BATCH",
+    "TIME",
+    "TensorInfo",
+    "OpNode",
+    "ShapeResolutionError",
+    "register_op",
+    "get_op_stats",
+    "is_free_op",
+    "ACTIVATION_OPS",
+    "FREE_OPS",
+]
+
+#: Symbolic dimension that marks the batch axis of a tensor.
+BATCH = "spikeonnx_batch"
+#: Symbolic dimension that marks the time axis of a tensor.
+TIME = "spikeonnx_time"
+
+Dim = Union[int, str, None]
+Shape = Tuple[Dim, ...]
+StatFunction = Callable[["OpNode"], Dict[str, Any]]
+
+_VALID_STATS = ("connections", "neurons", "spiking")
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+class ShapeResolutionError(ValueError):
+    """A dimension that a statistic depends on is not known from the graph alone."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, inferred shape and element type of one tensor of the graph.
+
+    Parameters
+    ----------
+    name : str
+        The tensor name.
+    shape : tuple or None
+        One entry per axis: an ``int`` for a known size, a ``str`` for a symbolic
+        size, ``None`` for an unknown size. ``None`` for the whole shape if not even
+        the rank is known.
+    elem_type : int
+        ONNX ``TensorProto`` data type, 0 if unknown.
+    """
+
+    name: str
+    shape: Optional[Shape]
+    elem_type: int = 0
+
+    @property
+    def dtype(self) -> Optional[np.dtype]:
+        """The NumPy dtype of the tensor, or None if unknown."""
+        if not self.elem_type:
+            return None
+        try:
+            return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def is_float(self) -> bool:
+        """True if the element type is a floating-point type."""
+        dtype = self.dtype
+        return dtype is not None and dtype.kind == "f"
+
+
+def _normalize_domain(domain: str) -> str:
+    return "" if domain in _DEFAULT_DOMAINS else domain
+
+
+def format_shape(shape: Optional[Shape]) -> str:
+    """Format a shape like Keras does, with ``None`` for batch, time and unknown sizes."""
+    if shape is None:
+        return "?"
+    parts = []
+    for d in shape:
+        if isinstance(d, int):
+            parts.append(str(d))
+        elif d in (BATCH, TIME) or d is None:
+            parts.append("None")
+        else:
+            parts.append(str(d))
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+class OpNode:
+    """What a stat function sees of one ONNX node.
+
+    Parameters
+    ----------
+    proto : onnx.NodeProto
+        The node.
+    label : str
+        Unique name of the node (its ONNX name, or one made up if it has none).
+    inputs, outputs : list of TensorInfo or None
+        Inferred information on each input and output (None for an omitted
+        optional input).
+    constants : callable
+        ``constants(name)`` returns the value of a constant tensor (initializer or
+        ``Constant`` output) as a NumPy array, or None if the tensor is not constant.
+    time_fallback : bool
+        Whether to apply the Keras convention that an unknown size right after the
+        batch axis is time (used when no time axis was declared).
+    """
+
+    def __init__(
+        self,
+        proto: onnx.NodeProto,
+        label: str,
+        inputs: List[Optional[TensorInfo]],
+        outputs: List[Optional[TensorInfo]],
+        constants: Callable[[str], Optional[np.ndarray]],
+        time_fallback: bool,
+    ) -> None:
+        self.proto = proto
+        self.name = label
+        self.op_type = proto.op_type
+        self.domain = _normalize_domain(proto.domain)
+        self.inputs = inputs
+        self.outputs = outputs
+        self._constants = constants
+        self._time_fallback = time_fallback
+        self._attrs: Optional[Dict[str, Any]] = None
+
+    # --- attributes and constants -------------------------------------------------
+    def attribute(self, name: str, default: Any = None) -> Any:
+        """Value of attribute ``name`` (lists for repeated fields), or ``default``."""
+        if self._attrs is None:
+            self._attrs = {a.name: helper.get_attribute_value(a) for a in self.proto.attribute}
+        value = self._attrs.get(name, default)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        return value
+
+    def constant(self, index: int) -> Optional[np.ndarray]:
+        """Value of input ``index`` if it is a constant tensor, else None."""
+        if index >= len(self.proto.input) or not self.proto.input[index]:
+            return None
+        return self._constants(self.proto.input[index])
+
+    # --- shapes -------------------------------------------------------------------
+    def _info(self, kind: str, index: int) -> TensorInfo:
+        infos = self.inputs if kind == "input" else self.outputs
+        if index >= len(infos) or infos[index] is None:
+            raise ValueError(f"node {self.name!r} ({self.op_type}) has no {kind} {index}")
+        return infos[index]
+
+    def input_shape(self, index: int) -> Shape:
+        """Inferred shape of input ``index``; raises if even the rank is unknown."""
+        return self._require_rank(self._info("input", index))
+
+    def output_shape(self, index: int = 0) -> Shape:
+        """Inferred shape of output ``index``; raises if even the rank is unknown."""
+        return self._require_rank(self._info("output", index))
+
+    def _require_rank(self, info: TensorInfo) -> Shape:
+        if info.shape is None:
+            raise ShapeResolutionError(
+                f"cannot compute stats for node {self.name!r} ({self.op_type}): the shape of "
+                f"tensor {info.name!r} could not be inferred (add value_info for it, or export "
+                "the model with static shapes)"
+            )
+        return info.shape
+
+    def unit_axes(self, shape: Sequence[Dim]) -> List[int]:
+        """Axes of ``shape`` that count: every axis but the batch and time axes.
+
+        The batch axis is the one marked :data:`BATCH`; a tensor with no such mark
+        (e.g. after a reshape that merged batch and time) has its first axis taken
+        as the batch axis, as in Keras. The time axis is the one marked :data:`TIME`;
+        with no declared time axis, an unknown size right after the batch axis is
+        taken as time, as ``ModelEnergy`` does.
+        """
+        rank = len(shape)
+        excluded = {i for i, d in enumerate(shape) if d in (BATCH, TIME)}
+        if BATCH not in shape and rank:
+            batch = 1 if (shape[0] == TIME and rank > 1) else 0
+            excluded.add(batch)
+        else:
+            batch = list(shape).index(BATCH) if BATCH in shape else 0
+        if self._time_fallback and TIME not in shape:
+            nxt = batch + 1
+            if nxt < rank and not isinstance(shape[nxt], int):
+                excluded.add(nxt)
+        return [i for i in range(rank) if i not in excluded]
+
+    def units(self, shape: Sequence[Dim], tensor: str = "") -> int:
+        """Number of elements of one sample at one timestep of a tensor of ``shape``.
+
+        Raises
+        ------
+        ShapeResolutionError
+            If a counted axis has a symbolic or unknown size.
+        """
+        total = 1
+        for axis in self.unit_axes(shape):
+            d = shape[axis]
+            if not isinstance(d, int):
+                what = f"tensor {tensor!r}" if tensor else "a tensor"
+                raise ShapeResolutionError(
+                    f"cannot compute stats for node {self.name!r} ({self.op_type}): axis {axis} "
+                    f"of {what} with shape {format_shape(shape) if d is None else _raw(shape)} "
+                    f"has {'an unknown' if d is None else 'the symbolic'} size"
+                    f"{'' if d is None else ' ' + repr(d)}, which shape inference cannot resolve "
+                    "without the data; give the model a static shape there, or declare the "
+                    "axis as batch/time axis"
+                )
+            total *= d
+        return total
+
+    def output_units(self, index: int = 0) -> int:
+        """:meth:`units` of output ``index``."""
+        return self.units(self.output_shape(index), self._info("output", index).name)
+
+    def input_units(self, index: int = 0) -> int:
+        """:meth:`units` of input ``index``."""
+        return self.units(self.input_shape(index), self._info("input", index).name)
+
+
+def _raw(shape: Sequence[Dim]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+# ----------------------------------------------------------------------------------
+# registry
+# ----------------------------------------------------------------------------------
+_REGISTRY: Dict[Tuple[str, str], StatFunction] = {}
+
+#: Default-domain ops that do no synaptic or neuron work; they count nothing silently.
+FREE_OPS = frozenset(
+    """
+    Reshape Transpose Flatten Squeeze Unsqueeze Identity Shape Size Gather GatherElements
+    GatherND Concat Cast CastLike Dropout Constant ConstantOfShape Slice Split Expand Tile
+    Pad Range Add Sub Mul Div Neg Abs Sqrt Reciprocal Pow Max Min Sum Mean Floor Ceil Round
+    Sign Equal Less LessOrEqual Greater GreaterOrEqual Not And Or Xor Where ReduceMean
+    ReduceSum GlobalAveragePool SpaceToDepth DepthToSpace NonZero ArgMax ArgMin TopK
+    OptionalHasElement OptionalGetElement SequenceConstruct Trilu EyeLike IsNaN IsInf
+    """.split()
+)
+
+#: Default-domain element-wise nonlinearities counted as (non-spiking) neurons.
+ACTIVATION_OPS = frozenset(
+    """
+    Relu LeakyRelu Sigmoid Tanh Elu Selu Celu Softplus Softsign HardSigmoid HardSwish Gelu
+    Mish ThresholdedRelu PRelu Softmax LogSoftmax Erf
+    """.split()
+)
+
+
+def register_op(domain: str, op_type: str) -> Callable[[StatFunction], StatFunction]:
+    """Decorator registering a stat function for the ONNX op ``domain.op_type``.
+
+    The decorated function receives an :class:`OpNode` and returns a dict with any
+    of the keys ``"connections"`` (synaptic connections per sample and timestep,
+    default 0), ``"neurons"`` (neuron updates per sample and timestep, default 0) and
+    ``"spiking"`` (whether the op can run as-is on a spiking device, default True).
+    Use :meth:`OpNode.units` to leave the batch and time axes out of counts.
+
+    Parameters
+    ----------
+    domain : str
+        ONNX domain (``""`` or ``"ai.onnx"`` for the standard ops).
+    op_type : str
+        ONNX op type.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
+    """
+    if not isinstance(domain, str) or not isinstance(op_type, str) or not op_type:
+        raise ValueError(f"register_op needs a domain string and an op type, got {domain!r}, {op_type!r}")
+    key = (_normalize_domain(domain), op_type)
+
+    def decorator(fn: StatFunction) -> StatFunction:
+        if not callable(fn):
+            raise TypeError(f"register_op({domain!r}, {op_type!r}) must decorate a function")
+        if key in _REGISTRY and getattr(_REGISTRY[key], "_spikeonnx_builtin", False) is False:
+            warnings.warn(f"op '{'.'.join(filter(None, key))}' already registered; overwriting", stacklevel=2)
+        _REGISTRY[key] = fn
+        return fn
+
+    return decorator
+
+
+def _builtin(domain: str, *op_types: str) -> Callable[[StatFunction], StatFunction]:
+    def decorator(fn: StatFunction) -> StatFunction:
+        fn._spikeonnx_builtin = True  # type: ignore[attr-defined]
+        for op_type in op_types:
+            _REGISTRY[(_normalize_domain(domain), op_type)] = fn
+        return fn
+
+    return decorator
+
+
+def is_free_op(domain: str, op_type: str) -> bool:
+    """True if ``domain.op_type`` is known to count nothing (and has no stat function)."""
+    key = (_normalize_domain(domain), op_type)
+    return key not in _REGISTRY and key[0] == "" and op_type in FREE_OPS
+
+
+def get_op_stats(node: OpNode) -> Optional[Dict[str, Any]]:
+    """Statistics of one node, or None if no stat function is registered for it.
+
+    Returns
+    -------
+    dict or None
+        ``{"connections": int, "neurons": int, "spiking": bool}``, or None for an op
+        with no stat function (free ops return all zeros).
+    """
+    fn = _REGISTRY.get((node.domain, node.op_type))
+    if fn is None:
+        if is_free_op(node.domain, node.op_type):
+            return {"connections": 0, "neurons": 0, "spiking": True}
+        return None
+    raw = fn(node)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise TypeError(
+            f"stat function for {node.op_type!r} returned {type(raw).__name__}, expected a dict"
+        )
+    for key in raw:
+        if key not in _VALID_STATS:
+            raise ValueError(
+                f"stat function for {node.op_type!r} returned an invalid stat {key!r}; "
+                f"must be one of {_VALID_STATS}"
+            )
+    stats = {"connections": 0, "neurons": 0, "spiking": True}
+    for key in ("connections", "neurons"):
+        value = raw.get(key, 0)
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(
+                f"stat function for {node.op_type!r} returned {key}={value!r}; expected an int >= 0"
+            )
+        stats[key] = int(value)
+    stats["spiking"] = bool(raw.get("spiking", True))
+    return stats
+
+
+# ----------------------------------------------------------------------------------
+# built-in stat functions
+# ----------------------------------------------------------------------------------
+def _known(node: OpNode, value: Dim, what: str) -> int:
+    if not isinstance(value, int):
+        raise ShapeResolutionError(
+            f"cannot compute stats for node {node.name!r} ({node.op_type}): {what} is not known "
+            f"(got {value!r})"
+        )
+    return value
+
+
+@_builtin("", "MatMul", "MatMulInteger")
+def _matmul_stats(node: OpNode) -> Dict[str, Any]:
+    """Connections of a matrix product: every output element sums over K inputs."""
+    a = node.input_shape(0)
+    b = node.input_shape(1)
+    k = a[-1] if a else None
+    if not isinstance(k, int) and b:
+        k = b[-2] if len(b) >= 2 else b[0]
+    k = _known(node, k, "the contracted dimension")
+    return {"connections": node.output_units(0) * k}
+
+
+@_builtin("", "Gemm")
+def _gemm_stats(node: OpNode) -> Dict[str, Any]:
+    """Connections of ``alpha*A'B' + beta*C``: output features times input features."""
+    b = node.input_shape(1)
+    a = node.input_shape(0)
+    k = b[1] if node.attribute("transB", 0) else b[0]
+    if not isinstance(k, int):
+        k = a[0] if node.attribute("transA", 0) else a[1]
+    k = _known(node, k, "the contracted dimension")
+    return {"connections": node.output_units(0) * k}
+
+
+def _conv_output_spatial(node: OpNode, x: Shape, kernel: Sequence[int]) -> List[int]:
+    """Spatial output sizes of a Conv from its input sizes and attributes (ONNX rules)."""
+    n = len(kernel)
+    strides = node.attribute("strides") or [1] * n
+    dilations = node.attribute("dilations") or [1] * n
+    pads = node.attribute("pads") or [0] * (2 * n)
+    auto_pad = node.attribute("auto_pad", "NOTSET") or "NOTSET"
+    if len(strides) != n or len(dilations) != n or len(pads) != 2 * n:
+        raise ValueError(
+            f"node {node.name!r} (Conv): strides/dilations/pads do not match the {n} spatial axes"
+        )
+    out = []
+    for i in range(n):
+        size = _known(node, x[2 + i], f"spatial input axis {2 + i} of {node.proto.input[0]!r}")
+        span = dilations[i] * (kernel[i] - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-size // strides[i])
+        elif auto_pad == "VALID":
+            o = (size - span) // strides[i] + 1
+        elif auto_pad == "NOTSET":
+            o = (size + pads[i] + pads[i + n] - span) // strides[i] + 1
+        else:
+            raise ValueError(f"node {node.name!r} (Conv): unknown auto_pad {auto_pad!r}")
+        if o <= 0:
+            raise ValueError(f"node {node.name!r} (Conv): empty output along spatial axis {i}")
+        out.append(o)
+    return out
+
+
+@_builtin("", "Conv", "ConvInteger")
+def _conv_stats(node: OpNode) -> Dict[str, Any]:
+    """Connections of a convolution: output elements x kernel volume x input channels/group.
+
+    This is the multiply-accumulate count, padded taps included, as Keras'
+    ``ModelEnergy`` counts ``Conv*D`` layers.
+    """
+    x = node.input_shape(0)
+    w = node.input_shape(1)
+    group = int(node.attribute("group", 1))
+    for axis, d in enumerate(w):
+        _known(node, d, f"axis {axis} of the weight {node.proto.input[1]!r}")
+    if len(w) < 3 or len(x) != len(w):
+        raise ValueError(
+            f"node {node.name!r} (Conv): input rank {len(x)} and weight rank {len(w)} do not match"
+        )
+    if isinstance(x[1], int) and x[1] != w[1] * group:
+        raise ValueError(
+            f"node {node.name!r} (Conv): {x[1]} input channels but weight expects "
+            f"{w[1]} x group {group}"
+        )
+    kernel = node.attribute("kernel_shape") or list(w[2:])
+    y = node.outputs[0].shape if node.outputs and node.outputs[0] is not None else None
+    if y is None or len(y) != len(w) or not all(isinstance(d, int) for d in y[1:]):
+        # shape inference left sizes open: compute them from the attributes
+        batch = x[0]
+        y = (batch, w[0], *_conv_output_spatial(node, x, kernel))
+    return {"connections": node.units(y, node.proto.output[0]) * int(np.prod(w[1:]))}
+
+
+@_builtin("", "ConvTranspose")
+def _conv_transpose_stats(node: OpNode) -> Dict[str, Any]:
+    """Connections of a transposed convolution: every input element feeds
+    (output channels/group) x kernel volume outputs (the multiply-accumulate count of
+    the scatter; pads and output_padding only crop the output)."""
+    w = node.input_shape(1)
+    for axis, d in enumerate(w):
+        _known(node, d, f"axis {axis} of the weight {node.proto.input[1]!r}")
+    return {"connections": node.input_units(0) * int(np.prod(w[1:]))}
+
+
+@_builtin("", *sorted(ACTIVATION_OPS))
+def _activation_stats(node: OpNode) -> Dict[str, Any]:
+    """A non-spiking nonlinearity: one neuron update per output element."""
+    return {"neurons": node.output_units(0), "spiking": False}
+
+
+@_builtin("", "Clip")
+def _clip_stats(node: OpNode) -> Dict[str, Any]:
+    """``Clip`` with a lower bound of 0 is a (capped) ReLU, e.g. ReLU6; other clips are free."""
+    low = node.constant(1) if len(node.proto.input) > 1 else None
+    if low is None and node.attribute("min") is not None:
+        low = np.asarray(node.attribute("min"))
+    if low is not None and low.size == 1 and float(low.reshape(())) == 0.0:
+        return {"neurons": node.output_units(0), "spiking": False}
+    return {}
+
+
+@_builtin("spikeonnx", "SpikingActivation")
+def _spiking_activation_stats(node: OpNode) -> Dict[str, Any]:
+    """Spiking neurons: the unit axes of the (batch, time, *units) input, per the op contract."""
+    shape = node.input_shape(0)
+    if len(shape) < 2:
+        raise ValueError(
+            f"node {node.name!r} (SpikingActivation): input must have batch and time axes, "
+            f"got shape {_raw(shape)}"
+        )
+    total = 1
+    for axis, d in enumerate(shape[2:], start=2):
+        total *= _known(node, d, f"unit axis {axis} of {node.proto.input[0]!r}")
+    return {"neurons": total, "spiking": True}
+
+
+@_builtin("spikeonnx", "Lowpass", "Alpha")
+def _filter_stats(node: OpNode) -> Dict[str, Any]:
+    """Synaptic filters do no synaptic operations and update no neurons."""
+    return {}
+
+
+def product(values: Sequence[int]) -> int:
+    """Integer product (1 for an empty sequence)."""
+    return int(math.prod(values))
+
+
+def constant_value(tensor: onnx.TensorProto) -> np.ndarray:
+    """NumPy value of an initializer or ``Constant`` tensor."""
+    return numpy_helper.to_array(tensor)
