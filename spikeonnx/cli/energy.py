@@ -1,0 +1,127 @@
+"""``spikeonnx energy``: per-layer statistics and energy estimates of an ONNX model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, List
+
+from . import CLIError, subcommand
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _plot(report: dict, path: Path, devices: List[str]) -> None:
+    """Grouped bar chart of the energy per layer and device (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CLIError("--plot needs matplotlib (pip install matplotlib)") from None
+    import numpy as np
+
+    layers = [layer for layer in report["layers"] if layer["type"] != "Input"]
+    names = [layer["name"] for layer in layers]
+    width = 0.8 / max(len(devices), 1)
+    x = np.arange(len(layers))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(layers) + 2), 4.5))
+    for i, dev in enumerate(devices):
+        values = [layer["energy"][dev]["total"] for layer in layers]
+        # zero energy has no place on a log axis; leave those bars out
+        shown = [v if v > 0 else np.nan for v in values]
+        ax.bar(x + (i - (len(devices) - 1) / 2) * width, shown, width, label=dev)
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("energy per inference [J]")
+    ax.set_title(f"Energy per layer: {Path(report['model']).name}")
+    ax.legend(title="device")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as err:
+        raise CLIError(f"cannot write plot {path}: {err}") from None
+    finally:
+        plt.close(fig)
+
+
+@subcommand("energy", help="Estimate per-layer energy of an ONNX model on neuromorphic and standard devices.")
+def configure(parser: argparse.ArgumentParser):
+    parser.add_argument("model", help="the ONNX model file")
+    parser.add_argument("--data", help="example input (.npy, or .npz with one array per input) to measure firing rates")
+    parser.add_argument("--device", action="append", dest="devices", metavar="D",
+                        help="device to estimate for (repeatable; default: every device the data allows)")
+    parser.add_argument("--timesteps", type=_positive_int, default=1, help="timesteps per inference (default 1)")
+    parser.add_argument("--dt", type=_positive_float, default=None, help="device timestep in seconds (default 0.001)")
+    parser.add_argument("--batch-axis", type=int, default=0, help="batch axis of the inputs (default 0)")
+    parser.add_argument("--time-axis", type=int, default=None, help="time axis of the inputs (default: none)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="write a per-layer, per-device energy bar chart")
+    parser.add_argument("--line-length", type=_positive_int, default=98, help="table width (default 98)")
+
+    def run(args: argparse.Namespace) -> int:
+        from ..analysis import GraphEnergy
+        from ..devices import DEVICES, get_device
+
+        if not Path(args.model).exists():
+            raise CLIError(f"model file not found: {args.model}")
+        if args.data is not None and not Path(args.data).is_file():
+            raise CLIError(f"data file not found: {args.data}")
+        if args.devices:
+            devices = [get_device(d).name for d in args.devices]
+            spiking = [d for d in devices if DEVICES[d].spiking]
+            if spiking and args.data is None:
+                raise CLIError(f"device {spiking[0]!r} is spiking: its estimate needs --data")
+        else:
+            devices = [d.name for d in DEVICES.values() if args.data is not None or not d.spiking]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                energy = GraphEnergy(args.model, args.data, batch_axis=args.batch_axis, time_axis=args.time_axis)
+                report: Any = energy.to_dict(devices, args.timesteps, args.dt)
+            except (ValueError, TypeError, OSError) as err:
+                # one line on stderr, whatever the message of the underlying library
+                raise CLIError(" ".join(str(err).split())) from None
+        for w in caught:
+            print(f"spikeonnx energy: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(energy.summary_string(
+                columns=("name", "output_shape", "params", "connections", "neurons",
+                         *(["rate"] if args.data is not None else []),
+                         *(f"energy {d}" for d in devices)),
+                timesteps_per_inference=args.timesteps, dt=args.dt, line_length=args.line_length,
+            ))
+        if args.plot:
+            _plot(report, Path(args.plot), devices)
+            if not args.json:
+                print(f"plot written to {args.plot}")
+        return 0
+
+    return run
