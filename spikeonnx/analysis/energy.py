@@ -8,7 +8,8 @@ inference, on a device with energies ``E_synop`` and ``E_neuron`` per operation:
 
 where ``rate`` is the layer's mean input magnitude on the example data (Hz for
 spikes of height ``1/dt``). A non-spiking device computes every connection once
-per inference: it uses ``rate = 1/dt`` and ``timesteps = 1``.
+per inference: it uses ``rate = 1/dt`` and ``timesteps = 1``, i.e.
+``synop_energy = E_synop * connections`` and ``neuron_energy = E_neuron * neurons``.
 """
 
 from __future__ import annotations
@@ -192,13 +193,18 @@ class GraphEnergy:
             raise ValueError(
                 f"example_data must be given to estimate energy on the spiking device {dev.name!r}"
             )
-        # a non-spiking device computes every connection once per inference
-        rate = self.layer_rates[layer.name] if dev.spiking else 1 / dt
-        steps = timesteps if dev.spiking else 1
-        # energy/op * ops/event * events/s * s/timestep * timesteps/inference
-        synop = dev.energy_per_synop * layer.connections * rate * dt * steps
-        neuron = dev.energy_per_neuron * layer.neurons * steps
-        return synop, neuron
+        if dev.spiking:
+            # energy/op * (ops/event * events/s * s/timestep) * timesteps/inference;
+            # the same float operation order as keras_layers.ModelEnergy
+            events_per_step = layer.connections * self.layer_rates[layer.name] * dt
+            synop = dev.energy_per_synop * events_per_step * timesteps
+            neuron = dev.energy_per_neuron * layer.neurons * timesteps
+        else:
+            # a non-spiking device computes every connection once per inference
+            # (input rate 1/dt over a single timestep, which cancels exactly)
+            synop = dev.energy_per_synop * layer.connections
+            neuron = dev.energy_per_neuron * layer.neurons
+        return float(synop), float(neuron)
 
     def total_energy(
         self, device: str, timesteps_per_inference: int = 1, dt: Optional[float] = None

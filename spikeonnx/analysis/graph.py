@@ -42,6 +42,8 @@ __all__ = [
     "METADATA_LAYERS",
     "METADATA_BATCH_AXES",
     "METADATA_TIME_AXES",
+    "METADATA_INITIAL_STATE",
+    "METADATA_STATE_IO",
 ]
 
 ModelLike = Union[onnx.ModelProto, str, os.PathLike, bytes]
@@ -53,6 +55,10 @@ METADATA_LAYERS = "spikeonnx.layers"
 METADATA_BATCH_AXES = "spikeonnx.batch_axes"
 #: metadata_props key: JSON object, graph input/output name -> time axis.
 METADATA_TIME_AXES = "spikeonnx.time_axes"
+#: metadata_props key: JSON object, state input name -> how the state starts.
+METADATA_INITIAL_STATE = "spikeonnx.initial_state"
+#: metadata_props key: JSON object, state input name -> state output name.
+METADATA_STATE_IO = "spikeonnx.state_io"
 
 # Float initializers with more elements than this are handed to shape inference as
 # typed graph inputs, without their data (inference only needs their shapes).
@@ -193,7 +199,8 @@ class Layer:
 def _parse_metadata(model: onnx.ModelProto, label: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for prop in model.metadata_props:
-        if prop.key in (METADATA_LAYERS, METADATA_BATCH_AXES, METADATA_TIME_AXES):
+        if prop.key in (METADATA_LAYERS, METADATA_BATCH_AXES, METADATA_TIME_AXES,
+                        METADATA_INITIAL_STATE, METADATA_STATE_IO):
             try:
                 value = json.loads(prop.value)
             except json.JSONDecodeError as err:
@@ -236,6 +243,11 @@ class AnalysisGraph:
         self._constant_cache: Dict[str, Optional[np.ndarray]] = {}
         self.input_names = [v.name for v in graph.input if v.name not in self._initializers]
         self.output_names = [v.name for v in graph.output]
+        #: state inputs of an exported model: optional in example data, not layers
+        self.state_inputs = [
+            n for n in self.input_names
+            if n in self.metadata.get(METADATA_STATE_IO, {}) or n in self.metadata.get(METADATA_INITIAL_STATE, {})
+        ]
 
         self._label_nodes()
         self._build_graph()
@@ -461,6 +473,8 @@ class AnalysisGraph:
                 result = None
             else:
                 result = get_op_stats(self.op_node(label))
+            if result is None and self._only_bookkeeping(node):
+                result = {"connections": 0, "neurons": 0, "spiking": True}
             if result is None:
                 key = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
                 unknown.setdefault(key, []).append(label)
@@ -468,6 +482,11 @@ class AnalysisGraph:
             stats[label] = result
         self._absorb_rate_functions(stats)
         return stats, unknown
+
+    def _only_bookkeeping(self, node: onnx.NodeProto) -> bool:
+        # ops on integer/bool tensors only (shape arithmetic) do no neural work
+        infos = [self.tensors.get(n) for n in list(node.input) + list(node.output) if n]
+        return bool(infos) and all(i is not None and i.elem_type and not i.is_float for i in infos)
 
     def _is_embedding(self, node: onnx.NodeProto) -> bool:
         # Gather from a float weight table is an embedding lookup, not shape bookkeeping
@@ -617,6 +636,8 @@ class AnalysisGraph:
         layers: List[Layer] = []
         used_names: Set[str] = set()
         for name in self.input_names:
+            if name in self.state_inputs:
+                continue
             info = self.tensors.get(name)
             layers.append(Layer(name=name, kind="Input", inputs=[name], output=name,
                                 output_shape=info.shape if info else None))

@@ -68,25 +68,29 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 arrays = {k: loaded[k] for k in loaded.files}
-            if len(names) == 1 and len(arrays) == 1 and names[0] not in arrays:
-                arrays = {names[0]: next(iter(arrays.values()))}
+                data_names = [n for n in names if n not in graph.state_inputs]
+            if len(data_names) == 1 and len(arrays) == 1 and data_names[0] not in arrays:
+                arrays = {data_names[0]: next(iter(arrays.values()))}
             data = arrays
         else:
             data = loaded
+    data_names = [n for n in names if n not in graph.state_inputs]
     if isinstance(data, Mapping):
         feeds = dict(data)
-    elif isinstance(data, (list, tuple)) and len(names) > 1:
-        if len(data) != len(names):
-            raise ValueError(f"example data has {len(data)} arrays but the model has {len(names)} inputs {names}")
-        feeds = dict(zip(names, data))
-    else:
-        if len(names) != 1:
+    elif isinstance(data, (list, tuple)) and len(data_names) > 1:
+        if len(data) != len(data_names):
             raise ValueError(
-                f"the model has {len(names)} inputs {names}; give example data as a dict "
+                f"example data has {len(data)} arrays but the model has {len(data_names)} inputs {data_names}"
+            )
+        feeds = dict(zip(data_names, data))
+    else:
+        if len(data_names) != 1:
+            raise ValueError(
+                f"the model has {len(data_names)} inputs {data_names}; give example data as a dict "
                 "input name -> array"
             )
-        feeds = {names[0]: data}
-    missing = [n for n in names if n not in feeds]
+        feeds = {data_names[0]: data}
+    missing = [n for n in names if n not in feeds and n not in graph.state_inputs]
     extra = [n for n in feeds if n not in names]
     if missing or extra:
         raise ValueError(
@@ -97,6 +101,8 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
     out: Dict[str, np.ndarray] = {}
     declared = {v.name: v for v in graph.model.graph.input}
     for name in names:
+        if name not in feeds:
+            continue  # a state input, filled in below
         value = declared[name]
         arr = np.asarray(feeds[name])
         if arr.dtype.kind not in "biuf":
@@ -119,7 +125,47 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         if info.dtype is not None:
             arr = arr.astype(info.dtype, copy=False)
         out[name] = np.ascontiguousarray(arr)
+    for name in graph.state_inputs:
+        if name not in out:
+            out[name] = _initial_state(graph, name, out)
     return out
+
+
+def _initial_state(graph: AnalysisGraph, name: str, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+    """The value a state input starts from when the caller does not give it, as the
+    exporter's ``spikeonnx.initial_state`` metadata describes it."""
+    from .graph import METADATA_INITIAL_STATE
+
+    batch = None
+    for other, arr in feeds.items():
+        axis = graph.batch_axes.get(other)
+        if axis is not None and other not in graph.state_inputs:
+            batch = arr.shape[axis]
+            break
+    value = next(v for v in graph.model.graph.input if v.name == name)
+    info = TensorInfo(name, _dims(value.type), _elem_type(value.type))
+    b_axis = graph.batch_axes.get(name)
+    shape = []
+    for axis, d in enumerate(info.shape or ()):
+        if axis == b_axis and batch is not None:
+            shape.append(batch)
+        elif isinstance(d, int):
+            shape.append(d)
+        else:
+            raise ValueError(f"cannot build the initial value of state input {name!r}: axis {axis} has no known size")
+    spec = graph.metadata.get(METADATA_INITIAL_STATE, {}).get(name, {"kind": "zeros"})
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    dtype = info.dtype or np.dtype(np.float32)
+    if kind == "zeros":
+        return np.zeros(shape, dtype)
+    if kind == "constant":
+        per_sample = np.asarray(spec.get("value"), dtype=dtype)
+        return np.ascontiguousarray(np.broadcast_to(per_sample, shape)).astype(dtype)
+    if kind == "uniform_seed":
+        from ..reference import tf_stateless_uniform
+
+        return np.asarray(tf_stateless_uniform(shape, int(spec["seed"])), dtype=dtype)
+    raise ValueError(f"state input {name!r}: unknown initial_state kind {kind!r} in the model metadata")
 
 
 def _uses_spikeonnx_ops(model: onnx.ModelProto) -> bool:
@@ -195,7 +241,7 @@ def compute_rates(graph: AnalysisGraph, feeds: Dict[str, np.ndarray]) -> Dict[st
         count = 0
         for name in layer.inputs:
             arr = np.asarray(values[name])
-            total += float(np.sum(np.abs(arr), dtype=np.float64))
+            total += float(np.abs(arr, dtype=np.float64).sum())
             count += arr.size
         rates[layer.name] = total / count if count else 0.0
     return rates
