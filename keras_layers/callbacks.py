@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["DtScheduler"]
@@ -60,18 +61,18 @@ class DtScheduler(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             raise RuntimeError("DtScheduler needs a compiled model with an optimizer")
-        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+        return int(np.asarray(optimizer.iterations.numpy()))
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
         """Print the current ``dt`` if verbose."""
         if self.verbose:
-            value = float(keras.ops.convert_to_numpy(self.dt))
+            value = float(np.asarray(self.dt.numpy()))
             print(f"DtScheduler epoch={epoch} dt={value:.6g}")
 
     def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
         """Set ``dt`` from the schedule at the current global training step."""
         value = self.scheduler(self._step())
-        value = float(keras.ops.convert_to_numpy(value))
+        value = float(np.asarray(value))
         if not value > 0:
             raise ValueError(f"DtScheduler: schedule produced non-positive dt={value}")
         self.dt.assign(value)

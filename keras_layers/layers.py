@@ -48,6 +48,11 @@ def _is_variable(value: Any) -> bool:
     return isinstance(value, (tf.Variable, keras.Variable))
 
 
+def _variable_value(var: Any) -> float:
+    # .numpy() works for both tf.Variable and keras.Variable (eager)
+    return float(np.asarray(var.numpy()))
+
+
 def _resolve_dt(dt: DtLike, owner: str) -> Union[float, tf.Variable]:
     """Return a validated dt: the default if None, a positive float, or a variable.
 
@@ -59,7 +64,7 @@ def _resolve_dt(dt: DtLike, owner: str) -> Union[float, tf.Variable]:
     if _is_variable(dt):
         if tuple(dt.shape) != ():
             raise ValueError(f"{owner}: dt variable must be a scalar, got shape {dt.shape}")
-        value = float(keras.ops.convert_to_numpy(dt))
+        value = _variable_value(dt)
         if not value > 0:
             raise ValueError(f"{owner}: dt must be > 0, variable holds {value}")
         return dt
@@ -73,7 +78,7 @@ def _resolve_dt(dt: DtLike, owner: str) -> Union[float, tf.Variable]:
 def _dt_for_config(dt: Union[float, tf.Variable]) -> float:
     # a variable cannot go into a JSON config; its current value is what matters
     if _is_variable(dt):
-        return float(keras.ops.convert_to_numpy(dt))
+        return _variable_value(dt)
     return float(dt)
 
 
