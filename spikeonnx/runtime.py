@@ -1,0 +1,618 @@
+"""onnxruntime sessions with the ``spikeonnx`` op library registered.
+
+:class:`InferenceSession` is a thin, stricter wrapper of
+:class:`onnxruntime.InferenceSession`: it registers our custom-op library, accepts a
+path, bytes or :class:`onnx.ModelProto`, and checks the input feed (names, dtypes,
+ranks, static dimensions) before onnxruntime sees it, so mistakes are reported with
+the input's name and the expected and given values.
+
+:class:`StreamingSession` runs a model exported with explicit state inputs and
+outputs (``{layer}/state_in`` / ``{layer}/state_out``) one chunk of timesteps at a
+time, carrying every state from call to call, so that a long sequence can be
+processed piecewise with exactly the result of a single call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import weakref
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from google.protobuf.message import DecodeError
+
+from .ops import library_path
+from .reference import tf_stateless_uniform
+
+__all__ = ["InferenceSession", "StreamingSession", "MAX_IR_VERSION"]
+
+#: Highest model IR version handed to onnxruntime; newer ones are lowered to it.
+MAX_IR_VERSION = 10
+
+STATE_IN_SUFFIX = "/state_in"
+STATE_OUT_SUFFIX = "/state_out"
+_KEY_TIME_AXES = "spikeonnx.time_axes"
+_KEY_BATCH_AXES = "spikeonnx.batch_axes"
+_KEY_INITIAL_STATE = "spikeonnx.initial_state"
+_KEY_STATE_IO = "spikeonnx.state_io"
+
+ModelLike = Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]
+
+# onnxruntime type strings -> NumPy dtypes (the types our feeds can have).
+_ORT_DTYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+
+
+def _load_model(model: ModelLike) -> Tuple[onnx.ModelProto, str]:
+    """Return the model proto and a description of where it came from."""
+    if isinstance(model, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)  # never modify the caller's model
+        return proto, "the given ModelProto"
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return _parse(bytes(model), "the given bytes"), "the given bytes"
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX model file not found: {path}")
+        with open(path, "rb") as handle:
+            proto = _parse(handle.read(), f"file {path}")
+        if any(_uses_external_data(t) for t in proto.graph.initializer):
+            onnx.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+        return proto, f"file {path}"
+    raise TypeError(
+        f"model must be a path, bytes or onnx.ModelProto, got {type(model).__name__}"
+    )
+
+
+def _uses_external_data(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _parse(data: bytes, where: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{where} is not an ONNX model (protobuf parse error: {err})") from None
+    # Arbitrary bytes sometimes decode as a protobuf; a real model has a graph and an IR version.
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise ValueError(f"{where} is not an ONNX model (no graph or IR version)")
+    return proto
+
+
+def _element_dtype(type_string: str) -> Optional[np.dtype]:
+    return _ORT_DTYPES.get(type_string)
+
+
+def _describe_shape(shape: Sequence[Any]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+class InferenceSession:
+    """An :class:`onnxruntime.InferenceSession` that can run ``spikeonnx`` ops.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, bytes or onnx.ModelProto
+        The model: a file path, its serialized bytes, or the proto (which is
+        copied, not modified). An IR version above :data:`MAX_IR_VERSION` is
+        lowered to it, because the supported onnxruntime rejects newer ones.
+    sess_options : onnxruntime.SessionOptions, optional
+        Session options; the op library is registered on them (once per
+        options object). By default fresh options are created.
+    providers : list, optional
+        Execution providers; defaults to ``["CPUExecutionProvider"]``.
+    **kwargs
+        Passed on to :class:`onnxruntime.InferenceSession`.
+
+    Attributes
+    ----------
+    session : onnxruntime.InferenceSession
+        The underlying session.
+    model : onnx.ModelProto
+        The model as handed to onnxruntime.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``model`` is a path that does not exist, or the op library is missing.
+    ValueError
+        If ``model`` is not an ONNX model.
+    """
+
+    def __init__(
+        self,
+        model: ModelLike,
+        sess_options: Optional[ort.SessionOptions] = None,
+        providers: Optional[Sequence[Any]] = None,
+        **kwargs: Any,
+    ) -> None:
+        self.model, self._source = _load_model(model)
+        if self.model.ir_version > MAX_IR_VERSION:
+            self.model.ir_version = MAX_IR_VERSION
+        options = sess_options if sess_options is not None else ort.SessionOptions()
+        _register_library(options)
+        self.session = ort.InferenceSession(
+            self.model.SerializeToString(),
+            sess_options=options,
+            providers=list(providers) if providers is not None else ["CPUExecutionProvider"],
+            **kwargs,
+        )
+        self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
+        self._optional = {arg.name for arg in self.session.get_overridable_initializers()}
+        self._outputs = [arg.name for arg in self.session.get_outputs()]
+
+    # -- onnxruntime API -----------------------------------------------------
+
+    def get_inputs(self) -> List[Any]:
+        """Graph inputs (``onnxruntime.NodeArg``: name, shape, type)."""
+        return self.session.get_inputs()
+
+    def get_outputs(self) -> List[Any]:
+        """Graph outputs (``onnxruntime.NodeArg``: name, shape, type)."""
+        return self.session.get_outputs()
+
+    def get_modelmeta(self) -> Any:
+        """Model metadata (``onnxruntime.ModelMetadata``), including ``custom_metadata_map``."""
+        return self.session.get_modelmeta()
+
+    def run(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        run_options: Optional[ort.RunOptions] = None,
+    ) -> List[np.ndarray]:
+        """Run the model, after checking the feed.
+
+        Parameters
+        ----------
+        output_names : list of str or None
+            Outputs to compute; None for all, in graph order.
+        input_feed : dict
+            Graph input name -> array. Every value must already have the input's
+            dtype (no silent casting), rank, and static dimensions.
+        run_options : onnxruntime.RunOptions, optional
+            Passed on to onnxruntime.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            The requested outputs, in the order asked for.
+
+        Raises
+        ------
+        ValueError
+            On an unknown or missing input, a wrong dtype, rank or dimension (the
+            message names the input and gives expected and given values), or an
+            unknown output name.
+        """
+        feed = self._check_feed(input_feed)
+        if output_names is not None:
+            output_names = list(output_names)
+            unknown = [name for name in output_names if name not in self._outputs]
+            if unknown:
+                raise ValueError(f"unknown output name(s) {unknown}; the model's outputs are {self._outputs}")
+        return self.session.run(output_names, feed, run_options)
+
+    # -- feed checks ---------------------------------------------------------
+
+    def _check_feed(self, input_feed: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+        if not isinstance(input_feed, Mapping):
+            raise ValueError(f"input_feed must be a dict of input name -> array, got {type(input_feed).__name__}")
+        known = set(self._inputs) | self._optional
+        unknown = [name for name in input_feed if name not in known]
+        if unknown:
+            raise ValueError(f"unknown input name(s) {unknown}; the model's inputs are {sorted(self._inputs)}")
+        missing = [name for name in self._inputs if name not in input_feed]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}; the model's inputs are {sorted(self._inputs)}")
+        feed = {}
+        for name, value in input_feed.items():
+            if name in self._inputs:
+                feed[name] = self._check_value(name, value)
+            else:
+                feed[name] = np.asarray(value)
+        return feed
+
+    def _check_value(self, name: str, value: Any) -> np.ndarray:
+        arg = self._inputs[name]
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value)
+        expected = _element_dtype(arg.type)
+        if expected is not None and value.dtype != expected:
+            raise ValueError(
+                f"input {name!r}: expected dtype {expected} ({arg.type}), got {value.dtype} "
+                f"(convert with .astype(np.{expected.name}))"
+            )
+        shape = arg.shape
+        if shape is not None:
+            mismatch = value.ndim != len(shape) or any(
+                isinstance(want, int) and want != got for want, got in zip(shape, value.shape)
+            )
+            if mismatch:
+                raise ValueError(
+                    f"input {name!r}: expected shape {_describe_shape(shape)}, got {value.shape}"
+                )
+        return value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._source}, inputs={list(self._inputs)}, outputs={self._outputs})"
+
+
+# Session options the library was registered on; onnxruntime refuses to create a
+# session when one options object registered the same library twice.
+# Held weakly so that options objects can be garbage-collected.
+_REGISTERED: "weakref.WeakSet[ort.SessionOptions]" = weakref.WeakSet()
+
+
+def _register_library(options: ort.SessionOptions) -> None:
+    if not isinstance(options, ort.SessionOptions):
+        raise TypeError(f"sess_options must be onnxruntime.SessionOptions, got {type(options).__name__}")
+    if options in _REGISTERED:
+        return
+    options.register_custom_ops_library(library_path())
+    _REGISTERED.add(options)
+
+
+# ---------------------------------------------------------------------------
+# Streaming
+# ---------------------------------------------------------------------------
+
+
+def _metadata(session: InferenceSession) -> Dict[str, Any]:
+    """Our JSON metadata keys, decoded; a malformed value is a clear error."""
+    out = {}
+    for prop in session.model.metadata_props:
+        if prop.key in (_KEY_TIME_AXES, _KEY_BATCH_AXES, _KEY_INITIAL_STATE, _KEY_STATE_IO):
+            try:
+                out[prop.key] = json.loads(prop.value)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"model metadata {prop.key!r} is not valid JSON: {err}") from None
+            if not isinstance(out[prop.key], dict):
+                raise ValueError(f"model metadata {prop.key!r} must be a JSON object, got {prop.value!r}")
+    return out
+
+
+def _uses_time_major(model: onnx.ModelProto) -> bool:
+    for node in model.graph.node:
+        if node.domain == "spikeonnx":
+            for att in node.attribute:
+                if att.name == "time_major" and att.i:
+                    return True
+    return False
+
+
+class StreamingSession:
+    """Run a model with ``*/state_in`` / ``*/state_out`` pairs chunk by chunk, carrying the state.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, bytes or onnx.ModelProto
+        A model whose graph inputs include state inputs ``X/state_in`` with a
+        matching output ``X/state_out`` (the exporter's convention; the metadata
+        key ``spikeonnx.state_io`` may map them explicitly).
+    sess_options, providers, **kwargs
+        As for :class:`InferenceSession`.
+
+    Notes
+    -----
+    Time axes come from the metadata key ``spikeonnx.time_axes`` (name -> axis or
+    null); otherwise every data input and non-state output has its time axis at 1
+    (at 0 if the model's spiking nodes are ``time_major``). The batch axis is the
+    other of the first two axes unless ``spikeonnx.batch_axes`` says otherwise.
+    States start as described by ``spikeonnx.initial_state`` (see
+    ``docs/op-contract.md``), zeros for state inputs it does not mention, or as the
+    caller passes to :meth:`reset`.
+
+    Raises
+    ------
+    ValueError
+        If the model has no state inputs, or a state input has no state output.
+    """
+
+    def __init__(
+        self,
+        model: ModelLike,
+        sess_options: Optional[ort.SessionOptions] = None,
+        providers: Optional[Sequence[Any]] = None,
+        **kwargs: Any,
+    ) -> None:
+        self.session = InferenceSession(model, sess_options=sess_options, providers=providers, **kwargs)
+        meta = _metadata(self.session)
+        inputs = {arg.name: arg for arg in self.session.get_inputs()}
+        outputs = [arg.name for arg in self.session.get_outputs()]
+
+        state_io = meta.get(_KEY_STATE_IO)
+        if state_io is None:
+            state_io = {
+                name: name[: -len(STATE_IN_SUFFIX)] + STATE_OUT_SUFFIX
+                for name in inputs
+                if name.endswith(STATE_IN_SUFFIX)
+            }
+        if not state_io:
+            raise ValueError(
+                f"{self.session._source} has no state inputs named '*{STATE_IN_SUFFIX}'; export it "
+                "with state inputs/outputs to stream it"
+            )
+        for state_in, state_out in state_io.items():
+            if state_in not in inputs:
+                raise ValueError(f"state input {state_in!r} is not a graph input; inputs are {sorted(inputs)}")
+            if state_out not in outputs:
+                raise ValueError(
+                    f"state input {state_in!r} has no matching graph output {state_out!r}; outputs are {outputs}"
+                )
+        #: state input name -> state output name
+        self.state_io: Dict[str, str] = dict(state_io)
+        self.input_names = [name for name in inputs if name not in state_io]
+        state_outputs = set(state_io.values())
+        self.output_names = [name for name in outputs if name not in state_outputs]
+
+        default_axis = 0 if _uses_time_major(self.session.model) else 1
+        time_axes = meta.get(_KEY_TIME_AXES, {})
+        batch_axes = meta.get(_KEY_BATCH_AXES, {})
+        self.time_axes: Dict[str, Optional[int]] = {}
+        self.batch_axes: Dict[str, Optional[int]] = {}
+        for name in [*self.input_names, *self.output_names]:
+            axis = time_axes.get(name, default_axis)
+            self.time_axes[name] = None if axis is None else int(axis)
+            fallback = None if axis is None else 1 - int(axis) if int(axis) in (0, 1) else 0
+            batch = batch_axes.get(name, fallback)
+            self.batch_axes[name] = None if batch is None else int(batch)
+        self._initial = meta.get(_KEY_INITIAL_STATE, {})
+        self._state_args = {name: inputs[name] for name in state_io}
+        self.states: Optional[Dict[str, np.ndarray]] = None
+        self._initial_overrides: Dict[str, np.ndarray] = {}
+
+    # -- state handling ------------------------------------------------------
+
+    def reset(self, batch_size: Optional[int] = None, states: Optional[Mapping[str, Any]] = None) -> None:
+        """Forget the carried state and start over.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Build the initial states for this batch size now. Without it they are
+            built at the next :meth:`step` from the batch size of its inputs.
+        states : dict, optional
+            State input name -> initial value, replacing the model's default for
+            those states (shape (B, *S), or (*S) to repeat over the batch). They
+            stay the session's initial states until the next ``reset`` call, so
+            ``run_chunked`` restarts from them too.
+
+        Raises
+        ------
+        ValueError
+            On an unknown state name or a bad batch size.
+        """
+        self.states = None
+        overrides = {}
+        for name, value in (states or {}).items():
+            if name not in self.state_io:
+                raise ValueError(f"unknown state {name!r}; the model's states are {sorted(self.state_io)}")
+            overrides[name] = np.asarray(value)
+        self._initial_overrides = overrides
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            self.states = self._initial_states(int(batch_size))
+
+    def _state_shape(self, name: str, batch: int) -> Tuple[int, ...]:
+        dims = self._state_args[name].shape
+        if not dims:
+            raise ValueError(f"state input {name!r} has no (batch, ...) shape in the model")
+        rest = dims[1:]
+        if not all(isinstance(d, int) for d in rest):
+            raise ValueError(
+                f"state input {name!r} has non-static unit dimensions {_describe_shape(dims)}; "
+                "pass its initial value to reset(states=...)"
+            )
+        return (batch, *rest)
+
+    def _state_dtype(self, name: str) -> np.dtype:
+        dtype = _element_dtype(self._state_args[name].type)
+        if dtype is None:
+            raise ValueError(f"state input {name!r} has unsupported type {self._state_args[name].type}")
+        return dtype
+
+    def _initial_states(self, batch: int) -> Dict[str, np.ndarray]:
+        states = {}
+        for name in self.state_io:
+            dtype = self._state_dtype(name)
+            if name in self._initial_overrides:
+                states[name] = self._override_state(name, batch, dtype)
+                continue
+            states[name] = self._default_state(name, batch, dtype)
+        return states
+
+    def _override_state(self, name: str, batch: int, dtype: np.dtype) -> np.ndarray:
+        """The caller's initial value for state ``name``, broadcast over the batch."""
+        value = self._initial_overrides[name]
+        dims = self._state_args[name].shape or []
+        if all(isinstance(d, int) for d in dims[1:]):
+            shape = self._state_shape(name, batch)
+        elif value.ndim == len(dims):  # given with its batch axis
+            shape = (batch, *value.shape[1:])
+        else:
+            shape = (batch, *value.shape)
+        try:
+            return np.broadcast_to(value.astype(dtype), shape).copy()
+        except ValueError:
+            raise ValueError(f"initial state {name!r}: shape {value.shape} does not broadcast to {shape}") from None
+
+    def _default_state(self, name: str, batch: int, dtype: np.dtype) -> np.ndarray:
+        shape = self._state_shape(name, batch)
+        spec = self._initial.get(name, {"kind": "zeros"})
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        if kind == "zeros":
+            return np.zeros(shape, dtype=dtype)
+        if kind == "constant":
+            value = np.asarray(spec.get("value"), dtype=dtype)
+            try:
+                return np.broadcast_to(value, shape).copy()
+            except ValueError:
+                raise ValueError(
+                    f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: constant of shape {value.shape} "
+                    f"does not broadcast to the state shape {shape}"
+                ) from None
+        if kind == "uniform_seed":
+            seed = spec.get("seed")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: 'seed' must be an int, got {seed!r}")
+            return tf_stateless_uniform(shape, seed).astype(dtype)
+        raise ValueError(
+            f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: unknown initial state {spec!r} "
+            "(expected kind 'zeros', 'constant' or 'uniform_seed')"
+        )
+
+    # -- running -------------------------------------------------------------
+
+    def _as_feed(self, inputs: Any) -> Dict[str, np.ndarray]:
+        if isinstance(inputs, Mapping):
+            feed = dict(inputs)
+        else:
+            if len(self.input_names) != 1:
+                raise ValueError(
+                    f"the model has {len(self.input_names)} data inputs {self.input_names}; pass a dict"
+                )
+            feed = {self.input_names[0]: inputs}
+        unknown = [name for name in feed if name not in self.input_names]
+        if unknown:
+            raise ValueError(
+                f"unknown input name(s) {unknown}; data inputs are {self.input_names} "
+                f"(states are carried by the session, set them with reset(states=...))"
+            )
+        missing = [name for name in self.input_names if name not in feed]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}; data inputs are {self.input_names}")
+        return {name: np.asarray(value) for name, value in feed.items()}
+
+    def _batch_size(self, feed: Mapping[str, np.ndarray]) -> int:
+        sizes = {}
+        for name, value in feed.items():
+            axis = self.batch_axes.get(name)
+            if axis is None:
+                continue
+            if value.ndim <= axis:
+                raise ValueError(f"input {name!r}: shape {value.shape} has no batch axis {axis}")
+            sizes[name] = value.shape[axis]
+        if not sizes:
+            raise ValueError("cannot tell the batch size from the inputs; call reset(batch_size=...)")
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"inputs disagree on the batch size: {sizes}")
+        return next(iter(sizes.values()))
+
+    def step(self, inputs: Any) -> Dict[str, np.ndarray]:
+        """Run one chunk of timesteps and carry the states on.
+
+        Parameters
+        ----------
+        inputs : dict or numpy.ndarray
+            Data input name -> chunk, or a single array if the model has one data
+            input. State inputs are supplied by the session.
+
+        Returns
+        -------
+        dict
+            Non-state output name -> value for this chunk.
+
+        Raises
+        ------
+        ValueError
+            On unknown/missing inputs, a batch size that differs from the carried
+            states, or any feed error reported by :meth:`InferenceSession.run`.
+        """
+        feed = self._as_feed(inputs)
+        batch = self._batch_size(feed)
+        if self.states is None:
+            self.states = self._initial_states(batch)
+        for name, state in self.states.items():
+            if state.shape[0] != batch:
+                raise ValueError(
+                    f"the inputs have batch size {batch} but state {name!r} has {state.shape[0]}; "
+                    "call reset() to change the batch size"
+                )
+        feed.update(self.states)
+        names = [*self.output_names, *(self.state_io[name] for name in self.states)]
+        values = self.session.run(names, feed)
+        results = dict(zip(names, values))
+        self.states = {name: results[self.state_io[name]] for name in self.states}
+        return {name: results[name] for name in self.output_names}
+
+    run = step
+
+    def run_chunked(self, inputs: Any, chunk: int, reset: bool = True) -> Dict[str, np.ndarray]:
+        """Feed a long input through the model ``chunk`` timesteps at a time.
+
+        Parameters
+        ----------
+        inputs : dict or numpy.ndarray
+            Whole sequences (data input name -> array, or a single array).
+        chunk : int
+            Timesteps per call (the last call may get fewer).
+        reset : bool
+            Start from the initial states (default) rather than from the states
+            carried over from earlier calls.
+
+        Returns
+        -------
+        dict
+            Non-state output name -> outputs of all chunks concatenated along its
+            time axis (outputs without a time axis: the value of the last chunk).
+
+        Raises
+        ------
+        ValueError
+            On a bad ``chunk``, inputs without a time axis, or inputs of different
+            lengths.
+        """
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        feed = self._as_feed(inputs)
+        lengths = {}
+        for name, value in feed.items():
+            axis = self.time_axes.get(name)
+            if axis is None:
+                raise ValueError(f"input {name!r} has no time axis (metadata {_KEY_TIME_AXES!r}); cannot split it")
+            if value.ndim <= axis:
+                raise ValueError(f"input {name!r}: shape {value.shape} has no time axis {axis}")
+            lengths[name] = value.shape[axis]
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"inputs have different numbers of timesteps: {lengths}")
+        steps = next(iter(lengths.values()))
+        if reset:
+            self.states = None  # rebuilt from the remembered initial states
+        pieces: Dict[str, List[np.ndarray]] = {name: [] for name in self.output_names}
+        for start in range(0, max(steps, 1), chunk):
+            part = {
+                name: np.take(value, np.arange(start, min(start + chunk, steps)), axis=self.time_axes[name])
+                for name, value in feed.items()
+            }
+            for name, value in self.step(part).items():
+                pieces[name].append(value)
+        out = {}
+        for name, values in pieces.items():
+            axis = self.time_axes.get(name)
+            out[name] = values[-1] if axis is None else np.concatenate(values, axis=axis)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(inputs={self.input_names}, outputs={self.output_names}, "
+            f"states={list(self.state_io)})"
+        )
