@@ -1,0 +1,107 @@
+// Alpha: second-order filter with impulse response (t / tau^2) exp(-t / tau), discretised
+// exactly under a zero-order hold of the input (two cascaded lowpass stages).
+#include <algorithm>
+#include <vector>
+
+#include "kernel_common.h"
+#include "op_factory.h"
+#include "spiking_math.h"
+
+namespace spikeonnx {
+namespace {
+
+constexpr const char* kOp = "Alpha";
+
+struct AlphaKernel {
+  static constexpr size_t kInputs = 3;  // x, tau, initial_level
+  static constexpr size_t kRequiredInputs = 2;
+  static constexpr size_t kOutputs = 2;  // y, final_state (B, 2, *S)
+  static constexpr size_t kRequiredOutputs = 1;
+  static constexpr int64_t kStateStack = 2;  // state output is (B, 2, *S)
+
+  AlphaKernel(const OrtApi* api, const OrtKernelInfo* info)
+      : attrs_(read_common_attributes(api, info, kOp)) {}
+
+  Ort::Status Compute(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      const InputView x = get_input(ctx, 0);
+      const InputView tau = get_input(ctx, 1);
+      const InputView initial = get_input(ctx, 2);
+      const SeqGeometry g = check_sequence(kOp, attrs_.node, "x", x, attrs_.time_major);
+      if (!tau.present) {
+        throw OpError(where(kOp, attrs_.node) + ": required input 'tau' (broadcastable to (1, *S) = " +
+                      shape_str(g.unit_param_shape()) + ") is missing");
+      }
+      check_broadcast(kOp, attrs_.node, "tau", tau, x.type, g.unit_param_shape(), "(1, *S)");
+      if (initial.present) {
+        check_broadcast(kOp, attrs_.node, "initial_level", initial, x.type, g.state_shape(), "(B, *S)");
+      }
+      void* y = get_output(ctx, 0, g.shape, true);
+      void* final_state = get_output(ctx, 1, g.state_shape(2), false);
+      if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        run<float>(ctx, g, x, tau, initial, static_cast<float*>(y), static_cast<float*>(final_state));
+      } else {
+        run<double>(ctx, g, x, tau, initial, static_cast<double*>(y), static_cast<double*>(final_state));
+      }
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
+    }
+    return Ort::Status{nullptr};
+  }
+
+ private:
+  template <typename T>
+  void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& x_in,
+           const InputView& tau_in, const InputView& initial_in, T* y, T* final_state) const {
+    const T* x = static_cast<const T*>(x_in.data);
+    const T dt = static_cast<T>(attrs_.dt);
+    const std::vector<T> tau = broadcast_to<T>(tau_in, g.unit_param_shape());
+    std::vector<T> a(tau.size()), one_a(tau.size()), ra(tau.size()), input2(tau.size());
+    for (size_t u = 0; u < tau.size(); ++u) {
+      const AlphaCoeff<T> c = alpha_coeff(dt, tau[u]);
+      a[u] = c.a;
+      one_a[u] = c.one_a;
+      ra[u] = c.ra;
+      input2[u] = c.input2;
+    }
+    std::vector<T> initial;
+    if (initial_in.present) initial = broadcast_to<T>(initial_in, g.state_shape());
+    const int64_t blocks = (g.units + kBlockUnits - 1) / kBlockUnits;
+    auto work = [&](size_t item) {
+      const int64_t b = static_cast<int64_t>(item) / blocks;
+      const int64_t u0 = (static_cast<int64_t>(item) % blocks) * kBlockUnits;
+      const int64_t n = std::min(kBlockUnits, g.units - u0);
+      const int64_t state_at = b * g.units + u0;
+      // The level starts in the output stage; the first stage starts at rest.
+      alignas(64) T s1[kBlockUnits];
+      alignas(64) T s2[kBlockUnits];
+      std::fill(s1, s1 + n, static_cast<T>(0));
+      if (initial.empty()) {
+        std::fill(s2, s2 + n, static_cast<T>(0));
+      } else {
+        std::copy(initial.data() + state_at, initial.data() + state_at + n, s2);
+      }
+      const int64_t at = b * g.batch_stride() + u0;
+      alpha_block<T>(x + at, y + at, s1, s2, a.data() + u0, one_a.data() + u0, ra.data() + u0,
+                     input2.data() + u0, n, g.time, g.step());
+      if (final_state != nullptr) {
+        T* out = final_state + 2 * b * g.units + u0;
+        std::copy(s1, s1 + n, out);
+        std::copy(s2, s2 + n, out + g.units);
+      }
+    };
+    parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);
+  }
+
+  CommonAttributes attrs_;
+};
+
+}  // namespace
+
+const OrtCustomOp* alpha_op() {
+  static const DynamicTypedOp<AlphaKernel> op(kOp);
+  return &op;
+}
+
+}  // namespace spikeonnx

@@ -1,0 +1,206 @@
+#include "kernel_common.h"
+
+#include <sstream>
+
+namespace spikeonnx {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << '(';
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out << ", ";
+    out << shape[i];
+  }
+  if (shape.size() == 1) out << ',';
+  out << ')';
+  return out.str();
+}
+
+const char* dtype_str(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return "bfloat16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return "int16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return "uint16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32: return "uint32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64: return "uint64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING: return "string";
+    default: return "an unsupported element type";
+  }
+}
+
+std::string where(const char* op, const std::string& node) {
+  std::string out = op;
+  if (!node.empty()) out += " (node '" + node + "')";
+  return out;
+}
+
+std::vector<int64_t> SeqGeometry::state_shape(int64_t extra) const {
+  std::vector<int64_t> out{batch};
+  if (extra > 0) out.push_back(extra);
+  out.insert(out.end(), unit_shape.begin(), unit_shape.end());
+  return out;
+}
+
+std::vector<int64_t> SeqGeometry::unit_param_shape() const {
+  std::vector<int64_t> out{1};
+  out.insert(out.end(), unit_shape.begin(), unit_shape.end());
+  return out;
+}
+
+namespace {
+
+// Attribute lookups through the C API so that a missing attribute is a status we can turn
+// into our own message rather than an exception from deep inside the C++ wrapper.
+bool try_float(const OrtApi* api, const OrtKernelInfo* info, const char* name, float* out) {
+  OrtStatus* status = api->KernelInfoGetAttribute_float(info, name, out);
+  if (status == nullptr) return true;
+  api->ReleaseStatus(status);
+  return false;
+}
+
+bool try_int(const OrtApi* api, const OrtKernelInfo* info, const char* name, int64_t* out) {
+  OrtStatus* status = api->KernelInfoGetAttribute_int64(info, name, out);
+  if (status == nullptr) return true;
+  api->ReleaseStatus(status);
+  return false;
+}
+
+std::string node_name(const OrtApi* api, const OrtKernelInfo* info) {
+  size_t size = 0;
+  OrtStatus* status = api->KernelInfo_GetNodeName(info, nullptr, &size);
+  if (status != nullptr) {
+    api->ReleaseStatus(status);
+    return {};
+  }
+  std::string name(size, '\0');
+  status = api->KernelInfo_GetNodeName(info, name.data(), &size);
+  if (status != nullptr) {
+    api->ReleaseStatus(status);
+    return {};
+  }
+  if (!name.empty() && name.back() == '\0') name.pop_back();
+  return name;
+}
+
+}  // namespace
+
+CommonAttributes read_common_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op) {
+  CommonAttributes attrs;
+  attrs.node = node_name(api, info);
+  float dt = 0.0f;
+  int64_t dt_int = 0;
+  if (try_float(api, info, "dt", &dt)) {
+    // ok
+  } else if (try_int(api, info, "dt", &dt_int)) {
+    dt = static_cast<float>(dt_int);
+  } else {
+    throw Ort::Exception(where(op, attrs.node) +
+                             ": required attribute 'dt' (float > 0, the simulation time step) is "
+                             "missing or not a number",
+                         ORT_INVALID_ARGUMENT);
+  }
+  if (!std::isfinite(dt) || !(dt > 0.0f)) {
+    std::ostringstream msg;
+    msg << where(op, attrs.node) << ": attribute 'dt' must be a finite float > 0; got " << dt;
+    throw Ort::Exception(msg.str(), ORT_INVALID_ARGUMENT);
+  }
+  attrs.dt = dt;
+  const int64_t time_major = read_int_attribute(api, info, "time_major", 0);
+  if (time_major != 0 && time_major != 1) {
+    throw Ort::Exception(where(op, attrs.node) + ": attribute 'time_major' must be 0 or 1; got " +
+                             std::to_string(time_major),
+                         ORT_INVALID_ARGUMENT);
+  }
+  attrs.time_major = time_major == 1;
+  return attrs;
+}
+
+int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                           int64_t fallback) {
+  int64_t value = fallback;
+  return try_int(api, info, name, &value) ? value : fallback;
+}
+
+InputView get_input(const Ort::KernelContext& ctx, size_t index) {
+  InputView view;
+  if (index >= ctx.GetInputCount()) return view;
+  Ort::ConstValue value = ctx.GetInput(index);
+  if (static_cast<const OrtValue*>(value) == nullptr) return view;  // omitted optional input
+  view.present = true;
+  if (!value.IsTensor()) return view;  // type stays UNDEFINED and is reported by the checks
+  auto info = value.GetTensorTypeAndShapeInfo();
+  view.type = info.GetElementType();
+  view.shape = info.GetShape();
+  view.data = value.GetTensorRawData();
+  return view;
+}
+
+SeqGeometry check_sequence(const char* op, const std::string& node, const char* name,
+                           const InputView& input, bool time_major) {
+  const char* layout = time_major ? "(T, B, *S)" : "(B, T, *S)";
+  if (!input.present) {
+    throw OpError(where(op, node) + ": required input '" + name + "' of shape " + layout +
+                  " is missing");
+  }
+  if (input.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
+      input.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE) {
+    throw OpError(where(op, node) + ": input '" + name + "' must be a float32 or float64 tensor of shape " +
+                  layout + "; got " + dtype_str(input.type) + " of shape " + shape_str(input.shape));
+  }
+  if (input.shape.size() < 2) {
+    throw OpError(where(op, node) + ": input '" + name + "' must have rank >= 2 with shape " + layout +
+                  " (time_major=" + (time_major ? "1" : "0") + "); got shape " + shape_str(input.shape));
+  }
+  SeqGeometry g;
+  g.time_major = time_major;
+  g.shape = input.shape;
+  g.batch = input.shape[time_major ? 1 : 0];
+  g.time = input.shape[time_major ? 0 : 1];
+  g.unit_shape.assign(input.shape.begin() + 2, input.shape.end());
+  g.units = 1;
+  for (int64_t d : g.unit_shape) g.units *= d;
+  return g;
+}
+
+void check_broadcast(const char* op, const std::string& node, const char* name,
+                     const InputView& input, ONNXTensorElementDataType type,
+                     const std::vector<int64_t>& target, const char* label) {
+  const std::string expected = std::string(label) + " = " + shape_str(target);
+  if (input.type != type) {
+    throw OpError(where(op, node) + ": input '" + name + "' must be a " + dtype_str(type) +
+                  " tensor (the element type of the sequence input) broadcastable to " + expected +
+                  "; got " + dtype_str(input.type) + " of shape " + shape_str(input.shape));
+  }
+  bool ok = input.shape.size() <= target.size();
+  for (size_t k = 0; ok && k < input.shape.size(); ++k) {
+    const int64_t have = input.shape[input.shape.size() - 1 - k];
+    const int64_t want = target[target.size() - 1 - k];
+    ok = have == want || have == 1;
+  }
+  if (!ok) {
+    throw OpError(where(op, node) + ": input '" + name + "' of shape " + shape_str(input.shape) +
+                  " is not broadcastable to the expected shape " + expected);
+  }
+}
+
+void* get_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
+                 bool required) {
+  if (index >= ctx.GetOutputCount()) {
+    if (required) throw OpError("output " + std::to_string(index) + " is missing");
+    return nullptr;
+  }
+  Ort::UnownedValue value = ctx.GetOutput(index, shape);
+  OrtValue* raw = value;
+  if (raw == nullptr) return nullptr;  // unnamed optional output
+  return value.GetTensorMutableRawData();
+}
+
+}  // namespace spikeonnx

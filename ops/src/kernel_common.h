@@ -1,0 +1,139 @@
+// Glue shared by the three kernels: reading attributes, checking inputs (with error
+// messages that name the op, the input and the expected shape), broadcasting the small
+// parameter tensors and running work items on onnxruntime's intra-op thread pool.
+#pragma once
+
+#include <onnxruntime_lite_custom_op.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace spikeonnx {
+
+// Invalid input or attribute; Compute turns it into an OrtStatus, kernel creation lets it
+// propagate as Ort::Exception.
+class OpError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// "(2, 3, 4)"; "()" for scalars.
+std::string shape_str(const std::vector<int64_t>& shape);
+
+// "float32", "int64", ... for messages.
+const char* dtype_str(ONNXTensorElementDataType type);
+
+// Units per work item; the state of one block (a few KiB) stays in L1 while the kernel
+// walks through time.
+constexpr int64_t kBlockUnits = 512;
+
+// Attributes shared by all ops, read once when the kernel is created.
+struct CommonAttributes {
+  float dt = 0.0f;
+  bool time_major = false;
+  std::string node;  // node name, for messages
+};
+
+// Reads `dt` (required, finite, > 0; an int attribute is accepted too) and `time_major`
+// (0 or 1).  Throws Ort::Exception naming `op` on any problem.
+CommonAttributes read_common_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op);
+
+// Reads an optional int attribute.
+int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                           int64_t fallback);
+
+// One input as the kernel sees it (`present` is false for an omitted optional input).
+struct InputView {
+  bool present = false;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+};
+
+InputView get_input(const Ort::KernelContext& ctx, size_t index);
+
+// Geometry of a (B, T, *S) or (T, B, *S) sequence.
+struct SeqGeometry {
+  int64_t batch = 0;
+  int64_t time = 0;
+  int64_t units = 0;  // prod(S)
+  bool time_major = false;
+  std::vector<int64_t> shape;       // as given
+  std::vector<int64_t> unit_shape;  // S
+
+  // Element distance between consecutive batch entries / time steps.
+  int64_t batch_stride() const { return time_major ? units : time * units; }
+  int64_t step() const { return time_major ? batch * units : units; }
+  // (B, *S), and (B, extra, *S) for stacked states.
+  std::vector<int64_t> state_shape(int64_t extra = 0) const;
+  // (1, *S): what per-unit parameters broadcast to.
+  std::vector<int64_t> unit_param_shape() const;
+  std::string layout() const { return time_major ? "(T, B, *S)" : "(B, T, *S)"; }
+};
+
+// Checks the main sequence input (present, float32/float64, rank >= 2) and returns its
+// geometry.
+SeqGeometry check_sequence(const char* op, const std::string& node, const char* name,
+                           const InputView& input, bool time_major);
+
+// Checks that `input` has the sequence's element type and a shape that broadcasts (NumPy
+// rules) to `target`, described as `label` (e.g. "(1, *S)").
+void check_broadcast(const char* op, const std::string& node, const char* name,
+                     const InputView& input, ONNXTensorElementDataType type,
+                     const std::vector<int64_t>& target, const char* label);
+
+// Copies `input` broadcast to `target` into a dense row-major vector.
+template <typename T>
+std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& target) {
+  int64_t total = 1;
+  for (int64_t d : target) total *= d;
+  std::vector<T> out(static_cast<size_t>(total));
+  const T* src = static_cast<const T*>(input.data);
+  const size_t rank = target.size();
+  const size_t offset = rank - input.shape.size();
+  // Source stride per target axis, zero on broadcast axes.
+  std::vector<int64_t> stride(rank, 0);
+  int64_t running = 1;
+  for (size_t k = input.shape.size(); k-- > 0;) {
+    stride[offset + k] = input.shape[k] == 1 ? 0 : running;
+    running *= input.shape[k];
+  }
+  std::vector<int64_t> index(rank, 0);
+  int64_t src_pos = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    out[static_cast<size_t>(i)] = src[src_pos];
+    // Odometer step over the target index.
+    for (size_t k = rank; k-- > 0;) {
+      ++index[k];
+      src_pos += stride[k];
+      if (index[k] < target[k]) break;
+      src_pos -= stride[k] * index[k];
+      index[k] = 0;
+    }
+  }
+  return out;
+}
+
+// Output `index` if the node has it (optional outputs may be absent or unnamed).
+void* get_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
+                 bool required);
+
+// Runs fn(i) for i in [0, total) on the session's intra-op thread pool (serially when the
+// pool has one thread).  Every i must touch a disjoint part of the outputs, which keeps the
+// result independent of the number of threads.
+template <typename Fn>
+void parallel_for(const Ort::KernelContext& ctx, size_t total, Fn& fn) {
+  if (total == 0) return;
+  struct Trampoline {
+    static void call(void* user, size_t i) { (*static_cast<Fn*>(user))(i); }
+  };
+  ctx.ParallelFor(&Trampoline::call, total, 0, &fn);
+}
+
+// Prefix of every message: "Lowpass (node 'n0')".
+std::string where(const char* op, const std::string& node);
+
+}  // namespace spikeonnx

@@ -1,0 +1,102 @@
+// SpikingActivation: turns rates into spikes by integrating a voltage that fires (and
+// drops by one) every time it crosses an integer.
+#include <algorithm>
+#include <vector>
+
+#include "kernel_common.h"
+#include "op_factory.h"
+#include "spiking_math.h"
+
+namespace spikeonnx {
+namespace {
+
+constexpr const char* kOp = "SpikingActivation";
+
+struct SpikingActivationKernel {
+  static constexpr size_t kInputs = 2;  // rates, initial_voltage
+  static constexpr size_t kRequiredInputs = 1;
+  static constexpr size_t kOutputs = 2;  // spikes, final_voltage
+  static constexpr size_t kRequiredOutputs = 1;
+  static constexpr int64_t kStateStack = 0;  // state output is (B, *S)
+
+  SpikingActivationKernel(const OrtApi* api, const OrtKernelInfo* info)
+      : attrs_(read_common_attributes(api, info, kOp)),
+        seed_(read_int_attribute(api, info, "seed", 0)) {}
+
+  Ort::Status Compute(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      const InputView rates = get_input(ctx, 0);
+      const InputView initial = get_input(ctx, 1);
+      const SeqGeometry g = check_sequence(kOp, attrs_.node, "rates", rates, attrs_.time_major);
+      const std::vector<int64_t> state_shape = g.state_shape();
+      if (initial.present) {
+        check_broadcast(kOp, attrs_.node, "initial_voltage", initial, rates.type, state_shape, "(B, *S)");
+      }
+      // All checks passed: only now are outputs allocated and written.
+      void* spikes = get_output(ctx, 0, g.shape, true);
+      void* final_voltage = get_output(ctx, 1, state_shape, false);
+      if (rates.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        run<float>(ctx, g, rates, initial, static_cast<float*>(spikes), static_cast<float*>(final_voltage));
+      } else {
+        run<double>(ctx, g, rates, initial, static_cast<double*>(spikes), static_cast<double*>(final_voltage));
+      }
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
+    }
+    return Ort::Status{nullptr};
+  }
+
+ private:
+  template <typename T>
+  void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& rates_in,
+           const InputView& initial_in, T* spikes, T* final_voltage) const {
+    const T* rates = static_cast<const T*>(rates_in.data);
+    // A broadcast initial voltage is expanded once; a full-shape one is read in place.
+    std::vector<T> expanded;
+    const T* initial = nullptr;
+    if (initial_in.present) {
+      if (initial_in.shape == g.state_shape()) {
+        initial = static_cast<const T*>(initial_in.data);
+      } else {
+        expanded = broadcast_to<T>(initial_in, g.state_shape());
+        initial = expanded.data();
+      }
+    }
+    const Philox4x32 philox = tf_seed_to_philox(seed_, seed_);
+    const T dt = static_cast<T>(attrs_.dt);
+    const int64_t blocks = (g.units + kBlockUnits - 1) / kBlockUnits;
+    auto work = [&](size_t item) {
+      const int64_t b = static_cast<int64_t>(item) / blocks;
+      const int64_t u0 = (static_cast<int64_t>(item) % blocks) * kBlockUnits;
+      const int64_t n = std::min(kBlockUnits, g.units - u0);
+      const int64_t state_at = b * g.units + u0;
+      alignas(64) T voltage[kBlockUnits];
+      if (initial != nullptr) {
+        std::copy(initial + state_at, initial + state_at + n, voltage);
+      } else {
+        // Same numbers as tf.random.stateless_uniform((B, *S), seed=(seed, seed)), float32.
+        alignas(64) float drawn[kBlockUnits];
+        tf_stateless_uniform_float(philox, static_cast<uint64_t>(state_at),
+                                   static_cast<uint64_t>(state_at + n), drawn);
+        std::copy(drawn, drawn + n, voltage);
+      }
+      const int64_t at = b * g.batch_stride() + u0;
+      spiking_block<T>(rates + at, spikes + at, voltage, n, g.time, g.step(), dt);
+      if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
+    };
+    parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);
+  }
+
+  CommonAttributes attrs_;
+  int64_t seed_;
+};
+
+}  // namespace
+
+const OrtCustomOp* spiking_activation_op() {
+  static const DynamicTypedOp<SpikingActivationKernel> op(kOp);
+  return &op;
+}
+
+}  // namespace spikeonnx

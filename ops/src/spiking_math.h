@@ -1,0 +1,222 @@
+// Plain C++ numerics of the spikeonnx ops: no onnxruntime types in here, so the math can
+// be read, tested and reused on its own.  Everything is written for float32 bit-exactness:
+// the library is compiled with -ffp-contract=off so that `a + b * c` is two roundings,
+// exactly like TensorFlow's element-wise kernels.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace spikeonnx {
+
+// ---------------------------------------------------------------------------------------
+// Philox4x32-10 and TensorFlow's stateless uniform sampler.
+// ---------------------------------------------------------------------------------------
+
+// Four 32-bit words of counter (low word first) and the two-word key.
+struct Philox4x32 {
+  uint32_t counter[4];
+  uint32_t key[2];
+};
+
+// One Philox4x32-10 block: ten rounds with the key bumped by the Weyl constants between
+// rounds (the standard Salmon et al. 2011 construction that TensorFlow uses).
+inline void philox4x32_10(const uint32_t counter_in[4], const uint32_t key_in[2], uint32_t out[4]) {
+  constexpr uint32_t kMulA = 0xD2511F53u;
+  constexpr uint32_t kMulB = 0xCD9E8D57u;
+  constexpr uint32_t kWeylA = 0x9E3779B9u;
+  constexpr uint32_t kWeylB = 0xBB67AE85u;
+  uint32_t c0 = counter_in[0], c1 = counter_in[1], c2 = counter_in[2], c3 = counter_in[3];
+  uint32_t k0 = key_in[0], k1 = key_in[1];
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t p0 = static_cast<uint64_t>(kMulA) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(kMulB) * c2;
+    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
+    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += kWeylA;
+    k1 += kWeylB;
+  }
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
+
+// Key and counter exactly as TensorFlow's StatelessRandomGetKeyCounter derives them from a
+// two-element seed: the seed words form a counter that is encrypted once under a fixed key;
+// the first two output words become the key, the last two the upper counter half.
+inline Philox4x32 tf_seed_to_philox(int64_t seed0, int64_t seed1) {
+  const uint64_t s0 = static_cast<uint64_t>(seed0);
+  const uint64_t s1 = static_cast<uint64_t>(seed1);
+  const uint32_t counter[4] = {static_cast<uint32_t>(s0), static_cast<uint32_t>(s0 >> 32),
+                               static_cast<uint32_t>(s1), static_cast<uint32_t>(s1 >> 32)};
+  const uint32_t key[2] = {0x3ec8f720u, 0x02461e29u};
+  uint32_t mix[4];
+  philox4x32_10(counter, key, mix);
+  Philox4x32 state{};
+  state.key[0] = mix[0];
+  state.key[1] = mix[1];
+  state.counter[0] = 0;
+  state.counter[1] = 0;
+  state.counter[2] = mix[2];
+  state.counter[3] = mix[3];
+  return state;
+}
+
+// 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2); minus one is
+// then exact and lands in [0, 1) - TensorFlow's Uint32ToFloat.
+inline float uint32_to_unit_float(uint32_t bits) {
+  const uint32_t word = (bits & 0x7fffffu) | 0x3f800000u;
+  float value;
+  std::memcpy(&value, &word, sizeof(value));
+  return value - 1.0f;
+}
+
+// Element `index` of tf.random.stateless_uniform(shape, seed=(seed0, seed1), dtype=float32)
+// lives in Philox block index/4 (128-bit counter advanced by that many steps), word index%4.
+// Fills out[begin, end) of the flat row-major sample.
+inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, uint64_t end,
+                                       float* out) {
+  uint64_t index = begin;
+  while (index < end) {
+    const uint64_t block = index / 4;
+    const uint64_t low = (static_cast<uint64_t>(state.counter[1]) << 32) | state.counter[0];
+    uint64_t high = (static_cast<uint64_t>(state.counter[3]) << 32) | state.counter[2];
+    const uint64_t new_low = low + block;
+    if (new_low < low) ++high;  // carry into the upper half of the 128-bit counter
+    const uint32_t counter[4] = {static_cast<uint32_t>(new_low), static_cast<uint32_t>(new_low >> 32),
+                                 static_cast<uint32_t>(high), static_cast<uint32_t>(high >> 32)};
+    uint32_t words[4];
+    philox4x32_10(counter, state.key, words);
+    for (uint64_t lane = index % 4; lane < 4 && index < end; ++lane, ++index) {
+      out[index - begin] = uint32_to_unit_float(words[lane]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Exact floor that vectorises on plain SSE2.
+// ---------------------------------------------------------------------------------------
+
+// std::floor on float needs SSE4.1 to vectorise; this formulation uses a truncating int
+// conversion instead and is bit-identical to floorf for every input: values with
+// |x| >= 2^23 (and inf/NaN) are already integral and pass through, the sign of zero is
+// restored by copysign (floor never changes the sign of its argument).
+inline float exact_floor(float x) {
+  const bool small = std::fabs(x) < 8388608.0f;  // false for NaN too
+  // Only in-range values reach the int conversion (out-of-range would be undefined).
+  const float truncated = static_cast<float>(static_cast<int32_t>(small ? x : 0.0f));
+  const float adjusted = truncated - (truncated > x ? 1.0f : 0.0f);
+  const float result = small ? adjusted : x;
+  return std::copysign(result, x);
+}
+
+inline double exact_floor(double x) { return std::floor(x); }
+
+// ---------------------------------------------------------------------------------------
+// Per-unit filter coefficients.
+// ---------------------------------------------------------------------------------------
+
+// Smallest time constant; keeps exp(-dt/tau) finite for tau <= 0.
+template <typename T>
+constexpr T kMinTau = static_cast<T>(1e-8);
+
+// dt / max(tau, 1e-8) in the element type.
+template <typename T>
+inline T dt_over_tau(T dt, T tau) {
+  return dt / (tau > kMinTau<T> ? tau : kMinTau<T>);
+}
+
+// Coefficients of the lowpass update y <- keep*y + gain*x.
+template <typename T>
+struct LowpassCoeff {
+  T keep;  // a = exp(-dt / tau)
+  T gain;  // 1 - a
+};
+
+template <typename T>
+inline LowpassCoeff<T> lowpass_coeff(T dt, T tau) {
+  const T a = std::exp(-dt_over_tau(dt, tau));
+  return {a, static_cast<T>(1) - a};
+}
+
+// Coefficients of the zero-order-hold alpha filter (see alpha_block).
+template <typename T>
+struct AlphaCoeff {
+  T a;       // exp(-dt / tau)
+  T one_a;   // 1 - a
+  T ra;      // r * a with r = dt / tau
+  T input2;  // 1 - a - r*a
+};
+
+template <typename T>
+inline AlphaCoeff<T> alpha_coeff(T dt, T tau) {
+  const T r = dt_over_tau(dt, tau);
+  const T a = std::exp(-r);
+  const T one_a = static_cast<T>(1) - a;
+  const T ra = r * a;
+  return {a, one_a, ra, one_a - ra};
+}
+
+// ---------------------------------------------------------------------------------------
+// Time loops over one block of units.  `n` units are contiguous in every time step; step t
+// of the sequence starts `step` elements after step t-1 (T*U... for batch-major data, B*U
+// for time-major data).  The state of the block lives in the caller's small buffer for the
+// whole walk through time, and the inner loops have no branches so that they vectorise.
+// ---------------------------------------------------------------------------------------
+
+template <typename T>
+inline void spiking_block(const T* __restrict rates, T* __restrict spikes, T* __restrict voltage,
+                          int64_t n, int64_t steps, int64_t step, T dt) {
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* __restrict r = rates + t * step;
+    T* __restrict s = spikes + t * step;
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = voltage[i] + r[i] * dt;
+      const T count = exact_floor(v);
+      voltage[i] = v - count;
+      s[i] = count / dt;
+    }
+  }
+}
+
+template <typename T>
+inline void lowpass_block(const T* __restrict x, T* __restrict y, T* __restrict level,
+                          const T* __restrict keep, const T* __restrict gain, int64_t n,
+                          int64_t steps, int64_t step) {
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* __restrict xt = x + t * step;
+    T* __restrict yt = y + t * step;
+    for (int64_t i = 0; i < n; ++i) {
+      const T value = gain[i] * xt[i] + keep[i] * level[i];
+      level[i] = value;
+      yt[i] = value;
+    }
+  }
+}
+
+template <typename T>
+inline void alpha_block(const T* __restrict x, T* __restrict y, T* __restrict s1, T* __restrict s2,
+                        const T* __restrict a, const T* __restrict one_a, const T* __restrict ra,
+                        const T* __restrict input2, int64_t n, int64_t steps, int64_t step) {
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* __restrict xt = x + t * step;
+    T* __restrict yt = y + t * step;
+    for (int64_t i = 0; i < n; ++i) {
+      const T u = xt[i];
+      const T old1 = s1[i];
+      const T new2 = ra[i] * old1 + a[i] * s2[i] + input2[i] * u;
+      s1[i] = a[i] * old1 + one_a[i] * u;
+      s2[i] = new2;
+      yt[i] = new2;
+    }
+  }
+}
+
+}  // namespace spikeonnx
