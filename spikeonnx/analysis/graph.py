@@ -335,21 +335,26 @@ class AnalysisGraph:
             result = {name: (None if spec is None else int(spec)) for name in self.input_names}
         else:
             raise TypeError(f"{what} must be an int, a dict or None, got {type(spec).__name__}")
+        def check(values: Dict[str, Optional[int]], source: str) -> Dict[str, Optional[int]]:
+            for name, axis in values.items():
+                if axis is None:
+                    continue
+                rank = ranks.get(name, 0)
+                if rank == 0 and not _dims(next(v.type for v in inputs if v.name == name)):
+                    continue  # unknown rank: nothing to mark
+                if not -rank <= axis < rank:
+                    raise ValueError(
+                        f"{source}={axis} is out of range for graph input {name!r} of rank {rank}"
+                    )
+                values[name] = axis % rank
+            return values
+
+        result = check(result, what)
         meta = self.metadata.get(meta_key, {})
-        for name, axis in meta.items():
-            if name in ranks:
-                result[name] = None if axis is None else int(axis)
-        for name, axis in result.items():
-            if axis is None:
-                continue
-            rank = ranks.get(name, 0)
-            if rank == 0 and not _dims(next(v.type for v in inputs if v.name == name)):
-                continue  # unknown rank: nothing to mark
-            if not -rank <= axis < rank:
-                raise ValueError(
-                    f"{what}={axis} is out of range for graph input {name!r} of rank {rank}"
-                )
-            result[name] = axis % rank
+        override = {
+            name: (None if axis is None else int(axis)) for name, axis in meta.items() if name in ranks
+        }
+        result.update(check(override, f"metadata {meta_key!r}: axis"))
         return result
 
     # ------------------------------------------------------------------------------

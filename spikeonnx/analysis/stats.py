@@ -372,9 +372,11 @@ def get_op_stats(node: OpNode) -> Optional[Dict[str, Any]]:
 # ----------------------------------------------------------------------------------
 def _known(node: OpNode, value: Dim, what: str) -> int:
     if not isinstance(value, int):
+        size = "an unknown size" if value is None else f"the symbolic size {value!r}"
         raise ShapeResolutionError(
-            f"cannot compute stats for node {node.name!r} ({node.op_type}): {what} is not known "
-            f"(got {value!r})"
+            f"cannot compute stats for node {node.name!r} ({node.op_type}): {what} has {size}, "
+            "which shape inference cannot resolve without the data; give the model a static "
+            "shape there"
         )
     return value
 
