@@ -1,0 +1,215 @@
+"""GraphEnergy on graphs not made by our exporter: PyTorch, and onnx.helper by hand.
+
+Expected counts come from hand formulas on the layers' hyperparameters, with the
+output sizes taken from actually running the graphs (onnxruntime or PyTorch), so
+they do not depend on the analyzer's own shape reasoning.
+"""
+
+import io
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from spikeonnx import devices as dev
+from spikeonnx.analysis import GraphEnergy
+
+RNG = np.random.default_rng(99)
+
+
+def _conv_out(size, k, s=1, p=(0, 0), d=1):
+    """Output length of a convolution along one axis (the textbook formula)."""
+    return (size + p[0] + p[1] - d * (k - 1) - 1) // s + 1
+
+
+# ------------------------------------------------------------------------------------
+# PyTorch
+# ------------------------------------------------------------------------------------
+def _torch_net():
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = torch.nn.Conv2d(8, 12, 3, stride=2, padding=1, groups=2)
+            self.c3 = torch.nn.Conv2d(12, 12, 3, padding=2, dilation=2, groups=12)
+            self.fc = torch.nn.Linear(12 * 4 * 4, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))
+            x = torch.nn.functional.max_pool2d(x, 2)
+            x = torch.sigmoid(self.c2(x))
+            x = torch.nn.functional.leaky_relu(self.c3(x), 0.1)
+            return self.fc(torch.flatten(x, 1))
+
+        def intermediates(self, x):
+            a = x
+            b = torch.nn.functional.max_pool2d(torch.relu(self.c1(a)), 2)
+            c = torch.sigmoid(self.c2(b))
+            d = torch.flatten(torch.nn.functional.leaky_relu(self.c3(c), 0.1), 1)
+            return a, b, c, d
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def test_pytorch_convnet():
+    import torch
+
+    net = _torch_net()
+    x = RNG.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(net, torch.from_numpy(x), buf, dynamo=False, input_names=["image"],
+                          output_names=["logits"], opset_version=17)
+    model = onnx.load_from_string(buf.getvalue())
+
+    with pytest.warns(UserWarning, match="op type 'MaxPool'") as rec:
+        energy = GraphEnergy(model, x)
+    assert sum("MaxPool" in str(w.message) for w in rec) == 1
+    stats = energy.layer_stats
+    convs = [name for name in energy.layer_names if name.endswith("Conv")]
+    assert convs == ["/c1/Conv", "/c2/Conv", "/c3/Conv"]
+
+    h1 = _conv_out(16, 3, p=(1, 1))                    # 16, then pooled to 8
+    h2 = _conv_out(h1 // 2, 3, s=2, p=(1, 1))          # 4
+    h3 = _conv_out(h2, 3, p=(2, 2), d=2)               # 4
+    assert stats["/c1/Conv"] == {"connections": 8 * h1 * h1 * (3 * 3 * 3), "neurons": 8 * h1 * h1, "spiking": False}
+    assert stats["/c2/Conv"] == {"connections": 12 * h2 * h2 * (8 // 2 * 3 * 3), "neurons": 12 * h2 * h2,
+                                 "spiking": False}
+    assert stats["/c3/Conv"] == {"connections": 12 * h3 * h3 * (1 * 3 * 3), "neurons": 12 * h3 * h3,
+                                 "spiking": False}
+    assert stats["/fc/Gemm"] == {"connections": 12 * h3 * h3 * 10, "neurons": 0, "spiking": True}
+    assert stats["/MaxPool"] == {"connections": 0, "neurons": 0, "spiking": True}
+    assert energy.graph.layer("/c1/Conv").params == 8 * 3 * 3 * 3 + 8
+
+    # rates: the mean magnitude of what enters each layer, computed by PyTorch
+    with torch.no_grad():
+        a, b, c, d = (t.numpy().astype(np.float64) for t in net.intermediates(torch.from_numpy(x)))
+    assert energy.layer_rates["/c1/Conv"] == pytest.approx(np.abs(a).mean(), rel=1e-12)
+    assert energy.layer_rates["/c2/Conv"] == pytest.approx(np.abs(b).mean(), rel=1e-5)
+    assert energy.layer_rates["/c3/Conv"] == pytest.approx(np.abs(c).mean(), rel=1e-5)
+    assert energy.layer_rates["/fc/Gemm"] == pytest.approx(np.abs(d).mean(), rel=1e-5)
+
+    # energy on a spiking device, layer by layer, from the formulas
+    d_spin = dev.get_device("spinnaker2")
+    steps, dt = 4, 0.005
+    expected_total = 0.0
+    for name, rate in (("/c1/Conv", a), ("/c2/Conv", b), ("/c3/Conv", c), ("/fc/Gemm", d)):
+        synop, neuron = energy.layer_energy(name, "spinnaker2", steps, dt)
+        want_synop = d_spin.energy_per_synop * stats[name]["connections"] * np.abs(rate).mean() * dt * steps
+        assert synop == pytest.approx(want_synop, rel=1e-5)
+        assert neuron == pytest.approx(d_spin.energy_per_neuron * stats[name]["neurons"] * steps, rel=1e-15)
+        expected_total += want_synop + d_spin.energy_per_neuron * stats[name]["neurons"] * steps
+    assert energy.total_energy("spinnaker2", steps, dt) == pytest.approx(expected_total, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------
+# onnx.helper graphs
+# ------------------------------------------------------------------------------------
+def _model(nodes, inputs, outputs, inits, extra_domains=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(a, n) for n, a in inits])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)] + [helper.make_opsetid(d, 1) for d in extra_domains]
+    )
+    model.ir_version = 10
+    return model
+
+
+def _vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _run_shape(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0].shape
+
+
+CONV_CASES = {
+    # name: (input shape, weight shape, attributes)
+    "groups_dilations_pads_strides": ((2, 4, 11, 9), (6, 2, 3, 2),
+                                      dict(group=2, dilations=[2, 1], pads=[1, 0, 2, 1], strides=[2, 1])),
+    "same_upper_stride": ((2, 6, 5, 9), (4, 6, 3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2])),
+    "same_lower_depthwise": ((1, 5, 7, 6), (5, 1, 2, 3), dict(auto_pad="SAME_LOWER", group=5)),
+    "valid_1d": ((3, 3, 20), (7, 3, 4), dict(auto_pad="VALID", strides=[3])),
+    "conv3d": ((2, 2, 4, 5, 6), (3, 2, 2, 2, 3), dict(pads=[1, 0, 0, 0, 1, 1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_conv_variants(case):
+    x_shape, w_shape, attrs = CONV_CASES[case]
+    w = RNG.standard_normal(w_shape).astype(np.float32)
+    model = _model([helper.make_node("Conv", ["x", "W"], ["y"], name="conv", **attrs)],
+                   [_vi("x", ["N", *x_shape[1:]])], [_vi("y", None)], [("W", w)])
+    x = RNG.standard_normal(x_shape).astype(np.float32)
+    y_shape = _run_shape(model, {"x": x})
+    energy = GraphEnergy(model)
+    # every output element: kernel volume x input channels per group
+    expected = int(np.prod(y_shape[1:])) * int(np.prod(w_shape[1:]))
+    assert energy.layer_stats["conv"]["connections"] == expected
+    assert energy.layer_stats["conv"]["neurons"] == 0
+    # the analyzer's own output-size computation, used when shape inference leaves
+    # the output open, must agree with onnxruntime too
+    from spikeonnx.analysis import TensorInfo
+    from spikeonnx.analysis.stats import get_op_stats
+
+    node = energy.graph.op_node("conv")
+    node.outputs = [TensorInfo("y", None)]
+    assert get_op_stats(node)["connections"] == expected
+
+
+def test_conv_transpose():
+    w = RNG.standard_normal((4, 3, 2, 3)).astype(np.float32)  # (C_in, C_out/group, kH, kW)
+    model = _model([helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="deconv", strides=[2, 2],
+                                     pads=[0, 1, 0, 1])],
+                   [_vi("x", ["N", 4, 3, 5])], [_vi("y", None)], [("W", w)])
+    energy = GraphEnergy(model)
+    # every input element feeds C_out x kernel outputs
+    assert energy.layer_stats["deconv"]["connections"] == (4 * 3 * 5) * (3 * 2 * 3)
+
+
+def test_gemm_matmul3d_and_unknown_op():
+    w_gemm = RNG.standard_normal((30, 20)).astype(np.float32)   # transB: (N, K)
+    c_gemm = RNG.standard_normal(30).astype(np.float32)
+    w_mm = RNG.standard_normal((6, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["a", "Wg", "Cg"], ["g"], name="gemm", transB=1, alpha=0.5),
+        helper.make_node("Tanh", ["g"], ["gt"], name="gemm_tanh"),
+        helper.make_node("MatMul", ["seq", "Wm"], ["m"], name="matmul3d"),
+        helper.make_node("Elu", ["m"], ["me"], name="elu"),
+        helper.make_node("Mystery", ["me"], ["out"], name="mystery1", domain="x.vendor"),
+        helper.make_node("Mystery", ["gt"], ["out2"], name="mystery2", domain="x.vendor"),
+    ]
+    model = _model(nodes, [_vi("a", ["N", 20]), _vi("seq", ["N", 5, 6])],
+                   [_vi("out", ["N", 5, 4]), _vi("out2", ["N", 30])],
+                   [("Wg", w_gemm), ("Cg", c_gemm), ("Wm", w_mm)], extra_domains=["x.vendor"])
+    with pytest.warns(UserWarning, match=r"x.vendor.Mystery.*2 node") as rec:
+        energy = GraphEnergy(model)
+    assert sum("Mystery" in str(w.message) for w in rec) == 1
+    stats = energy.layer_stats
+    assert stats["gemm"] == {"connections": 20 * 30, "neurons": 30, "spiking": False}
+    # a fixed axis between batch and features is positions: 5 x (6 -> 4)
+    assert stats["matmul3d"] == {"connections": 5 * 6 * 4, "neurons": 5 * 4, "spiking": False}
+    assert stats["mystery1"] == {"connections": 0, "neurons": 0, "spiking": True}
+    assert stats["mystery2"] == {"connections": 0, "neurons": 0, "spiking": True}
+    assert energy.total_energy("cpu") == pytest.approx(8.6e-9 * (600 + 30 + 120 + 20), rel=1e-12)
+    # the same graph with a symbolic time axis: per-timestep counts
+    model.graph.input[1].type.tensor_type.shape.dim[1].dim_param = "T"
+    with pytest.warns(UserWarning, match="Mystery"):
+        timed = GraphEnergy(model)
+    assert timed.layer_stats["matmul3d"] == {"connections": 6 * 4, "neurons": 4, "spiking": False}
+
+
+def test_batch_fixed_above_one_is_not_counted():
+    w = RNG.standard_normal((3, 2, 1, 1)).astype(np.float32)
+    model = _model([helper.make_node("Conv", ["x", "W"], ["y"], name="conv"),
+                    helper.make_node("Relu", ["y"], ["z"], name="relu")],
+                   [_vi("x", [8, 2, 5, 5])], [_vi("z", [8, 3, 5, 5])], [("W", w)])
+    energy = GraphEnergy(model)
+    assert energy.layer_stats["conv"] == {"connections": 3 * 5 * 5 * 2, "neurons": 3 * 5 * 5, "spiking": False}
