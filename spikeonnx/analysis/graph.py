@@ -134,9 +134,10 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[Tuple[Any, ...]]:
         return None
     out = []
     for d in type_proto.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            out.append(int(d.dim_value))
-        elif d.HasField("dim_param") and d.dim_param:
+        kind = d.WhichOneof("value")
+        if kind == "dim_value":
+            out.append(d.dim_value)
+        elif kind == "dim_param" and d.dim_param:
             out.append(d.dim_param)
         else:
             out.append(None)
@@ -292,10 +293,15 @@ class AnalysisGraph:
                     self._constant_nodes[out] = node
         self.consumers: Dict[str, List[str]] = {}
         g = nx.MultiDiGraph()
-        for label in self.labels:
-            g.add_node(label, op_type=self.nodes[label].op_type, domain=self.nodes[label].domain)
+        g.add_nodes_from(
+            (label, {"op_type": node.op_type, "domain": node.domain}) for label, node in self.nodes.items()
+        )
         known = set(self.producer) | set(self._initializers) | set(self.input_names)
+        edges = []
+        # the file's order is topological in any valid ONNX model; check it on the way
+        in_order = True
         for label, node in self.nodes.items():
+            position = self._index[label]
             for name in node.input:
                 if not name:
                     continue
@@ -308,23 +314,29 @@ class AnalysisGraph:
                 self.consumers.setdefault(name, []).append(label)
                 src = self.producer.get(name)
                 if src is not None:
-                    g.add_edge(src, label, key=name, tensor=name)
+                    edges.append((src, label, name, {"tensor": name}))
+                    if self._index[src] >= position:
+                        in_order = False
+        g.add_edges_from(edges)
         for name in self.output_names:
             if name not in known:
                 raise ValueError(f"{self.label}: graph output {name!r} is not produced by any node")
+        self.graph = g
+        if in_order:
+            self.order: List[str] = list(self.labels)
+            return
         if not nx.is_directed_acyclic_graph(g):
             cycle = nx.find_cycle(g)
             path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
             raise ValueError(f"{self.label}: the graph has a cycle: {path}")
-        self.graph = g
-        # topological order, stable with respect to the file's node order
-        self.order: List[str] = list(
-            nx.lexicographical_topological_sort(g, key=lambda n: self._index[n])
-        )
+        # a topological order, as close to the file's order as possible
+        self.order = list(nx.lexicographical_topological_sort(g, key=lambda n: self._index[n]))
 
     def _axes(self, spec: AxisSpec, meta_key: str, what: str) -> Dict[str, Optional[int]]:
         inputs = self.model.graph.input
-        ranks = {v.name: len(_dims(v.type) or ()) for v in inputs if v.name in self.input_names}
+        names = set(self.input_names)
+        shapes = {v.name: _dims(v.type) for v in inputs if v.name in names}
+        ranks = {name: len(shape or ()) for name, shape in shapes.items()}
         result: Dict[str, Optional[int]] = {}
         if isinstance(spec, Mapping):
             for name in spec:
@@ -340,7 +352,7 @@ class AnalysisGraph:
                 if axis is None:
                     continue
                 rank = ranks.get(name, 0)
-                if rank == 0 and not _dims(next(v.type for v in inputs if v.name == name)):
+                if shapes.get(name) is None:
                     continue  # unknown rank: nothing to mark
                 if not -rank <= axis < rank:
                     raise ValueError(
@@ -641,7 +653,9 @@ class AnalysisGraph:
         layers: List[Layer] = []
         used_names: Set[str] = set()
         for name in self.input_names:
-            if name in self.state_inputs:
+            # state inputs and inputs without a batch axis (e.g. weights fed as
+            # inputs) are not layers
+            if name in self.state_inputs or self.batch_axes.get(name) is None:
                 continue
             info = self.tensors.get(name)
             layers.append(Layer(name=name, kind="Input", inputs=[name], output=name,

@@ -1,0 +1,141 @@
+"""Time GraphEnergy's stats pass against plain ONNX shape inference on a ResNet-50.
+
+The ResNet-50 graph (53 convolutions, unfolded batch norms, a 1000-way Gemm,
+about 25.6M parameters) is built with onnx.helper. Two variants:
+
+- ``initializers``: the weights as real-size (zero-filled) initializers, as in a
+  model file;
+- ``weight-inputs``: the weights declared as typed graph inputs, without data.
+
+For each, the best of ``--repeat`` runs of ``GraphEnergy(model)`` (load, shape
+inference, networkx graph, grouping, per-op stats) is compared with the best of
+``onnx.shape_inference.infer_shapes(model)``; the target is a ratio within 3x.
+
+Run: ``python benchmarks/bench_analyzer.py [--repeat N] [--batch B]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from typing import Callable, List, Tuple
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class _Builder:
+    """Accumulates nodes and weights of the ResNet graph."""
+
+    def __init__(self, weights_as_inputs: bool) -> None:
+        self.nodes: List[onnx.NodeProto] = []
+        self.inits: List[onnx.TensorProto] = []
+        self.weight_inputs: List[onnx.ValueInfoProto] = []
+        self.weights_as_inputs = weights_as_inputs
+        self.params = 0
+        self.convs = 0
+        self._n = 0
+
+    def _name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}_{self._n}"
+
+    def weight(self, prefix: str, shape: Tuple[int, ...]) -> str:
+        name = self._name(prefix)
+        self.params += int(np.prod(shape))
+        if self.weights_as_inputs:
+            self.weight_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        else:
+            self.inits.append(numpy_helper.from_array(np.zeros(shape, np.float32), name))
+        return name
+
+    def conv(self, x: str, c_in: int, c_out: int, k: int, stride: int = 1) -> str:
+        w = self.weight("W", (c_out, c_in, k, k))
+        y = self._name("conv")
+        self.nodes.append(helper.make_node("Conv", [x, w], [y], name=y, kernel_shape=[k, k],
+                                           strides=[stride, stride], pads=[k // 2] * 4))
+        self.convs += 1
+        return self.bn(y, c_out)
+
+    def bn(self, x: str, c: int) -> str:
+        params = [self.weight(p, (c,)) for p in ("scale", "bias", "mean", "var")]
+        y = self._name("bn")
+        self.nodes.append(helper.make_node("BatchNormalization", [x, *params], [y], name=y))
+        return y
+
+    def op(self, op_type: str, inputs: List[str], **attrs) -> str:
+        y = self._name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [y], name=y, **attrs))
+        return y
+
+
+def resnet50(weights_as_inputs: bool, batch: int = 1) -> Tuple[onnx.ModelProto, int, int]:
+    """The ResNet-50 graph; returns (model, parameter count, conv count)."""
+    b = _Builder(weights_as_inputs)
+    x = b.op("Relu", [b.conv("image", 3, 64, 7, stride=2)])
+    x = b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c_in = 64
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512))):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            c_out = 4 * width
+            h = b.op("Relu", [b.conv(x, c_in, width, 1)])
+            h = b.op("Relu", [b.conv(h, width, width, 3, stride)])
+            h = b.conv(h, width, c_out, 1)
+            shortcut = b.conv(x, c_in, c_out, 1, stride) if block == 0 else x
+            x = b.op("Relu", [b.op("Add", [h, shortcut])])
+            c_in = c_out
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])])
+    fc_w = b.weight("fc_W", (1000, 2048))
+    fc_b = b.weight("fc_b", (1000,))
+    logits = b.op("Gemm", [x, fc_w, fc_b], transB=1)
+    graph = helper.make_graph(
+        b.nodes, "resnet50",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 224, 224]), *b.weight_inputs],
+        [helper.make_tensor_value_info(logits, TensorProto.FLOAT, [batch, 1000])],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model, b.params, b.convs
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
+
+    from spikeonnx.analysis import GraphEnergy
+
+    for variant, as_inputs in (("initializers", False), ("weight-inputs", True)):
+        model, params, convs = resnet50(as_inputs, args.batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BatchNormalization/MaxPool count nothing
+            # only the image has a batch axis (not the weights declared as inputs)
+            axes = {"image": 0}
+            energy = GraphEnergy(model, batch_axis=axes)
+            t_stats = _best(lambda: GraphEnergy(model, batch_axis=axes), args.repeat)
+        t_infer = _best(lambda: onnx.shape_inference.infer_shapes(model), args.repeat)
+        conns = sum(s["connections"] for s in energy.layer_stats.values())
+        neurons = sum(s["neurons"] for s in energy.layer_stats.values())
+        print(f"[{variant}] {len(model.graph.node)} nodes, {convs} Conv, {params / 1e6:.2f}M params, "
+              f"{len(energy.layer_names)} layers, {conns / 1e9:.3f}G connections, {neurons} neurons, "
+              f"cpu {energy.total_energy('cpu'):.3e} J/inf")
+        print(f"[{variant}] GraphEnergy stats pass {t_stats * 1e3:.1f} ms | onnx infer_shapes "
+              f"{t_infer * 1e3:.1f} ms | ratio {t_stats / t_infer:.2f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()
