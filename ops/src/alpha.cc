@@ -34,6 +34,7 @@ struct AlphaKernel {
                       shape_str(g.unit_param_shape()) + ") is missing");
       }
       check_broadcast(kOp, attrs_.node, "tau", tau, x.type, g.unit_param_shape(), "(1, *S)");
+      check_not_nan(kOp, attrs_.node, "tau", tau, g.unit_param_shape(), "(1, *S)");
       if (initial.present) {
         check_broadcast(kOp, attrs_.node, "initial_level", initial, x.type, g.state_shape(), "(B, *S)");
       }

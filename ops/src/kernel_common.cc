@@ -191,6 +191,24 @@ void check_broadcast(const char* op, const std::string& node, const char* name,
   }
 }
 
+void check_not_nan(const char* op, const std::string& node, const char* name, const InputView& input,
+                   const std::vector<int64_t>& target, const char* label) {
+  int64_t count = 1;
+  for (int64_t d : input.shape) count *= d;
+  bool nan = false;
+  if (input.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    const float* p = static_cast<const float*>(input.data);
+    for (int64_t i = 0; i < count && !nan; ++i) nan = std::isnan(p[i]);
+  } else if (input.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE) {
+    const double* p = static_cast<const double*>(input.data);
+    for (int64_t i = 0; i < count && !nan; ++i) nan = std::isnan(p[i]);
+  }
+  if (nan) {
+    throw OpError(where(op, node) + ": input '" + name + "' (shape " + shape_str(input.shape) +
+                  ", broadcastable to " + label + " = " + shape_str(target) + ") contains NaN");
+  }
+}
+
 void* get_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
                  bool required) {
   if (index >= ctx.GetOutputCount()) {

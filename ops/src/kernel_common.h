@@ -85,6 +85,11 @@ void check_broadcast(const char* op, const std::string& node, const char* name,
                      const InputView& input, ONNXTensorElementDataType type,
                      const std::vector<int64_t>& target, const char* label);
 
+// Rejects NaN values in a float32/float64 parameter tensor (a NaN time constant would
+// silently turn a whole unit's output into NaN).
+void check_not_nan(const char* op, const std::string& node, const char* name, const InputView& input,
+                   const std::vector<int64_t>& target, const char* label);
+
 // Copies `input` broadcast to `target` into a dense row-major vector.
 template <typename T>
 std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& target) {

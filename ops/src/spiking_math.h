@@ -140,9 +140,17 @@ struct LowpassCoeff {
   T gain;  // 1 - a
 };
 
+// exp(-r) rounded once to T: evaluated in double, so float32 results are the correctly
+// rounded value on every machine (float32 exp implementations differ by an ulp or two, and
+// the alpha filter's 1 - a - r*a amplifies such differences a thousandfold for small r).
+template <typename T>
+inline T exp_neg(T r) {
+  return static_cast<T>(std::exp(-static_cast<double>(r)));
+}
+
 template <typename T>
 inline LowpassCoeff<T> lowpass_coeff(T dt, T tau) {
-  const T a = std::exp(-dt_over_tau(dt, tau));
+  const T a = exp_neg(dt_over_tau(dt, tau));
   return {a, static_cast<T>(1) - a};
 }
 
@@ -158,7 +166,7 @@ struct AlphaCoeff {
 template <typename T>
 inline AlphaCoeff<T> alpha_coeff(T dt, T tau) {
   const T r = dt_over_tau(dt, tau);
-  const T a = std::exp(-r);
+  const T a = exp_neg(r);
   const T one_a = static_cast<T>(1) - a;
   const T ra = r * a;
   return {a, one_a, ra, one_a - ra};

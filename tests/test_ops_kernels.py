@@ -1,0 +1,315 @@
+"""Numerics of the compiled ``spikeonnx`` onnxruntime kernels.
+
+Every op runs as a one-node ONNX model in onnxruntime with the library from
+``spikeonnx.ops.library_path()`` and is compared with the NumPy oracle in
+``spikeonnx.reference``: spikes bit for bit.  The filters are checked against an inline
+NumPy loop to 1e-6 relative, and against ``spikeonnx.reference`` as well.  The inline loop
+exists because of one detail: the kernels round ``a = exp(-dt/tau)`` correctly (evaluated in
+float64), whereas NumPy's float32 ``exp`` is up to 2 ulp off (and machine dependent).  For
+the alpha filter the contract's ``1 - a - r*a`` cancels to about ``r**2/2``, which turns
+those ulps into relative errors up to ~1e-3 in the first samples; so the comparison with
+the reference uses a tolerance scaled to the signal there.  The seeded initial voltage is
+checked against TensorFlow itself.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from spikeonnx import reference
+from spikeonnx.ops import DOMAIN, library_path
+
+_ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+
+
+def _model(op: str, inputs: Sequence[Optional[np.ndarray]], n_outputs: int, **attrs) -> onnx.ModelProto:
+    """One-node model; ``None`` in ``inputs`` leaves that optional input out (empty name)."""
+    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
+    while names and names[-1] == "":
+        names.pop()
+    graph_inputs = [
+        helper.make_tensor_value_info(name, _ONNX_TYPE[value.dtype], list(value.shape))
+        for name, value in zip(names, inputs)
+        if name
+    ]
+    main_type = _ONNX_TYPE[inputs[0].dtype]
+    outputs = [f"out{i}" for i in range(n_outputs)]
+    node = helper.make_node(op, names, outputs, domain=DOMAIN, name="node0", **attrs)
+    graph = helper.make_graph(
+        [node], "one_node", graph_inputs, [helper.make_tensor_value_info(o, main_type, None) for o in outputs]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 10  # onnxruntime 1.31 reads IR <= 13
+    return model
+
+
+def _run(model: onnx.ModelProto, inputs: Sequence[Optional[np.ndarray]], threads: int = 1) -> list:
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(library_path())
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {f"in{i}": value for i, value in enumerate(inputs) if value is not None}
+    return session.run(None, feeds)
+
+
+def _assert_bitwise(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    width = np.uint32 if actual.dtype == np.float32 else np.uint64
+    mismatch = actual.view(width) != np.ascontiguousarray(expected).view(width)
+    assert not mismatch.any(), f"{mismatch.sum()} of {mismatch.size} elements differ"
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    # Relative to the signal's scale, so that values crossing zero do not blow up the ratio.
+    scale = max(float(np.abs(expected).max()), 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+# (B, T, *S) shapes of ranks 2 to 5, including B=1, T=1 and unit blocks that do not
+# divide the kernel's block size.
+SHAPES = [(3, 7), (1, 1), (2, 9, 5), (1, 4, 700), (2, 6, 3, 4), (3, 1, 2, 3, 5), (2, 5, 2, 1, 600)]
+
+
+def _layout(shape, time_major: bool):
+    return (shape[1], shape[0], *shape[2:]) if time_major else shape
+
+
+# ---------------------------------------------------------------------------------------
+# SpikingActivation
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("with_initial", [True, False])
+def test_spiking_activation_bit_exact(shape, time_major, with_initial):
+    rng = np.random.default_rng(sum(shape) + 10 * time_major + with_initial)
+    dt = 0.001
+    rates = rng.uniform(-200.0, 1200.0, _layout(shape, time_major)).astype(np.float32)
+    state_shape = (shape[0], *shape[2:])
+    initial = rng.uniform(0.0, 1.0, state_shape).astype(np.float32) if with_initial else None
+    spikes, final = _run(_model("SpikingActivation", [rates, initial], 2, dt=dt, time_major=int(time_major), seed=3),
+                         [rates, initial])
+    want_spikes, want_final = reference.spiking_activation(
+        rates, dt, initial_voltage=initial, seed=3, time_major=time_major
+    )
+    _assert_bitwise(spikes, want_spikes)
+    _assert_bitwise(final, want_final)
+    # Sanity of the oracle comparison itself: these inputs really spike.
+    assert np.count_nonzero(spikes) > 0 or rates.size < 10
+
+
+def test_spiking_activation_without_state_output_and_float_dt_edge():
+    # dt that is not a power of two and rates whose products land on integers exactly.
+    rng = np.random.default_rng(1)
+    rates = (rng.integers(-3, 40, (4, 30, 17)) * 10.0).astype(np.float32)
+    initial = rng.uniform(0.0, 1.0, (4, 17)).astype(np.float32)
+    (spikes,) = _run(_model("SpikingActivation", [rates, initial], 1, dt=0.1), [rates, initial])
+    _assert_bitwise(spikes, reference.spiking_activation(rates, 0.1, initial_voltage=initial)[0])
+
+
+def test_spiking_activation_float64():
+    rng = np.random.default_rng(2)
+    rates = rng.uniform(-50.0, 900.0, (2, 40, 3, 7))
+    initial = rng.uniform(0.0, 1.0, (2, 3, 7))
+    spikes, final = _run(_model("SpikingActivation", [rates, initial], 2, dt=0.002), [rates, initial])
+    want_spikes, want_final = reference.spiking_activation(rates, np.float32(0.002), initial_voltage=initial)
+    _assert_bitwise(spikes, want_spikes)
+    _assert_bitwise(final, want_final)
+
+
+def test_spiking_activation_omitted_initial_voltage_uses_seed():
+    rng = np.random.default_rng(3)
+    rates = rng.uniform(0.0, 500.0, (3, 20, 11)).astype(np.float32)
+    spikes, final = _run(_model("SpikingActivation", [rates, None], 2, dt=0.001, seed=42), [rates, None])
+    want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=42)
+    _assert_bitwise(spikes, want_spikes)
+    _assert_bitwise(final, want_final)
+
+
+@pytest.mark.parametrize(
+    "state_shape, seed",
+    [((1, 1), 0), ((3, 5, 7), 1), ((2, 1001), 12345), ((4, 3, 2, 5), -7), ((5, 6), 2**31 - 1)],
+)
+def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
+    tf = pytest.importorskip("tensorflow")
+    expected = tf.random.stateless_uniform(state_shape, seed=(seed, seed), dtype=tf.float32).numpy()
+    # One step of zero rate leaves the voltage untouched: final_voltage is the draw itself.
+    rates = np.zeros((state_shape[0], 1, *state_shape[1:]), np.float32)
+    _, final = _run(_model("SpikingActivation", [rates], 2, dt=0.001, seed=seed), [rates])
+    _assert_bitwise(final, expected)
+
+
+# ---------------------------------------------------------------------------------------
+# Lowpass and Alpha
+# ---------------------------------------------------------------------------------------
+
+FILTERS = {"Lowpass": reference.lowpass, "Alpha": reference.alpha}
+
+
+def _oracle(op, x, tau, initial, dt, time_major=False):
+    """Contract formulas step by step in x's dtype, with a = exp(-r) correctly rounded."""
+    dtype = x.dtype.type
+    steps = np.moveaxis(x, 0 if time_major else 1, 0)  # (T, B, *S)
+    state_shape = steps.shape[1:]
+    tau = np.broadcast_to(np.asarray(tau, x.dtype), (1, *state_shape[1:]))
+    r = dtype(dt) / np.maximum(tau, dtype(1e-8))
+    a = np.exp(-r.astype(np.float64)).astype(x.dtype)
+    one = dtype(1)
+    level = np.broadcast_to(np.asarray(initial, x.dtype), state_shape).copy()
+    s1 = np.zeros(state_shape, x.dtype)
+    y = np.empty_like(steps)
+    for t, u in enumerate(steps):
+        if op == "Lowpass":
+            level = (one - a) * u + a * level
+        else:
+            ra = r * a
+            s1, level = a * s1 + (one - a) * u, ra * s1 + a * level + ((one - a) - ra) * u
+        y[t] = level
+    final = level if op == "Lowpass" else np.stack([s1, level], axis=1)
+    return np.moveaxis(y, 0, 0 if time_major else 1), final
+
+
+# Agreement with spikeonnx.reference (see the module docstring): scale-relative for Alpha.
+_REFERENCE_RTOL = {"Lowpass": 3e-5, "Alpha": 1e-4}
+
+
+def _tau_forms(unit_shape):
+    """Every way of giving tau that broadcasts to (1, *S)."""
+    rng = np.random.default_rng(len(unit_shape))
+    forms = {"scalar": np.array(0.02), "one": np.array([0.05])}
+    if unit_shape:
+        forms["last"] = rng.uniform(0.005, 0.1, unit_shape[-1:])
+        forms["full"] = rng.uniform(0.005, 0.1, (1, *unit_shape))
+        forms["units"] = rng.uniform(0.005, 0.1, unit_shape)
+    return forms
+
+
+@pytest.mark.parametrize("op", sorted(FILTERS))
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("time_major", [False, True])
+def test_filters_match_reference(op, shape, time_major):
+    rng = np.random.default_rng(sum(shape) + 3 * time_major)
+    dt = 0.001
+    x = rng.uniform(-1.0, 3.0, _layout(shape, time_major)).astype(np.float32)
+    state_shape = (shape[0], *shape[2:])
+    for name, tau in _tau_forms(shape[2:]).items():
+        tau = tau.astype(np.float32)
+        for initial in (None, rng.uniform(-1.0, 1.0, state_shape).astype(np.float32)):
+            y, final = _run(_model(op, [x, tau, initial], 2, dt=dt, time_major=int(time_major)), [x, tau, initial])
+            level = 0.0 if initial is None else initial
+            want_y, want_final = _oracle(op, x, tau, level, dt, time_major)
+            _assert_close(y, want_y, 1e-6)
+            _assert_close(final, want_final, 1e-6)
+            ref_y, ref_final = FILTERS[op](x, tau, level, dt, time_major=time_major)
+            _assert_close(y, ref_y, _REFERENCE_RTOL[op])
+            _assert_close(final, ref_final, _REFERENCE_RTOL[op])
+
+
+@pytest.mark.parametrize("op", sorted(FILTERS))
+def test_filters_broadcast_initial_level_and_single_output(op):
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.0, 2.0, (3, 25, 4, 6)).astype(np.float32)
+    tau = rng.uniform(0.002, 0.05, (4, 1)).astype(np.float32)  # broadcast over the last unit axis
+    for initial in (np.array(0.5, np.float32), rng.uniform(0, 1, (6,)).astype(np.float32),
+                    rng.uniform(0, 1, (1, 4, 6)).astype(np.float32)):
+        (y,) = _run(_model(op, [x, tau, initial], 1, dt=0.001), [x, tau, initial])
+        _assert_close(y, _oracle(op, x, tau, initial, 0.001)[0], 1e-6)
+        _assert_close(y, FILTERS[op](x, tau, initial, 0.001)[0], _REFERENCE_RTOL[op])
+
+
+@pytest.mark.parametrize("op", sorted(FILTERS))
+def test_filters_float64(op):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1.0, 1.0, (2, 60, 9))
+    tau = rng.uniform(0.001, 0.2, (9,))
+    initial = rng.uniform(-1.0, 1.0, (2, 9))
+    y, final = _run(_model(op, [x, tau, initial], 2, dt=0.001), [x, tau, initial])
+    want_y, want_final = FILTERS[op](x, tau, initial, float(np.float32(0.001)))
+    _assert_close(y, want_y, 1e-12)
+    _assert_close(final, want_final, 1e-12)
+
+
+@pytest.mark.parametrize("op", sorted(FILTERS))
+def test_filters_tiny_and_nonpositive_tau_are_clamped(op):
+    # tau <= 1e-8 means "no smoothing at all" for the lowpass: y follows x exactly.
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1.0, 1.0, (2, 10, 4)).astype(np.float32)
+    tau = np.array([0.0, -1.0, 1e-9, 0.01], np.float32)
+    y, final = _run(_model(op, [x, tau], 2, dt=0.001), [x, tau])
+    want_y, want_final = _oracle(op, x, tau, 0.0, 0.001)
+    _assert_close(y, want_y, 1e-6)
+    _assert_close(final, want_final, 1e-6)
+    _assert_close(y, FILTERS[op](x, tau, 0.0, 0.001)[0], _REFERENCE_RTOL[op])
+    if op == "Lowpass":
+        np.testing.assert_array_equal(y[..., :3], x[..., :3])
+
+
+def test_alpha_impulse_response_is_t_over_tau_squared():
+    # Independent of the reference: the exact discretisation of the alpha filter under a
+    # zero-order hold gives, for a unit step of input on the first step only, samples of
+    # the continuous response to a dt-wide pulse.  Integrating the impulse response over
+    # the pulse: y(t) = (1 - e^{-t/tau}(1 + t/tau)) - (same at t - dt).
+    tau, dt, steps = 0.01, 0.001, 80
+    x = np.zeros((1, steps, 1))
+    x[0, 0, 0] = 1.0
+    (y,) = _run(_model("Alpha", [x, np.array([tau])], 1, dt=dt), [x, np.array([tau])])
+    dt = float(np.float32(dt))  # what the float attribute actually holds
+    t = dt * np.arange(1, steps + 1)
+
+    def step_response(time):
+        time = np.maximum(time, 0.0)
+        return 1.0 - np.exp(-time / tau) * (1.0 + time / tau)
+
+    expected = step_response(t) - step_response(t - dt)
+    np.testing.assert_allclose(y[0, :, 0], expected, rtol=1e-9, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["SpikingActivation", "Lowpass", "Alpha"])
+@pytest.mark.parametrize("time_major", [False, True])
+def test_one_and_two_threads_are_bit_identical(op, time_major):
+    rng = np.random.default_rng(7)
+    shape = (5, 40, 3, 700)  # several unit blocks per batch entry
+    x = rng.uniform(0.0, 400.0, _layout(shape, time_major)).astype(np.float32)
+    if op == "SpikingActivation":
+        inputs = [x]
+        attrs = {"seed": 9}
+    else:
+        inputs = [x, rng.uniform(0.001, 0.1, (3, 700)).astype(np.float32),
+                  rng.uniform(0, 1, (5, 3, 700)).astype(np.float32)]
+        attrs = {}
+    model = _model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
+    one = _run(model, inputs, threads=1)
+    two = _run(model, inputs, threads=2)
+    for a, b in zip(one, two):
+        _assert_bitwise(a, b)
+    # And the threaded result is the right one.
+    if op == "SpikingActivation":
+        _assert_bitwise(two[0], reference.spiking_activation(x, 0.001, seed=9, time_major=time_major)[0])
+    else:
+        _assert_close(two[0], _oracle(op, x, inputs[1], inputs[2], 0.001, time_major)[0], 1e-6)
+
+
+def test_zero_sized_axes_are_fine():
+    x = np.zeros((0, 5, 3), np.float32)
+    spikes, final = _run(_model("SpikingActivation", [x], 2, dt=0.001), [x])
+    assert spikes.shape == (0, 5, 3) and final.shape == (0, 3)
+    x = np.ones((2, 0, 3), np.float32)
+    initial = np.full((2, 3), 0.25, np.float32)
+    y, final = _run(_model("Lowpass", [x, np.array([0.01], np.float32), initial], 2, dt=0.001),
+                    [x, np.array([0.01], np.float32), initial])
+    assert y.shape == (2, 0, 3)
+    np.testing.assert_array_equal(final, initial)
