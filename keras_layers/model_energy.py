@@ -1,0 +1,994 @@
+"""Estimate the energy a Keras model would use on various devices.
+
+`ModelEnergy` walks the layer graph of a Keras 3 functional or Sequential model and
+computes, for every application ("node") of every layer, two statistics:
+
+- ``connections``: the number of synaptic connections from input elements to output
+  units; each incoming event (spike, or input value on a non-spiking device) costs
+  one synaptic operation per connection.
+- ``neurons``: the number of neuron updates the layer performs per timestep.
+
+Those statistics, combined with the per-operation energies of a device from the
+shared table in :mod:`spikeonnx.devices` (and, for spiking devices, the average input
+firing rates measured on example data), give an energy estimate per inference.
+
+Per-layer statistics come from handler functions registered per layer class with
+`ModelEnergy.register_layer`; a handler receives a `LayerNode` (one call of the layer,
+with its input and output shapes) and returns a dict of statistics.
+"""
+
+from __future__ import annotations
+
+import numbers
+import textwrap
+import warnings
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import keras
+import numpy as np
+
+from spikeonnx import devices as _devices
+
+from . import config
+from .layers import SpikingActivation
+
+__all__ = [
+    "ModelEnergy",
+    "LayerNode",
+    "layer_stats",
+    "act_stats",
+    "dense_stats",
+    "conv_stats",
+    "spikingactivation_stats",
+    "timedistributed_stats",
+]
+
+Shape = Tuple[Optional[int], ...]
+StatsFn = Callable[["LayerNode"], Dict[str, Any]]
+
+_VALID_STATS = ("connections", "neurons", "spiking")
+_COLUMN_TITLES = {
+    "name": "Layer (type)",
+    "output_shape": "Output shape",
+    "params": "Param #",
+    "connections": "Conn #",
+    "neurons": "Neuron #",
+    "rate": "Rate [Hz]",
+    "synop_energy": "Synop J/inf ({})",
+    "neuron_energy": "Neuron J/inf ({})",
+    "energy": "J/inf ({})",
+}
+_DEVICE_COLUMNS = ("synop_energy", "neuron_energy", "energy")
+_DEFAULT_COLUMNS = ("name", "output_shape", "params", "connections", "neurons", "energy cpu")
+
+
+def _as_shape(shape: Any) -> Shape:
+    """Convert a Keras/TF shape to a plain tuple of ints and Nones."""
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+class LayerNode:
+    """One application of a layer, as seen by a statistics handler.
+
+    Shapes follow the Keras 2 convention used by KerasSpiking handlers: a layer called
+    on one tensor has ``input_shapes`` equal to that tensor's shape tuple (batch axis
+    first), a layer called on several tensors has a list of shape tuples; likewise for
+    ``output_shapes``.
+
+    Parameters
+    ----------
+    layer : keras.layers.Layer
+        The layer that was applied.
+    input_shapes : tuple or list of tuple
+        Shape(s) of the input tensor(s), including the batch axis.
+    output_shapes : tuple or list of tuple
+        Shape(s) of the output tensor(s), including the batch axis.
+    keras_node : keras Node, optional
+        The Keras graph node this describes, if any (None for nodes synthesised by
+        handlers, e.g. the wrapped layer of ``TimeDistributed``).
+    """
+
+    def __init__(
+        self,
+        layer: keras.layers.Layer,
+        input_shapes: Union[Shape, List[Shape]],
+        output_shapes: Union[Shape, List[Shape]],
+        keras_node: Any = None,
+    ) -> None:
+        self.layer = layer
+        self.input_shapes = input_shapes
+        self.output_shapes = output_shapes
+        self.keras_node = keras_node
+
+    @classmethod
+    def from_keras_node(cls, node: Any) -> "LayerNode":
+        """Describe a Keras 3 graph node (an entry of ``layer._inbound_nodes``)."""
+        inputs = list(node.input_tensors)
+        outputs = list(node.output_tensors)
+
+        def shapes(tensors: Sequence[Any]) -> Union[Shape, List[Shape]]:
+            converted = [_as_shape(t.shape) for t in tensors]
+            return converted[0] if len(converted) == 1 else converted
+
+        return cls(node.operation, shapes(inputs), shapes(outputs), keras_node=node)
+
+    @property
+    def operation(self) -> keras.layers.Layer:
+        """Alias of `layer` (the Keras 3 name)."""
+        return self.layer
+
+    @property
+    def input_tensors(self) -> List[Any]:
+        """Symbolic input tensors of the Keras node (empty for synthesised nodes)."""
+        return [] if self.keras_node is None else list(self.keras_node.input_tensors)
+
+    @property
+    def output_tensors(self) -> List[Any]:
+        """Symbolic output tensors of the Keras node (empty for synthesised nodes)."""
+        return [] if self.keras_node is None else list(self.keras_node.output_tensors)
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerNode(layer={self.layer.name!r}, input_shapes={self.input_shapes}, "
+            f"output_shapes={self.output_shapes})"
+        )
+
+
+class _DeviceView(Mapping):
+    """Read-only view of the shared device table in the KerasSpiking dict format."""
+
+    def __getitem__(self, name: str) -> Dict[str, Any]:
+        try:
+            device = _devices.get_device(name)
+        except ValueError as err:
+            raise KeyError(str(err)) from None
+        return {
+            "spiking": device.spiking,
+            "energy_per_synop": device.energy_per_synop,
+            "energy_per_neuron": device.energy_per_neuron,
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_devices.DEVICES))
+
+    def __len__(self) -> int:
+        return len(_devices.DEVICES)
+
+    def __repr__(self) -> str:
+        return f"ModelEnergy.devices({sorted(self)})"
+
+
+def _lookup_device(name: Any) -> _devices.Device:
+    """Find a device by exact name, falling back to its lower-case spelling."""
+    if not isinstance(name, str):
+        raise ValueError(f"device must be a device name string, got {name!r}")
+    if name not in _devices.DEVICES and name.lower() in _devices.DEVICES:
+        name = name.lower()
+    return _devices.get_device(name)
+
+
+def _check_timesteps_dt(timesteps_per_inference: Any, dt: Any) -> Tuple[int, float]:
+    """Validate the simulation arguments, filling in the default ``dt``."""
+    if (
+        isinstance(timesteps_per_inference, bool)
+        or not isinstance(timesteps_per_inference, numbers.Integral)
+        or timesteps_per_inference < 1
+    ):
+        raise ValueError(f"timesteps_per_inference must be a positive integer, got {timesteps_per_inference!r}")
+    if dt is None:
+        dt = config.default.dt
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}") from None
+    if not (dt > 0 and np.isfinite(dt)):
+        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+    return int(timesteps_per_inference), dt
+
+
+def _model_graph(model: Any) -> Any:
+    """Return the Functional graph behind a functional or Sequential model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"ModelEnergy needs a keras.Model, got {type(model).__name__}")
+    if isinstance(model, keras.Sequential):
+        # A built Sequential model keeps an equivalent functional model internally.
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise ValueError(
+                f"Sequential model {model.name!r} has no known input shape yet; start it "
+                "with keras.Input(...) or call model.build(input_shape) first"
+            )
+        return graph
+    if getattr(model, "_nodes_by_depth", None) is None:
+        raise ValueError(
+            f"model {model.name!r} ({type(model).__name__}) is a subclassed model without "
+            "a layer graph; ModelEnergy supports functional and Sequential models"
+        )
+    return model
+
+
+class ModelEnergy:
+    """Compute statistics and device energy estimates for a Keras model.
+
+    For every layer the estimator counts
+
+    - "connections": connections from all input elements to all output units. The
+      synaptic operations per second ("synops") are this number times the average
+      firing rate of the layer's input.
+    - "neurons": neuron updates per timestep. Neuron updates per inference are this
+      number times the timesteps per inference.
+
+    With a device's energy per synaptic operation and per neuron update these give an
+    energy per inference. Devices come from the table shared with the ONNX analyzer
+    (:mod:`spikeonnx.devices`); the built-in ones are "cpu", "gpu", "arm" (non-spiking,
+    one MAC per operation), "loihi", "spinnaker" and "spinnaker2" (spiking). Add more
+    with `register_device`.
+
+    On a non-spiking device the model is assumed to run as an ordinary ANN: a single
+    timestep per inference in which every connection is computed once (an input rate
+    of one event per timestep), so the estimate does not depend on ``example_data`` or
+    ``timesteps_per_inference``. On a spiking device the model is assumed to be fully
+    converted to an event-based implementation (even its non-spiking activations),
+    so each connection costs one operation per input event; the input event rate of
+    each layer is the mean absolute value of its input on ``example_data``.
+
+    These are rough estimates: device figures are published per-operation energies,
+    and overheads such as moving data on and off the device are ignored.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional or (built) Sequential model.
+    example_data : array_like, optional
+        Input passed to ``predict`` of a sub-model that exposes each layer's inputs,
+        to measure the average input firing rate of each layer. Needed for spiking
+        devices; non-spiking devices do not use it.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a Keras model.
+    ValueError
+        If the model has no layer graph (subclassed or unbuilt Sequential model), or a
+        layer's statistics cannot be computed (e.g. undefined shapes).
+
+    Examples
+    --------
+    >>> inp = keras.Input((784,))  # doctest: +SKIP
+    >>> model = keras.Model(inp, keras.layers.Dense(128, activation="relu")(inp))  # doctest: +SKIP
+    >>> ModelEnergy(model).summary(line_length=80)  # doctest: +SKIP
+    """
+
+    #: Registered statistics handlers, by layer class (looked up along the MRO).
+    layer_stats_computers: Dict[type, StatsFn] = {}
+
+    #: The shared device table, in the KerasSpiking ``{"spiking", "energy_per_synop",
+    #: "energy_per_neuron"}`` dict format (read-only; use `register_device`).
+    devices: Mapping = _DeviceView()
+
+    def __init__(self, model: keras.Model, example_data: Any = None) -> None:
+        self.model = model
+        self.example_data = example_data
+        self._graph = _model_graph(model)
+        model_nodes = {id(n) for nodes in self._graph._nodes_by_depth.values() for n in nodes}
+
+        # Only the calls that belong to this model count (a layer may also be used in
+        # other models); model.layers gives the rows (Sequential hides its InputLayer).
+        self.layers: List[keras.layers.Layer] = list(model.layers)
+        self.layer_nodes: Dict[keras.layers.Layer, List[Any]] = {
+            layer: [n for n in layer._inbound_nodes if id(n) in model_nodes] for layer in self.layers
+        }
+
+        self.node_stats: Dict[Any, Dict[str, Any]] = {}
+        self.layer_stats: Dict[keras.layers.Layer, Dict[str, Any]] = {}
+        for layer in self.layers:
+            total = {"connections": 0, "neurons": 0, "spiking": True}
+            for node in self.layer_nodes[layer]:
+                stats = self.compute_layer_stats(layer, node=node)
+                self.node_stats[node] = stats
+                total["connections"] += stats.get("connections", 0)
+                total["neurons"] += stats.get("neurons", 0)
+                total["spiking"] = total["spiking"] and stats.get("spiking", True)
+            self.layer_stats[layer] = total
+
+        self.node_rates: Dict[Any, float] = {}
+        self.layer_rates: Dict[keras.layers.Layer, float] = {}
+        if example_data is not None:
+            self._compute_rates()
+
+    # ------------------------------------------------------------------ statistics
+
+    @classmethod
+    def compute_layer_stats(cls, layer: keras.layers.Layer, node: Any = None) -> Dict[str, Any]:
+        """Compute the statistics of one application of a layer.
+
+        The handler registered for the nearest class in ``type(layer).__mro__`` is
+        used (so subclasses inherit their parent's handler).
+
+        Parameters
+        ----------
+        layer : keras.layers.Layer
+            The layer.
+        node : LayerNode or keras Node, optional
+            The application to describe; defaults to the layer's first call.
+
+        Returns
+        -------
+        dict
+            Some of "connections" (int), "neurons" (int), "spiking" (bool), as
+            returned by the handler.
+
+        Raises
+        ------
+        ValueError
+            If no handler applies, the layer was never called, or the handler returns
+            an unknown key or an invalid value.
+
+        Examples
+        --------
+        >>> inp = keras.Input([None, 10])  # doctest: +SKIP
+        >>> layer = keras.layers.TimeDistributed(keras.layers.Dense(5, "relu"))  # doctest: +SKIP
+        >>> model = keras.Model(inp, [layer(inp)])  # doctest: +SKIP
+        >>> ModelEnergy.compute_layer_stats(layer)  # doctest: +SKIP
+        {'connections': 50, 'neurons': 5, 'spiking': False}
+        """
+        handler = None
+        for klass in type(layer).__mro__:
+            if klass in cls.layer_stats_computers:
+                handler = cls.layer_stats_computers[klass]
+                break
+        if handler is None:
+            raise ValueError(
+                f"cannot compute stats for {layer!r} of type '{type(layer).__name__}': no handler "
+                "registered for it or its base classes (use ModelEnergy.register_layer)"
+            )
+
+        if node is None:
+            if not layer._inbound_nodes:
+                raise ValueError(
+                    f"layer {layer.name!r} has never been called on an input, so its stats "
+                    "are undefined"
+                )
+            node = layer._inbound_nodes[0]
+        if not isinstance(node, LayerNode):
+            node = LayerNode.from_keras_node(node)
+
+        stats = handler(node)
+        if not isinstance(stats, Mapping):
+            raise ValueError(
+                f"stats handler {getattr(handler, '__name__', handler)!r} for layer {layer.name!r} "
+                f"returned {type(stats).__name__}, expected a dict"
+            )
+        checked: Dict[str, Any] = {}
+        for key, value in stats.items():
+            if key not in _VALID_STATS:
+                raise ValueError(
+                    f"stats handler {getattr(handler, '__name__', handler)!r} returned an invalid "
+                    f"stat {key!r}; valid stats are {_VALID_STATS}"
+                )
+            if key == "spiking":
+                checked[key] = bool(value)
+                continue
+            # Handlers often return NumPy integers (np.prod); store plain ints.
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+                raise ValueError(f"stat {key!r} of layer {layer.name!r} must be a number, got {value!r}")
+            if not (value >= 0 and float(value) == int(value)):
+                raise ValueError(
+                    f"stat {key!r} of layer {layer.name!r} must be a non-negative integer, got {value!r}"
+                )
+            checked[key] = int(value)
+        return checked
+
+    @classmethod
+    def register_layer(cls, layer_class: type) -> Callable[[StatsFn], StatsFn]:
+        """Decorator registering a statistics handler for a layer class.
+
+        The decorated function receives a `LayerNode` (the layer, its input and
+        output shapes) and returns a dict with any of
+
+        - "connections": connections from all input elements to all output units
+          (default 0);
+        - "neurons": neuron updates per timestep (default 0);
+        - "spiking": whether the layer could run on a spiking device as it is (e.g.
+          ``keras.layers.ReLU`` is not, since a rate nonlinearity is not spiking;
+          default True).
+
+        The handler also applies to subclasses of ``layer_class`` that have no handler
+        of their own.
+
+        Parameters
+        ----------
+        layer_class : type
+            The layer class handled.
+
+        Returns
+        -------
+        callable
+            The decorator; it returns the function unchanged.
+
+        Examples
+        --------
+        Count one synaptic operation per output element of ``UpSampling2D``:
+
+        >>> @ModelEnergy.register_layer(keras.layers.UpSampling2D)  # doctest: +SKIP
+        ... def upsampling2d_stats(node):
+        ...     return {"connections": np.prod(node.output_shapes[1:]), "neurons": 0}
+        """
+        if not isinstance(layer_class, type):
+            raise TypeError(f"register_layer needs a layer class, got {layer_class!r}")
+
+        def register(stats_fn: StatsFn) -> StatsFn:
+            if not callable(stats_fn):
+                raise TypeError(f"stats handler must be callable, got {stats_fn!r}")
+            if layer_class in cls.layer_stats_computers:
+                warnings.warn(
+                    f"replacing the stats handler registered for '{layer_class.__name__}'",
+                    stacklevel=2,
+                )
+            cls.layer_stats_computers[layer_class] = stats_fn
+            return stats_fn
+
+        return register
+
+    @classmethod
+    def register_device(
+        cls,
+        device_name: str,
+        energy_per_synop: float,
+        energy_per_neuron: float,
+        spiking: bool,
+    ) -> None:
+        """Add a device (or replace one) in the shared device table.
+
+        The table is :data:`spikeonnx.devices.DEVICES`, so the device is also known to
+        the ONNX energy analyzer and the command line.
+
+        Parameters
+        ----------
+        device_name : str
+            The name used to refer to the device.
+        energy_per_synop : float
+            Energy (J) of one synaptic operation on the device.
+        energy_per_neuron : float
+            Energy (J) of one neuron update on the device.
+        spiking : bool
+            Whether the device is event-based, i.e. only does synaptic work for
+            incoming spikes rather than for every connection on every timestep.
+        """
+        if isinstance(device_name, str) and device_name in _devices.DEVICES:
+            warnings.warn(f"replacing the figures of device {device_name!r}", stacklevel=2)
+        _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking)
+
+    # ----------------------------------------------------------------- firing rates
+
+    def _compute_rates(self) -> None:
+        """Measure the mean absolute input of every layer call on ``example_data``."""
+        node_tensors: Dict[Any, List[Any]] = {}
+        unique: Dict[int, Any] = {}
+        for layer in self.layers:
+            for node in self.layer_nodes[layer]:
+                # An input layer has no inputs; its "input" is the data it emits.
+                tensors = list(node.input_tensors) or list(node.output_tensors)
+                node_tensors[node] = tensors
+                for t in tensors:
+                    unique.setdefault(id(t), t)
+
+        order = list(unique)
+        probe = keras.Model(self._graph.inputs, [unique[k] for k in order])
+        values = probe.predict(self.example_data, verbose=0)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        # Sum and count per tensor, so reused tensors are only reduced once.
+        sums = {}
+        for key, value in zip(order, values):
+            value = np.asarray(value)
+            sums[key] = (float(np.abs(value, dtype=np.float64).sum()), value.size)
+
+        for layer in self.layers:
+            layer_abs, layer_count = 0.0, 0
+            for node in self.layer_nodes[layer]:
+                node_abs = sum(sums[id(t)][0] for t in node_tensors[node])
+                node_count = sum(sums[id(t)][1] for t in node_tensors[node])
+                self.node_rates[node] = node_abs / node_count if node_count else 0.0
+                layer_abs += node_abs
+                layer_count += node_count
+            self.layer_rates[layer] = layer_abs / layer_count if layer_count else 0.0
+
+    # ----------------------------------------------------------------------- energy
+
+    def _resolve_layer(self, layer: Union[str, keras.layers.Layer]) -> keras.layers.Layer:
+        """Accept a layer of the model or its name."""
+        if isinstance(layer, str):
+            for candidate in self.layers:
+                if candidate.name == layer:
+                    return candidate
+            raise ValueError(f"model {self.model.name!r} has no layer named {layer!r}")
+        if layer not in self.layer_stats:
+            name = getattr(layer, "name", repr(layer))
+            raise ValueError(f"layer {name!r} is not part of model {self.model.name!r}")
+        return layer
+
+    def layer_energy(
+        self,
+        layer: Union[str, keras.layers.Layer],
+        device: str,
+        timesteps_per_inference: int = 1,
+        dt: Optional[float] = None,
+    ) -> Tuple[float, float]:
+        """Estimate the energy one layer uses per inference.
+
+        Parameters
+        ----------
+        layer : keras.layers.Layer or str
+            A layer of the model (or its name). A layer applied several times in the
+            model is charged for every application.
+        device : str
+            Device name from the shared table (see `ModelEnergy`), or one added with
+            `register_device`.
+        timesteps_per_inference : int
+            Timesteps each inference runs for (e.g. showing each image for 10 steps).
+            Ignored on non-spiking devices, which run one timestep.
+        dt : float, optional
+            Length of a device timestep in seconds, used to turn firing rates (Hz)
+            into events per timestep; independent of the ``dt`` of the model's
+            spiking layers. Defaults to ``keras_layers.default.dt`` (0.001 s).
+
+        Returns
+        -------
+        synop_energy : float
+            Energy (J) of the synaptic operations per inference.
+        neuron_energy : float
+            Energy (J) of the neuron updates per inference.
+
+        Raises
+        ------
+        ValueError
+            For an unknown device or layer, invalid ``timesteps_per_inference`` or
+            ``dt``, or a spiking device when no ``example_data`` was given.
+        """
+        layer = self._resolve_layer(layer)
+        spec = _lookup_device(device)
+        timesteps, dt = _check_timesteps_dt(timesteps_per_inference, dt)
+        stats = self.layer_stats[layer]
+
+        if spec.spiking:
+            if self.example_data is None:
+                raise ValueError(
+                    f"energy on spiking device {spec.name!r} depends on firing rates: create "
+                    "ModelEnergy(model, example_data=...) with representative input data"
+                )
+            # Each call of the layer has its own input rate; charge them separately.
+            # energy/op * ops/event * events/s * s/step * steps/inference
+            events_per_step = sum(
+                self.node_stats[node].get("connections", 0) * self.node_rates[node] * dt
+                for node in self.layer_nodes[layer]
+            )
+            synop_energy = spec.energy_per_synop * events_per_step * timesteps
+            neuron_energy = spec.energy_per_neuron * stats["neurons"] * timesteps
+        else:
+            # An ANN computes every connection once per inference: an input rate of
+            # 1/dt over a single timestep.
+            synop_energy = spec.energy_per_synop * stats["connections"]
+            neuron_energy = spec.energy_per_neuron * stats["neurons"]
+        return float(synop_energy), float(neuron_energy)
+
+    def total_energy(
+        self, device: str, timesteps_per_inference: int = 1, dt: Optional[float] = None
+    ) -> float:
+        """Estimate the energy the whole model uses per inference.
+
+        Parameters
+        ----------
+        device : str
+            Device name (see `layer_energy`).
+        timesteps_per_inference : int
+            Timesteps each inference runs for (spiking devices only).
+        dt : float, optional
+            Length of a device timestep in seconds (default ``keras_layers.default.dt``).
+
+        Returns
+        -------
+        float
+            Estimated energy in Joules per inference (synaptic plus neuron energy of
+            every layer).
+        """
+        return float(
+            sum(
+                sum(self.layer_energy(layer, device, timesteps_per_inference, dt))
+                for layer in self.layers
+            )
+        )
+
+    # ---------------------------------------------------------------------- summary
+
+    def summary(
+        self,
+        columns: Sequence[str] = _DEFAULT_COLUMNS,
+        timesteps_per_inference: int = 1,
+        dt: Optional[float] = None,
+        line_length: int = 98,
+        print_warnings: bool = True,
+    ) -> None:
+        """Print a per-layer table of statistics and energy estimates.
+
+        Parameters
+        ----------
+        columns : sequence of str
+            Columns to show, any of
+
+            - "name": layer name and type;
+            - "output_shape": output shape of the layer;
+            - "params": number of parameters;
+            - "connections": synaptic connections (see `ModelEnergy`);
+            - "neurons": neuron updates per timestep;
+            - "rate": average input firing rate in Hz (needs ``example_data``; only
+              matters for layers with connections);
+            - "synop_energy <device>": synaptic energy (J/inference) on <device>;
+            - "neuron_energy <device>": neuron-update energy (J/inference);
+            - "energy <device>": total energy (J/inference) on <device>.
+
+            <device> is any registered device name.
+        timesteps_per_inference : int
+            Timesteps each inference runs for (spiking devices only).
+        dt : float, optional
+            Length of a device timestep in seconds (default ``keras_layers.default.dt``).
+        line_length : int
+            Maximum length of a table line; wide columns are truncated to fit.
+        print_warnings : bool
+            Whether to add notes about the assumptions behind the estimates.
+        """
+        print(
+            self.summary_string(
+                columns=columns,
+                timesteps_per_inference=timesteps_per_inference,
+                dt=dt,
+                line_length=line_length,
+                print_warnings=print_warnings,
+            )
+        )
+
+    def summary_string(
+        self,
+        columns: Sequence[str] = _DEFAULT_COLUMNS,
+        timesteps_per_inference: int = 1,
+        dt: Optional[float] = None,
+        line_length: int = 98,
+        print_warnings: bool = True,
+    ) -> str:
+        """Return the table that `summary` prints, as a string.
+
+        See `summary` for the parameters.
+
+        Raises
+        ------
+        ValueError
+            For an unknown column or device, a device column without a device (or a
+            plain column with one), or a too small ``line_length``.
+        """
+        if isinstance(columns, str):
+            columns = (columns,)
+        parsed = []
+        for column in columns:
+            parts = str(column).split()
+            kind = parts[0] if parts else ""
+            if kind not in _COLUMN_TITLES:
+                raise ValueError(f"unknown summary column {column!r}; valid columns: {list(_COLUMN_TITLES)}")
+            arg = " ".join(parts[1:])
+            if kind in _DEVICE_COLUMNS:
+                if not arg:
+                    raise ValueError(f"summary column {column!r} needs a device, e.g. '{kind} cpu'")
+                arg = _lookup_device(arg).name
+            elif arg:
+                raise ValueError(f"summary column {kind!r} takes no argument, got {column!r}")
+            parsed.append((kind, arg))
+        if not parsed:
+            raise ValueError("summary needs at least one column")
+        if isinstance(line_length, bool) or not isinstance(line_length, numbers.Integral):
+            raise ValueError(f"line_length must be an integer, got {line_length!r}")
+        if line_length < 2 * len(parsed) - 1:
+            raise ValueError(f"line_length {line_length} is too small for {len(parsed)} columns")
+        timesteps, dt = _check_timesteps_dt(timesteps_per_inference, dt)
+
+        def cell(layer: keras.layers.Layer, kind: str, device: str) -> str:
+            if kind == "name":
+                return f"{layer.name} ({type(layer).__name__})"
+            if kind == "output_shape":
+                return self._output_shape_string(layer)
+            if kind == "params":
+                return str(layer.count_params())
+            if kind in ("connections", "neurons"):
+                return str(self.layer_stats[layer][kind])
+            if kind == "rate":
+                return f"{self.layer_rates.get(layer, float('nan')):.2g}"
+            synop, neuron = self.layer_energy(layer, device, timesteps, dt)
+            value = {"synop_energy": synop, "neuron_energy": neuron, "energy": synop + neuron}[kind]
+            return f"{value:.2g}"
+
+        header = [_COLUMN_TITLES[kind].format(device) for kind, device in parsed]
+        rows = [[cell(layer, kind, device) for kind, device in parsed] for layer in self.layers]
+
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(parsed))]
+        # Shrink the widest column one character at a time until the line fits.
+        while sum(widths) + len(widths) - 1 > line_length:
+            widest = int(np.argmax(widths))
+            widths[widest] -= 1
+
+        def line(values: Sequence[str], align: Sequence[str]) -> str:
+            return "|".join(f"{v[:w]:{a}{w}}" for v, a, w in zip(values, align, widths))
+
+        aligns = ["<" if kind == "name" else ">" for kind, _ in parsed]
+        out = [line(header, ["<"] * len(parsed)), "|".join("-" * w for w in widths)]
+        out += [line(row, aligns) for row in rows]
+
+        energy_devices = [device for kind, device in parsed if kind == "energy"]
+        if energy_devices:
+            out.append("=" * len(out[0]))
+            for device in energy_devices:
+                total = self.total_energy(device, timesteps, dt)
+                out.append(f"Total energy per inference [Joules/inf] ({device}): {total:0.2e}")
+
+        if print_warnings and any(kind in _DEVICE_COLUMNS for kind, _ in parsed):
+            out.append(
+                textwrap.fill(
+                    "* Rough estimates only: they use published per-operation energies and "
+                    "ignore overheads such as moving data on and off the device; see the "
+                    "ModelEnergy documentation for the assumptions.",
+                    width=line_length,
+                    subsequent_indent="  ",
+                )
+            )
+            spiking_devices = any(_lookup_device(d).spiking for k, d in parsed if k in _DEVICE_COLUMNS)
+            if spiking_devices and not all(self.layer_stats[layer]["spiking"] for layer in self.layers):
+                out.append(
+                    textwrap.fill(
+                        "* The model has non-spiking activations; the spiking-device figures "
+                        "assume they are replaced by spiking equivalents (make this explicit "
+                        "with keras_layers.SpikingActivation).",
+                        width=line_length,
+                        subsequent_indent="  ",
+                    )
+                )
+        return "\n".join(out)
+
+    def _output_shape_string(self, layer: keras.layers.Layer) -> str:
+        """Output shape(s) of the layer in this model, or "multiple" if they differ."""
+        shapes = set()
+        for node in self.layer_nodes[layer]:
+            outs = [_as_shape(t.shape) for t in node.output_tensors]
+            shapes.add(str(outs[0]) if len(outs) == 1 else str(outs))
+        if not shapes:
+            return "?"
+        return shapes.pop() if len(shapes) == 1 else "multiple"
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _single_shape(shapes: Union[Shape, List[Shape]], what: str, node: LayerNode) -> Shape:
+    """The shape of a single-tensor input/output, or a clear error."""
+    if isinstance(shapes, list):
+        raise ValueError(f"layer {node.layer.name!r} has {len(shapes)} {what} tensors; expected one")
+    return shapes
+
+
+def _unit_count(shape: Shape, node: LayerNode) -> int:
+    """Number of elements per example and timestep of a batch-first shape.
+
+    A leading unknown axis after the batch axis is taken to be time and not counted;
+    any other unknown axis makes the count undefined.
+    """
+    dims = tuple(shape[1:])
+    if dims and dims[0] is None:
+        dims = dims[1:]
+    if any(d is None for d in dims):
+        raise ValueError(
+            f"cannot compute stats for layer {node.layer.name!r}: shape {tuple(shape)} has "
+            "undefined dimensions other than batch and time"
+        )
+    return int(np.prod(dims, dtype=np.int64))
+
+
+def _is_linear(activation: Any) -> bool:
+    """Whether an activation function is the identity."""
+    if activation is None or activation is keras.activations.linear:
+        return True
+    if isinstance(activation, str):
+        return activation == "linear"
+    return getattr(activation, "__name__", None) == "linear"
+
+
+def _activation_part(activation: Any, n_outputs: int) -> Dict[str, Any]:
+    """Neuron statistics of a (possibly linear) activation applied to ``n_outputs``."""
+    if _is_linear(activation):
+        return {"neurons": 0, "spiking": True}
+    return {"neurons": n_outputs, "spiking": False}
+
+
+# Layers that move or combine data without synapses or neurons worth counting.
+_FREE_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.Dropout,
+    keras.layers.Add,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+)
+
+
+@ModelEnergy.register_layer(keras.layers.Layer)
+def layer_stats(node: LayerNode, **_: Any) -> Dict[str, Any]:
+    """Fallback for layers without a handler: count nothing.
+
+    Warns, unless the layer is known to cost nothing (input, flatten, reshape,
+    dropout, add and global average pooling layers).
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        Empty statistics.
+    """
+    if not isinstance(node.layer, _FREE_LAYERS):
+        warnings.warn(
+            f"ModelEnergy counts no connections or neurons for layer {node.layer.name!r} of "
+            f"unknown type '{type(node.layer).__name__}'; register a handler with "
+            "ModelEnergy.register_layer",
+            stacklevel=2,
+        )
+    return {}
+
+
+@ModelEnergy.register_layer(keras.layers.Activation)
+@ModelEnergy.register_layer(keras.layers.ReLU)
+@ModelEnergy.register_layer(keras.layers.LeakyReLU)
+@ModelEnergy.register_layer(keras.layers.ELU)
+@ModelEnergy.register_layer(keras.layers.PReLU)
+@ModelEnergy.register_layer(keras.layers.Softmax)
+def act_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a (non-spiking) activation layer.
+
+    Every output element is one neuron, updated each timestep; the layer is marked
+    non-spiking. An ``Activation("linear")`` layer costs nothing.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "neurons" and "spiking".
+    """
+    n_outputs = _unit_count(_single_shape(node.output_shapes, "output", node), node)
+    # Layers such as ReLU have no `activation` attribute; they are nonlinear.
+    return _activation_part(getattr(node.layer, "activation", "nonlinear"), n_outputs)
+
+
+@ModelEnergy.register_layer(keras.layers.Dense)
+def dense_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a ``Dense`` layer.
+
+    Every input feature connects to every unit, at every position of the axes between
+    batch and features (an unknown leading axis is time and is not counted). A
+    non-linear ``activation`` adds one neuron per output element.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "connections", "neurons" and "spiking".
+    """
+    in_shape = _single_shape(node.input_shapes, "input", node)
+    out_shape = _single_shape(node.output_shapes, "output", node)
+    n_outputs = _unit_count(out_shape, node)
+    in_features = in_shape[-1]
+    if in_features is None:
+        raise ValueError(f"Dense layer {node.layer.name!r} has an undefined input feature size: {in_shape}")
+    positions = n_outputs // int(out_shape[-1])
+    stats = {"connections": positions * int(in_features) * int(out_shape[-1])}
+    stats.update(_activation_part(node.layer.activation, n_outputs))
+    return stats
+
+
+@ModelEnergy.register_layer(keras.layers.Conv1D)
+@ModelEnergy.register_layer(keras.layers.Conv2D)
+@ModelEnergy.register_layer(keras.layers.Conv3D)
+def conv_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a ``Conv1D``/``Conv2D``/``Conv3D`` layer.
+
+    Each output element connects to a kernel window over ``in_channels / groups``
+    input channels, so connections = output elements x kernel volume x input
+    channels per group. Strides, padding and dilation enter through the output shape
+    (padded positions are counted, as a dense implementation computes them). A
+    non-linear ``activation`` adds one neuron per output element.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "connections", "neurons" and "spiking".
+    """
+    layer = node.layer
+    in_shape = _single_shape(node.input_shapes, "input", node)
+    n_outputs = _unit_count(_single_shape(node.output_shapes, "output", node), node)
+    channel_axis = 1 if layer.data_format == "channels_first" else -1
+    in_channels = in_shape[channel_axis]
+    if in_channels is None:
+        raise ValueError(f"conv layer {layer.name!r} has an undefined channel count: {in_shape}")
+    window = int(np.prod(layer.kernel_size)) * (int(in_channels) // int(layer.groups))
+    stats = {"connections": n_outputs * window}
+    stats.update(_activation_part(layer.activation, n_outputs))
+    return stats
+
+
+@ModelEnergy.register_layer(SpikingActivation)
+def spikingactivation_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a ``SpikingActivation`` layer.
+
+    One spiking neuron per unit. The input always has a time axis (even when the
+    layer returns only the last step), so the units are the input axes after batch
+    and time.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "neurons" and "spiking" (True).
+    """
+    shapes = node.input_shapes
+    in_shape = shapes[0] if isinstance(shapes, list) else shapes  # rates, then optional state
+    units = in_shape[2:]
+    if any(d is None for d in units):
+        raise ValueError(
+            f"cannot compute stats for layer {node.layer.name!r}: input shape {in_shape} has "
+            "undefined unit dimensions"
+        )
+    return {"neurons": int(np.prod(units, dtype=np.int64)), "spiking": True}
+
+
+@ModelEnergy.register_layer(keras.layers.TimeDistributed)
+def timedistributed_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a ``TimeDistributed`` layer.
+
+    Delegates to `ModelEnergy.compute_layer_stats` for the wrapped layer, described
+    for a single timestep (the time axis removed from input and output shapes), so
+    the time axis is never counted.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        The wrapped layer's statistics.
+    """
+    in_shape = _single_shape(node.input_shapes, "input", node)
+    out_shape = _single_shape(node.output_shapes, "output", node)
+    inner = LayerNode(
+        node.layer.layer,
+        (in_shape[0],) + tuple(in_shape[2:]),
+        (out_shape[0],) + tuple(out_shape[2:]),
+    )
+    return ModelEnergy.compute_layer_stats(node.layer.layer, node=inner)
