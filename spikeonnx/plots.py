@@ -1,0 +1,102 @@
+"""Figures of an energy report (the dict of :meth:`spikeonnx.GraphEnergy.to_dict`).
+
+matplotlib is imported lazily with the Agg backend, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Sequence, Union
+
+import numpy as np
+
+__all__ = ["plot_energy", "plot_rates"]
+
+PathLike = Union[str, Path]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib (pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: PathLike) -> None:
+    plt = _pyplot()
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    except OSError as err:
+        raise OSError(f"cannot write plot {path}: {err}") from None
+    finally:
+        plt.close(fig)
+
+
+def plot_energy(report: Dict[str, Any], path: PathLike, devices: Sequence[str]) -> None:
+    """Grouped bar chart of the energy per inference of each layer on each device (log scale).
+
+    Parameters
+    ----------
+    report : dict
+        Output of :meth:`spikeonnx.GraphEnergy.to_dict` covering ``devices``.
+    path : str or pathlib.Path
+        The PNG file to write.
+    devices : sequence of str
+        Devices to show, one bar per layer each.
+    """
+    plt = _pyplot()
+    layers = [layer for layer in report["layers"] if layer["type"] != "Input"]
+    names = [layer["name"] for layer in layers]
+    width = 0.8 / max(len(devices), 1)
+    x = np.arange(len(layers))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(layers) + 3), 4.5))
+    for i, device in enumerate(devices):
+        values = [layer["energy"][device]["total"] for layer in layers]
+        # zero energy has no place on a log axis: leave those bars out
+        shown = [v if v > 0 else np.nan for v in values]
+        ax.bar(x + (i - (len(devices) - 1) / 2) * width, shown, width, label=device)
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("energy per inference [J]")
+    ax.set_title(f"Energy per layer: {Path(str(report['model'])).name}")
+    ax.legend(title="device", fontsize=8)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_rates(report: Dict[str, Any], path: PathLike) -> None:
+    """Bar chart of each layer's mean input rate (Hz), spiking layers' outputs included.
+
+    Parameters
+    ----------
+    report : dict
+        Output of :meth:`spikeonnx.GraphEnergy.to_dict` built with example data.
+    path : str or pathlib.Path
+        The PNG file to write.
+
+    Raises
+    ------
+    ValueError
+        If the report has no rates (no example data was given).
+    """
+    layers = [layer for layer in report["layers"] if layer.get("rate") is not None]
+    if not layers:
+        raise ValueError("the energy report has no firing rates: analyse with example data")
+    plt = _pyplot()
+    names = [layer["name"] for layer in layers]
+    rates = [layer["rate"] for layer in layers]
+    colors = ["tab:red" if layer.get("spiking") else "tab:blue" for layer in layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(layers) + 3), 4.5))
+    ax.bar(np.arange(len(layers)), rates, color=colors)
+    ax.set_xticks(np.arange(len(layers)))
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("mean |input| per layer [Hz]")
+    ax.set_title("Input firing rate per layer (red: spiking layers)")
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
