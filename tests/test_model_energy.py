@@ -423,3 +423,11 @@ def test_devices_view_reads_shared_table():
     with temporary_device("test-chip", 1e-12, 2e-12, True):
         assert "test-chip" in ModelEnergy.devices
     assert "test-chip" not in ModelEnergy.devices
+
+
+def test_drop_in_import_names():
+    import keras_layers as keras_spiking
+
+    assert keras_spiking.ModelEnergy is ModelEnergy
+    assert keras_spiking.regularizers.Percentile.__module__ == "keras_layers.regularizers"
+    assert keras_spiking.model_energy.dense_stats is ModelEnergy.layer_stats_computers[keras.layers.Dense]
