@@ -352,6 +352,33 @@ def test_spiking_aware_gradient_is_base_activation_gradient(activation):
     assert np.count_nonzero(grad) > 0
 
 
+def test_spiking_aware_gradient_in_graph_mode_and_fit():
+    x = tf.constant(_inputs((3,), steps=4, scale=2.0))
+    layer = ks.SpikingActivation("tanh", dt=0.01, seed=2)
+
+    @tf.function
+    def grad_fn(inp):
+        with tf.GradientTape() as tape:
+            tape.watch(inp)
+            loss = tf.reduce_sum(layer(inp, training=True))
+        return tape.gradient(loss, inp)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        base = tf.math.tanh(x)
+    expected = tape.gradient(base, x).numpy()
+    np.testing.assert_allclose(grad_fn(x).numpy(), expected, rtol=1e-6, atol=1e-7)
+
+    # fit: gradients pass through the spiking layer to the Dense layer before it
+    model = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.Dense(4), ks.SpikingActivation("relu", dt=0.1, seed=0)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = model.layers[0].kernel.numpy().copy()
+    model.fit(np.ones((4, 5, 3), F32), np.ones((4, 5, 4), F32), epochs=1, verbose=0)
+    assert not np.array_equal(model.layers[0].kernel.numpy(), before)
+
+
 def test_non_spiking_aware_training_uses_base_activation():
     x = _inputs((4,), steps=5, scale=2.0)
     layer = ks.SpikingActivation("tanh", dt=0.01, spiking_aware_training=False, seed=1)
