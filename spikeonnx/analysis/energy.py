@@ -213,11 +213,11 @@ class GraphEnergy:
 
         Parameters are as for :meth:`layer_energy`.
         """
-        return sum(
-            part
+        # per layer (synop + neuron), then over layers in order, as ModelEnergy adds
+        return float(sum(
+            sum(self.layer_energy(layer.name, device, timesteps_per_inference, dt))
             for layer in self.graph.layers
-            for part in self.layer_energy(layer.name, device, timesteps_per_inference, dt)
-        )
+        ))
 
     # --- summary ------------------------------------------------------------------
     def summary(

@@ -215,23 +215,34 @@ def compute_rates(graph: AnalysisGraph, feeds: Dict[str, np.ndarray]) -> Dict[st
     values: Dict[str, np.ndarray] = dict(feeds)
     if needed:
         n_outputs = len(model.graph.output)
+        n_nodes = len(model.graph.node)
         old_ir = model.ir_version
-        existing = {v.name for v in model.graph.output}
-        extra = [n for n in needed if n not in existing]
+        taken = {o for node in model.graph.node for o in node.output} | {v.name for v in model.graph.input}
+        probes = []
         try:
-            # expose the layer inputs as outputs on the caller's proto for one
-            # serialization (no copy of the weights), then put it back
-            for name in extra:
+            # Expose each layer input through an Identity of its own: onnxruntime drops
+            # the declared shape of a tensor that is itself a graph output, which breaks
+            # its shape propagation after custom ops. The caller's proto is extended for
+            # one serialization (no copy of the weights) and then put back.
+            for i, name in enumerate(needed):
+                probe = f"{name}__spikeonnx_rate_probe"
+                while probe in taken:
+                    probe += "_"
+                probes.append(probe)
+                model.graph.node.append(
+                    onnx.helper.make_node("Identity", [name], [probe], name=f"spikeonnx_rate_probe_{i}")
+                )
                 info = graph.tensors.get(name)
-                model.graph.output.append(onnx.helper.make_tensor_value_info(name, info.elem_type, None))
+                model.graph.output.append(onnx.helper.make_tensor_value_info(probe, info.elem_type, None))
             model.ir_version = min(old_ir, _MAX_IR_VERSION)
             blob = model.SerializeToString()
         finally:
             del model.graph.output[n_outputs:]
+            del model.graph.node[n_nodes:]
             model.ir_version = old_ir
         session = _make_session(blob, _uses_spikeonnx_ops(model))
         try:
-            results = session.run(needed, feeds)
+            results = session.run(probes, feeds)
         except Exception as err:
             raise ValueError(f"{graph.label}: running the model on the example data failed: {err}") from None
         values.update(zip(needed, results))
