@@ -84,7 +84,7 @@ struct AlphaKernel {
         std::copy(initial.data() + state_at, initial.data() + state_at + n, s2);
       }
       const int64_t at = b * g.batch_stride() + u0;
-      alpha_block<T>(x + at, y + at, s1, s2, a.data() + u0, one_a.data() + u0, ra.data() + u0,
+      alpha_loop(x + at, y + at, s1, s2, a.data() + u0, one_a.data() + u0, ra.data() + u0,
                      input2.data() + u0, n, g.time, g.step());
       if (final_state != nullptr) {
         T* out = final_state + 2 * b * g.units + u0;

@@ -28,7 +28,7 @@ const char* dtype_str(ONNXTensorElementDataType type);
 
 // Units per work item; the state of one block (a few KiB) stays in L1 while the kernel
 // walks through time.
-constexpr int64_t kBlockUnits = 512;
+constexpr int64_t kBlockUnits = 1024;
 
 // Attributes shared by all ops, read once when the kernel is created.
 struct CommonAttributes {

@@ -79,7 +79,7 @@ struct LowpassKernel {
         std::copy(initial.data() + state_at, initial.data() + state_at + n, level);
       }
       const int64_t at = b * g.batch_stride() + u0;
-      lowpass_block<T>(x + at, y + at, level, keep.data() + u0, gain.data() + u0, n, g.time, g.step());
+      lowpass_loop(x + at, y + at, level, keep.data() + u0, gain.data() + u0, n, g.time, g.step());
       if (final_level != nullptr) std::copy(level, level + n, final_level + state_at);
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);

@@ -82,7 +82,7 @@ struct SpikingActivationKernel {
         std::copy(drawn, drawn + n, voltage);
       }
       const int64_t at = b * g.batch_stride() + u0;
-      spiking_block<T>(rates + at, spikes + at, voltage, n, g.time, g.step(), dt);
+      spiking_loop(rates + at, spikes + at, voltage, n, g.time, g.step(), dt);
       if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);

@@ -104,16 +104,20 @@ inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, 
 // Exact floor that vectorises on plain SSE2.
 // ---------------------------------------------------------------------------------------
 
-// std::floor on float needs SSE4.1 to vectorise; this formulation uses a truncating int
-// conversion instead and is bit-identical to floorf for every input: values with
-// |x| >= 2^23 (and inf/NaN) are already integral and pass through, the sign of zero is
-// restored by copysign (floor never changes the sign of its argument).
+// std::floor on float needs SSE4.1 to vectorise; this branch-free formulation uses only
+// adds, compares and bit operations and is bit-identical to floorf for every input.  For
+// |x| < 2^23, adding and subtracting 2^23 (with x's sign) rounds x to the nearest integer,
+// exactly, since the spacing of floats there is 1; stepping down by one where that went
+// above x gives the floor.  Larger magnitudes, infinities and NaN are already "integral"
+// and pass through unchanged; copysign restores the sign of zero (floor never changes
+// the sign of its argument).  Needs the default round-to-nearest mode and no value-unsafe
+// optimisation (no -ffast-math).
 inline float exact_floor(float x) {
-  const bool small = std::fabs(x) < 8388608.0f;  // false for NaN too
-  // Only in-range values reach the int conversion (out-of-range would be undefined).
-  const float truncated = static_cast<float>(static_cast<int32_t>(small ? x : 0.0f));
-  const float adjusted = truncated - (truncated > x ? 1.0f : 0.0f);
-  const float result = small ? adjusted : x;
+  constexpr float kTwo23 = 8388608.0f;
+  const float shift = std::copysign(kTwo23, x);
+  const float nearest = (x + shift) - shift;
+  const float floored = nearest - (nearest > x ? 1.0f : 0.0f);
+  const float result = std::fabs(x) < kTwo23 ? floored : x;
   return std::copysign(result, x);
 }
 
@@ -226,5 +230,29 @@ inline void alpha_block(const T* __restrict x, T* __restrict y, T* __restrict s1
     }
   }
 }
+
+}  // namespace spikeonnx
+
+// ---------------------------------------------------------------------------------------
+// Compiled entry points of the time loops (spiking_loops.cc).  Each is built several times
+// for different x86 instruction sets and picked when the library is loaded; every variant
+// performs the same IEEE operations (no FMA), so results do not depend on the CPU.
+// ---------------------------------------------------------------------------------------
+
+namespace spikeonnx {
+
+void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
+                  int64_t step, float dt);
+void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n, int64_t steps,
+                  int64_t step, double dt);
+void lowpass_loop(const float* x, float* y, float* level, const float* keep, const float* gain,
+                  int64_t n, int64_t steps, int64_t step);
+void lowpass_loop(const double* x, double* y, double* level, const double* keep, const double* gain,
+                  int64_t n, int64_t steps, int64_t step);
+void alpha_loop(const float* x, float* y, float* s1, float* s2, const float* a, const float* one_a,
+                const float* ra, const float* input2, int64_t n, int64_t steps, int64_t step);
+void alpha_loop(const double* x, double* y, double* s1, double* s2, const double* a,
+                const double* one_a, const double* ra, const double* input2, int64_t n,
+                int64_t steps, int64_t step);
 
 }  // namespace spikeonnx
