@@ -211,7 +211,10 @@ def spiking_handler(
     if ctx.state_input(layer) is not None:
         ctx.set_state_output(layer, final)
     if not getattr(layer, "return_sequences", True):
-        y = y[-1] if time_major else y[:, -1]
+        # A Gather of the last index (rather than a strided slice): plain in ONNX and
+        # robust to custom-op shape inference that reports unknown dimensions.
+        time_axis = 0 if time_major else 1
+        y = tf.gather(y, tf.shape(y)[time_axis] - 1, axis=time_axis)
     if getattr(layer, "return_state", False):
         return [y, *_tensor_to_keras_state(final, kind, layer)]
     return y

@@ -58,6 +58,7 @@ class _MarkerSpec:
     attrs: Dict[str, Any]
     num_inputs: int
     num_outputs: int
+    output_shapes: List[Tuple[Optional[int], ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -209,6 +210,7 @@ class ExportContext:
             attrs=dict(attrs),
             num_inputs=len(tensors),
             num_outputs=len(shapes),
+            output_shapes=shapes,
         )
         if "dt" in attrs:
             self.dts[node_name] = float(attrs["dt"])
@@ -566,9 +568,11 @@ def _export_once(model: Any, state_io: bool, opset: int, default_seed: int, dyna
         extra_opset=[helper.make_opsetid(_OP_DOMAIN, _OP_VERSION)],
     )
     _raise_on_unsupported(onnx_model, ctx)
+    by_name = {spec.node_name: spec for spec in ctx.markers.values()}
     for node in onnx_model.graph.node:
         if node.domain == _OP_DOMAIN and node.name in renames:
             node.name = renames[node.name]
+            _declare_output_shapes(onnx_model.graph, node, by_name[node.name])
 
     input_names = _model_input_names(model) + [s.input_name for s in slots]
     n_outputs = traced["n_outputs"]
@@ -598,6 +602,35 @@ def _quiet_tf2onnx() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("tf2onnx"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _declare_output_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _MarkerSpec) -> None:
+    """Write the traced static shapes of a spiking node's outputs into ``value_info``.
+
+    The batch dimension is named ``batch`` (as on the graph inputs); other
+    unknown dimensions get names of their own.
+    """
+    batch_axis = 1 if spec.attrs.get("time_major") else 0
+    infos = {v.name: v for v in graph.value_info}
+    for index, (name, shape) in enumerate(zip(node.output, spec.output_shapes)):
+        if not name:
+            continue
+        info = infos.get(name)
+        if info is None:
+            info = graph.value_info.add()
+            info.name = name
+        info.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        tensor_type = info.type.tensor_type
+        tensor_type.ClearField("shape")
+        state_like = index > 0
+        for axis, d in enumerate(shape):
+            dim = tensor_type.shape.dim.add()
+            if d is not None:
+                dim.dim_value = int(d)
+            elif axis == (0 if state_like else batch_axis):
+                dim.dim_param = "batch"
+            else:
+                dim.dim_param = f"{node.name}_dim{axis}"
 
 
 def _layer_of_node(node_name: str, ctx: ExportContext) -> Optional[Any]:
@@ -771,7 +804,8 @@ def _name_dynamic_dims(
     """Give graph outputs their static shapes; name batch/time dimensions ``batch`` and ``time``."""
     for value, shape in zip(model.graph.output, output_shapes):
         tensor_type = value.type.tensor_type
-        if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != len(shape):
+        # The traced static shape is at least as precise as tf2onnx's (which may hold -1s).
+        if True:
             tensor_type.ClearField("shape")
             for axis, d in enumerate(shape):
                 dim = tensor_type.shape.dim.add()

@@ -1,0 +1,436 @@
+"""Export zoo: Keras models with spiking layers, exported and run in onnxruntime.
+
+Each model runs in Keras (inference mode) and, after ``spikeonnx.export``, in
+``spikeonnx.InferenceSession`` on the same inputs and initial states. Spikes
+must be identical element for element, filtered/dense outputs within 1e-5
+(relative to the output scale). A few models also run in
+``onnx.reference.ReferenceEvaluator`` with the NumPy reference ops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import onnx
+import pytest
+import tensorflow as tf
+from onnx.reference import ReferenceEvaluator
+
+import keras_layers as kl
+from spikeonnx import export
+from spikeonnx.ops import library_path
+from spikeonnx.reference import REFERENCE_OPS, tf_stateless_uniform
+from spikeonnx.schemas import register_schemas
+
+
+def _library_available() -> bool:
+    try:
+        library_path()
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            raise  # in CI the op library must have been built and installed
+        return False
+    return True
+
+
+needs_ops = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
+
+RNG = np.random.default_rng(2024)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_weights():
+    keras.utils.set_random_seed(1234)  # weight initialisers draw from the global seed
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def keras_outputs(model, *inputs, **kwargs):
+    """Keras outputs as a list of NumPy arrays (inference mode)."""
+    out = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False, **kwargs)
+    return [np.asarray(o) for o in tf.nest.flatten(out)]
+
+
+def ort_outputs(model: onnx.ModelProto, feeds):
+    from spikeonnx.runtime import InferenceSession
+
+    session = InferenceSession(model)
+    return session.run(None, feeds)
+
+
+def reference_outputs(model: onnx.ModelProto, feeds):
+    return ReferenceEvaluator(model, new_ops=REFERENCE_OPS).run(None, feeds)
+
+
+def assert_close(actual, expected, rtol=1e-5):
+    """Within ``rtol`` of the output's scale (elementwise relative would punish near-zeros)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    scale = max(float(np.abs(expected).max()), 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def metadata(model: onnx.ModelProto):
+    props = {p.key: p.value for p in model.metadata_props}
+    return {k: (json.loads(v) if k != "spikeonnx.version" else v) for k, v in props.items()}
+
+
+def spiking_nodes(model: onnx.ModelProto):
+    return [n for n in model.graph.node if n.domain == "spikeonnx"]
+
+
+def check_valid(model: onnx.ModelProto):
+    register_schemas()
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version <= 10
+    assert model.producer_name == "spikeonnx"
+
+
+def uniform_voltage(shape, seed):
+    return tf_stateless_uniform(shape, seed)
+
+
+# -- models ---------------------------------------------------------------------
+
+
+@needs_ops
+def test_dense_spiking_dense_sequential():
+    model = keras.Sequential(
+        [
+            keras.Input((None, 5)),
+            keras.layers.Dense(8),
+            kl.SpikingActivation("relu", dt=0.01, seed=3),
+            keras.layers.Dense(2),
+        ]
+    )
+    x = RNG.uniform(0, 30, (3, 17, 5)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(model=onnx_model)
+    nodes = spiking_nodes(onnx_model)
+    assert [n.op_type for n in nodes] == ["SpikingActivation"]
+    (node,) = nodes
+    # the base activation stays a standard op right before the spiking node
+    producer = {o: n for n in onnx_model.graph.node for o in n.output}[node.input[0]]
+    assert producer.op_type == "Relu" and producer.domain == ""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["seed"] == 3 and attrs["time_major"] == 0 and attrs["dt"] == pytest.approx(0.01)
+    (inp,) = onnx_model.graph.input
+    assert [d.dim_param for d in inp.type.tensor_type.shape.dim[:2]] == ["batch", "time"]
+
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {inp.name: x})
+    assert_close(actual, expected)
+
+    meta = metadata(onnx_model)
+    layer_names = [layer.name for layer in model.layers]
+    assert meta["spikeonnx.layers"][node.name] == layer_names[1]
+    attributed = set(meta["spikeonnx.layers"].values())
+    assert {layer_names[0], layer_names[2]} <= attributed  # the Dense nodes are attributed too
+    matmul_layers = {meta["spikeonnx.layers"].get(n.name) for n in onnx_model.graph.node if n.op_type == "MatMul"}
+    assert matmul_layers == {layer_names[0], layer_names[2]}
+    assert meta["spikeonnx.dt"] == {node.name: 0.01}
+    assert meta["spikeonnx.seeds"] == {node.name: 3}
+    assert meta["spikeonnx.batch_axes"] == {inp.name: 0, onnx_model.graph.output[0].name: 0}
+    assert meta["spikeonnx.time_axes"] == {inp.name: 1, onnx_model.graph.output[0].name: 1}
+
+
+@needs_ops
+def test_dense_spiking_dense_functional_spikes_identical_and_reference_agrees():
+    inp = keras.Input((None, 6), name="rates_in")
+    hidden = keras.layers.Dense(10, name="hidden")(inp)
+    spikes = kl.SpikingActivation("relu", dt=0.005, seed=11, name="spikes")(hidden)
+    out = keras.layers.Dense(3, name="readout")(spikes)
+    model = keras.Model(inp, [spikes, out])
+    x = RNG.uniform(0, 400, (4, 23, 6)).astype(np.float32)
+
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    assert [o.name for o in onnx_model.graph.output] == ["spikes", "readout"]
+    expected_spikes, expected_out = keras_outputs(model, x)
+    assert np.count_nonzero(expected_spikes) > 50  # the test must see spikes
+    spikes_ort, out_ort = ort_outputs(onnx_model, {"rates_in": x})
+    np.testing.assert_array_equal(spikes_ort, expected_spikes)
+    assert_close(out_ort, expected_out)
+    spikes_ref, out_ref = reference_outputs(onnx_model, {"rates_in": x})
+    np.testing.assert_array_equal(spikes_ref, spikes_ort)
+    assert_close(out_ref, out_ort)
+
+
+@needs_ops
+def test_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_state():
+    inp = keras.Input((None, 4))
+    spikes = kl.SpikingActivation("relu", dt=0.01, name="sa")(inp)
+    model = keras.Model(inp, spikes)
+    x = RNG.uniform(0, 60, (2, 15, 4)).astype(np.float32)
+
+    onnx_model = export(model, default_seed=7)
+    (node,) = spiking_nodes(onnx_model)
+    assert metadata(onnx_model)["spikeonnx.seeds"] == {node.name: 7}
+    v0 = uniform_voltage((2, 4), 7)
+    layer = model.layers[-1]
+    expected = np.asarray(layer(x, initial_state=[tf.constant(v0)], training=False))
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    np.testing.assert_array_equal(actual, expected)
+
+    # state_io: the caller supplies the voltage, as Keras' initial_state does
+    streaming = export(model, state_io=True)
+    check_valid(streaming)
+    names = [i.name for i in streaming.graph.input]
+    assert names == [onnx_model.graph.input[0].name, "sa/state_in"]
+    assert [o.name for o in streaming.graph.output] == ["sa", "sa/state_out"]
+    v1 = RNG.uniform(0, 1, (2, 4)).astype(np.float32)
+    expected = np.asarray(layer(x, initial_state=[tf.constant(v1)], training=False))
+    spikes, final = ort_outputs(streaming, {names[0]: x, "sa/state_in": v1})
+    np.testing.assert_array_equal(spikes, expected)
+    v = v1.copy()  # the final voltage, recomputed independently in NumPy
+    for t in range(x.shape[1]):
+        v = v + np.maximum(x[:, t], 0) * np.float32(0.01)
+        v = v - np.floor(v)
+    np.testing.assert_array_equal(final, v)
+    meta = metadata(streaming)
+    assert meta["spikeonnx.initial_state"] == {"sa/state_in": {"kind": "uniform_seed", "seed": 0}}
+    assert meta["spikeonnx.state_io"] == {"sa/state_in": "sa/state_out"}
+
+
+@needs_ops
+def test_conv_timedistributed_model_with_lowpass_readout():
+    inp = keras.Input((None, 8, 8, 1))
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, activation=None), name="conv")(inp)
+    spikes = kl.SpikingActivation("relu", dt=0.01, seed=1, name="conv_spikes")(x)
+    x = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2), name="pool")(spikes)
+    x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flat")(x)
+    x = keras.layers.Dense(5, name="dense")(x)
+    out = kl.Lowpass(0.02, dt=0.01, return_sequences=False, name="readout")(x)
+    model = keras.Model(inp, [spikes, out])
+    images = RNG.uniform(0, 20, (3, 9, 8, 8, 1)).astype(np.float32)
+
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    assert sorted(n.op_type for n in spiking_nodes(onnx_model)) == ["Lowpass", "SpikingActivation"]
+    expected_spikes, expected = keras_outputs(model, images)
+    assert np.count_nonzero(expected_spikes) > 20
+    spikes_ort, out_ort = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: images})
+    np.testing.assert_array_equal(spikes_ort, expected_spikes)
+    assert out_ort.shape == (3, 5)
+    assert_close(out_ort, expected)
+    meta = metadata(onnx_model)
+    assert meta["spikeonnx.time_axes"]["readout"] is None
+    assert meta["spikeonnx.batch_axes"]["readout"] == 0
+    conv_layers = {meta["spikeonnx.layers"].get(n.name) for n in onnx_model.graph.node if n.op_type == "Conv"}
+    assert conv_layers == {"conv"}
+
+
+@needs_ops
+@pytest.mark.parametrize(
+    "inner, shape",
+    [
+        (lambda: keras.layers.Dense(20), (2, 5, 10)),
+        (lambda: keras.layers.Conv1D(3, 2, padding="same"), (2, 4, 6, 2)),
+        (lambda: keras.layers.Conv3D(2, 2), (2, 3, 3, 3, 3, 1)),
+        (lambda: keras.layers.MaxPooling2D(2), (2, 3, 4, 4, 2)),
+        (lambda: keras.layers.Dropout(0.5), (2, 3, 7)),
+    ],
+    ids=["dense", "conv1d", "conv3d", "maxpool2d", "dropout"],
+)
+def test_time_distributed_matches_keras(inner, shape):
+    model = keras.Sequential([keras.Input((None, *shape[2:])), keras.layers.TimeDistributed(inner())])
+    x = RNG.normal(size=shape).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert actual.shape == expected.shape
+    assert_close(actual, expected)
+
+
+@needs_ops
+def test_alpha_with_initial_level_and_streaming_state():
+    model = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            kl.Alpha(0.03, dt=0.005, level_initializer=keras.initializers.Constant(0.5), name="alpha"),
+        ]
+    )
+    x = RNG.uniform(-5, 5, (2, 40, 4)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    assert [n.op_type for n in spiking_nodes(onnx_model)] == ["Alpha"]
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert_close(actual, expected)
+    (ref,) = reference_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert_close(ref, actual)
+
+    # a full (s1, s2) state fed in: Keras initial_state vs state_in
+    streaming = export(model, state_io=True)
+    state = RNG.uniform(-1, 1, (2, 2, 4)).astype(np.float32)
+    layer = model.layers[-1]
+    expected = np.asarray(layer(x, initial_state=[tf.constant(state)], training=False))
+    y, final = ort_outputs(streaming, {streaming.graph.input[0].name: x, "alpha/state_in": state})
+    assert_close(y, expected)
+    assert final.shape == (2, 2, 4)
+    # the final state continues the sequence: a second half from it equals the whole run
+    whole = np.asarray(layer(np.concatenate([x, x], 1), initial_state=[tf.constant(state)], training=False))
+    y2, _ = ort_outputs(streaming, {streaming.graph.input[0].name: x, "alpha/state_in": final})
+    assert_close(y2, whole[:, 40:])
+    meta = metadata(streaming)
+    assert meta["spikeonnx.initial_state"]["alpha/state_in"] == {
+        "kind": "constant",
+        "value": [[0.5] * 4, [0.5] * 4],
+    }
+
+
+@needs_ops
+def test_time_major_layers():
+    model = keras.Sequential(
+        [
+            keras.Input((None, 4)),  # (T, B, 4) seen by Keras as (batch=T, time=B)
+            kl.SpikingActivation("relu", dt=0.01, seed=5, time_major=True, name="sa"),
+            kl.Lowpass(0.02, dt=0.01, time_major=True, name="lp"),
+        ]
+    )
+    x = RNG.uniform(0, 80, (12, 3, 4)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    for node in spiking_nodes(onnx_model):
+        assert onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "time_major")) == 1
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert_close(actual, expected)
+    meta = metadata(onnx_model)
+    name_in, name_out = onnx_model.graph.input[0].name, onnx_model.graph.output[0].name
+    assert meta["spikeonnx.time_axes"] == {name_in: 0, name_out: 0}
+    assert meta["spikeonnx.batch_axes"] == {name_in: 1, name_out: 1}
+
+
+@needs_ops
+def test_custom_activation_callable():
+    def bumpy(x):
+        return tf.nn.relu(x) * 3.0 + tf.square(tf.sin(x)) * 20.0
+
+    inp = keras.Input((None, 5))
+    spikes = kl.SpikingActivation(bumpy, dt=0.004, seed=9, name="custom")(inp)
+    model = keras.Model(inp, spikes)
+    x = RNG.uniform(-10, 30, (2, 25, 5)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    op_types = {n.op_type for n in onnx_model.graph.node}
+    assert {"Relu", "Sin"} <= op_types
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    np.testing.assert_array_equal(actual, expected)
+
+
+@needs_ops
+def test_several_spiking_layers_with_different_dt_one_variable():
+    dt_var = tf.Variable(0.002, dtype=tf.float32, trainable=False)
+    inp = keras.Input((None, 3))
+    a = kl.SpikingActivation("relu", dt=0.01, seed=1, name="sa_fast")(inp)
+    b = kl.Lowpass(0.05, dt=dt_var, name="lp_var")(a)
+    c = kl.SpikingActivation("relu", dt=0.001, seed=2, name="sa_slow")(b)
+    d = kl.Alpha(0.01, dt=0.003, name="alpha", return_sequences=False)(c)
+    model = keras.Model(inp, [c, d])
+    x = RNG.uniform(0, 200, (2, 30, 3)).astype(np.float32)
+    dt_var.assign(0.004)  # exported at its current value
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    meta = metadata(onnx_model)
+    assert meta["spikeonnx.dt"] == {"sa_fast": 0.01, "lp_var": 0.004, "sa_slow": 0.001, "alpha": 0.003}
+    expected_spikes, expected = keras_outputs(model, x)
+    spikes, out = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    np.testing.assert_array_equal(spikes, expected_spikes)
+    assert_close(out, expected)
+    ref_spikes, ref_out = reference_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    np.testing.assert_array_equal(ref_spikes, spikes)
+    assert_close(ref_out, out)
+
+
+@needs_ops
+def test_plain_rnn_with_spiking_cells():
+    inp = keras.Input((None, 4))
+    s = keras.layers.RNN(kl.SpikingActivationCell(4, "relu", dt=0.01, seed=6), return_sequences=True, name="rnn_sa")(inp)
+    f = keras.layers.RNN(kl.LowpassCell(4, 0.03, dt=0.01), return_sequences=False, name="rnn_lp")(s)
+    model = keras.Model(inp, [s, f])
+    x = RNG.uniform(0, 90, (3, 14, 4)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    assert [n.op_type for n in spiking_nodes(onnx_model)] == ["SpikingActivation", "Lowpass"]
+    # keras.layers.RNN draws its initial state from the cell: the TF-identical seeded draw
+    expected_spikes, expected = keras_outputs(model, x)
+    spikes, out = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    np.testing.assert_array_equal(spikes, expected_spikes)
+    assert_close(out, expected)
+
+
+@needs_ops
+def test_return_state_outputs_final_state():
+    inp = keras.Input((None, 3))
+    y, state = kl.Lowpass(0.02, dt=0.01, return_state=True, return_sequences=False, name="lp")(inp)
+    model = keras.Model(inp, [y, state])
+    x = RNG.uniform(-3, 3, (2, 8, 3)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    expected = keras_outputs(model, x)
+    actual = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    for a, e in zip(actual, expected):
+        assert_close(a, e)
+
+
+@needs_ops
+def test_stateful_model_streams_in_chunks_like_one_long_run():
+    from spikeonnx.runtime import StreamingSession
+
+    inp = keras.Input(batch_shape=(2, None, 3))
+    hidden = keras.layers.Dense(6, name="hidden")(inp)
+    spikes = kl.SpikingActivation("relu", dt=0.01, seed=4, stateful=True, name="sa")(hidden)
+    out = kl.Lowpass(0.05, dt=0.01, stateful=True, name="lp")(spikes)
+    model = keras.Model(inp, [spikes, out])
+    x = RNG.uniform(0, 40, (2, 30, 3)).astype(np.float32)
+    expected_spikes, expected = keras_outputs(model, x)  # one long run from the reset state
+
+    onnx_model = export(model)  # stateful layers always get state inputs
+    check_valid(onnx_model)
+    assert [i.name for i in onnx_model.graph.input][1:] == ["sa/state_in", "lp/state_in"]
+    session = StreamingSession(onnx_model)
+    chunked = session.run_chunked(x, chunk=7)
+    np.testing.assert_array_equal(chunked["sa"], expected_spikes)
+    assert_close(chunked["lp"], expected)
+
+
+@needs_ops
+def test_nested_model_is_walked():
+    inner_in = keras.Input((None, 4))
+    inner_out = kl.SpikingActivation("relu", dt=0.01, seed=2, name="inner_sa")(keras.layers.Dense(4)(inner_in))
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    outer_in = keras.Input((None, 4))
+    outer = keras.Model(outer_in, keras.layers.Dense(2, name="top")(inner(outer_in)))
+    x = RNG.uniform(0, 50, (2, 9, 4)).astype(np.float32)
+    onnx_model = export(outer)
+    check_valid(onnx_model)
+    assert [n.name for n in spiking_nodes(onnx_model)] == ["inner_sa"]
+    (expected,) = keras_outputs(outer, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert_close(actual, expected)
+
+
+@needs_ops
+def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
+    import onnxruntime as ort
+
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
+    x = RNG.normal(size=(4, 7)).astype(np.float32)
+    path = tmp_path / "plain.onnx"
+    onnx_model = export(model, path, opset=15)
+    assert path.is_file()
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert all(o.domain != "spikeonnx" for o in onnx_model.opset_import)
+    assert {o.domain: o.version for o in onnx_model.opset_import}[""] == 15
+    # runs in plain onnxruntime, without our op library
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {onnx_model.graph.input[0].name: x})
+    (expected,) = keras_outputs(model, x)
+    assert_close(actual, expected)
