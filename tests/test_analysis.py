@@ -365,6 +365,12 @@ def test_cycle_and_undefined_tensor():
     model = _model(nodes, [_vi("x", ["N", 3])], [_vi("c", ["N", 3])])
     with pytest.raises(ValueError, match=r"cycle: (first -> second -> first|second -> first -> second)"):
         GraphEnergy(model)
+    # nodes out of file order (but acyclic) are sorted, not rejected
+    model, _, _ = dense_relu_784_128()
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))
+    assert GraphEnergy(model).layer_stats["dense/MatMul"] == {"connections": 100352, "neurons": 128, "spiking": False}
     undefined = _model([helper.make_node("Relu", ["ghost"], ["y"], name="r")], [_vi("x", ["N", 3])],
                        [_vi("y", ["N", 3])])
     with pytest.raises(ValueError, match="node 'r' \\(Relu\\) reads tensor 'ghost'"):

@@ -707,6 +707,10 @@ class AnalysisGraph:
                 if src is not None and src in members:
                     continue
                 info = self.tensors.get(name_in)
+                # a state fed from outside is not input activity (Keras passes it as
+                # initial_state, not as a layer input)
+                if name_in in self.state_inputs:
+                    continue
                 if name_in not in layer.inputs and info is not None and info.is_float:
                     layer.inputs.append(name_in)
         # the shown output: last tensor leaving the layer
