@@ -281,7 +281,12 @@ class KerasSpikingCell(keras.layers.Layer):
     def get_config(self) -> Dict[str, Any]:
         """Return the constructor arguments (for serialization)."""
         cfg = super().get_config()
-        cfg.update(size=list(self.size), dt=_dt_for_config(self.dt))
+        cfg.update(
+            size=list(self.size),
+            state_size=list(self.state_shape),
+            dt=_dt_for_config(self.dt),
+            always_use_inference=self.always_use_inference,
+        )
         return cfg
 
 

@@ -113,6 +113,7 @@ def test_cells_in_user_rnn_roundtrip(tmp_path):
         lambda: ks.SpikingActivationCell((2, 3), "sigmoid", dt=0.02, seed=4),
         lambda: ks.LowpassCell(4, 0.01, apply_during_training=False, tau_constraint=ks.constraints.Mean(axis=-1)),
         lambda: ks.AlphaCell((2, 2), "ones", level_initializer="zeros"),
+        lambda: ks.KerasSpikingCell((2, 3), state_size=4, dt=0.5, always_use_inference=False),
     ],
 )
 def test_cell_config_roundtrip(cell):
@@ -121,6 +122,8 @@ def test_cell_config_roundtrip(cell):
     clone = type(original).from_config(cfg)
     assert clone.get_config() == cfg
     assert clone.size == original.size
+    assert clone.state_size == original.state_size
+    assert clone.always_use_inference == original.always_use_inference
     # and through Keras' generic (de)serialisation, i.e. the registered names
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(original))
     assert type(restored) is type(original) and restored.get_config() == cfg
