@@ -867,7 +867,10 @@ class AlphaCell(_FilterCell):
     ``[:, 1] = s2`` (for Keras' RNN, ``state_size`` is its element count
     ``2 * prod(size)``). The initial state is ``s1 = s2 = initial_level``: the
     filter starts at rest at that level (zero derivative), which is what the
-    original KerasSpiking 0.3.0 does.
+    original KerasSpiking 0.3.0 does. In a user-built ``keras.layers.RNN`` with
+    ``return_state=True``, Keras declares the symbolic state shape as
+    ``(B, 2 * prod(size))`` while the tensor computed is ``(B, 2, *size)``; the
+    ``Alpha`` layer reports the true shape.
 
     Use directly as ``keras.layers.RNN(AlphaCell(size=10, tau_initializer=0.01))``.
     """
