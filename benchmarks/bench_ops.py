@@ -205,13 +205,17 @@ def main(argv: Optional[List[str]] = None) -> None:
             row[f"op{threads}"] = _timeit(_bound_runner(session, x, out), args.repeats)
         scan = _session(scan_model(op, shape), 1, custom=False)
         row["scan"] = _timeit(_bound_runner(scan, x, out), max(1, args.repeats // 2))
-        if not args.skip_keras:
+        results[op] = row
+    # Keras last: TensorFlow's thread pools stay alive afterwards and would disturb the
+    # onnxruntime timings.
+    if not args.skip_keras:
+        for op in OPS:
             try:
                 seconds = time_keras(op, np.ascontiguousarray(x[:, :keras_steps]), max(1, args.repeats // 2))
-                row["keras"] = seconds * args.steps / keras_steps
             except ImportError as error:  # keras_layers or TensorFlow missing
                 print(f"{op}: Keras layer unavailable ({error}); skipped")
-        results[op] = row
+                continue
+            results[op]["keras"] = seconds * args.steps / keras_steps
 
     print()
     keras_note = f" (timed on T={keras_steps}, scaled x{args.steps / keras_steps:g})" if keras_steps != args.steps else ""
