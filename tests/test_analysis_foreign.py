@@ -213,3 +213,25 @@ def test_batch_fixed_above_one_is_not_counted():
                    [_vi("x", [8, 2, 5, 5])], [_vi("z", [8, 3, 5, 5])], [("W", w)])
     energy = GraphEnergy(model)
     assert energy.layer_stats["conv"] == {"connections": 3 * 5 * 5 * 2, "neurons": 3 * 5 * 5, "spiking": False}
+
+
+def test_matmul_behind_reshape_counts_positions():
+    """tf2onnx's Dense on (batch, positions, features): reshape to (batch*positions,
+    features), MatMul, reshape back. The positions count, as in Keras."""
+    w = RNG.standard_normal((6, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat_shape"], ["x2"], name="dense/Reshape"),
+        helper.make_node("MatMul", ["x2", "W"], ["h2"], name="dense/MatMul"),
+        helper.make_node("Reshape", ["h2", "back_shape"], ["h"], name="dense/Reshape_1"),
+        helper.make_node("Relu", ["h"], ["y"], name="dense/Relu"),
+    ]
+    inits = [("W", w), ("flat_shape", np.array([-1, 6], np.int64)), ("back_shape", np.array([-1, 10, 4], np.int64))]
+    model = _model(nodes, [_vi("x", ["N", 10, 6])], [_vi("y", ["N", 10, 4])], inits)
+    x = RNG.standard_normal((3, 10, 6)).astype(np.float32)
+    energy = GraphEnergy(model, x)
+    assert energy.layer_names == ["x", "dense/MatMul"]
+    assert energy.layer_stats["dense/MatMul"] == {"connections": 10 * 6 * 4, "neurons": 10 * 4, "spiking": False}
+    assert energy.layer_rates["dense/MatMul"] == pytest.approx(np.abs(x.astype(np.float64)).mean(), rel=1e-12)
+    # with the axis declared as time, everything is per timestep
+    timed = GraphEnergy(model, time_axis=1)
+    assert timed.layer_stats["dense/MatMul"]["connections"] == 6 * 4

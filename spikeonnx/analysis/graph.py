@@ -479,7 +479,25 @@ class AnalysisGraph:
         node = self.nodes[label]
         ins = [self.tensors.get(n, TensorInfo(n, None)) if n else None for n in node.input]
         outs = [self.tensors.get(n, TensorInfo(n, None)) if n else None for n in node.output]
-        return OpNode(node, label, ins, outs, self.constant, self.time_fallback)
+        return OpNode(node, label, ins, outs, self.constant, self.time_fallback, self._unmerge)
+
+    def _unmerge(self, name: str) -> Optional[TensorInfo]:
+        """Walk back from ``name`` through reshape-like ops to the last tensor whose
+        batch axis is still its own (see :meth:`OpNode.unmerged_units`)."""
+        for _ in range(64):  # bounded: pass-through chains are short
+            label = self.producer.get(name)
+            if label is None:
+                return None
+            node = self.nodes[label]
+            if node.op_type not in _PASS_THROUGH or node.domain not in ("", "ai.onnx") or not node.input:
+                return None
+            name = node.input[0]
+            info = self.tensors.get(name)
+            if info is None or info.shape is None:
+                return None
+            if not OpNode.is_merged(info.shape):
+                return info
+        return None
 
     def _compute_node_stats(self) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, List[str]]]:
         stats: Dict[str, Dict[str, Any]] = {}

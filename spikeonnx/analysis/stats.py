@@ -138,6 +138,7 @@ class OpNode:
         outputs: List[Optional[TensorInfo]],
         constants: Callable[[str], Optional[np.ndarray]],
         time_fallback: bool,
+        unmerge: Optional[Callable[[str], Optional[TensorInfo]]] = None,
     ) -> None:
         self.proto = proto
         self.name = label
@@ -147,6 +148,7 @@ class OpNode:
         self.outputs = outputs
         self._constants = constants
         self._time_fallback = time_fallback
+        self._unmerge = unmerge
         self._attrs: Optional[Dict[str, Any]] = None
 
     # --- attributes and constants -------------------------------------------------
@@ -234,6 +236,24 @@ class OpNode:
                 )
             total *= d
         return total
+
+    @staticmethod
+    def is_merged(shape: Sequence[Dim]) -> bool:
+        """True if the first axis of ``shape`` looks like batch merged with other axes
+        by a reshape (an unknown size that is neither the batch nor the time mark)."""
+        return bool(shape) and not isinstance(shape[0], int) and shape[0] not in (BATCH, TIME)
+
+    def unmerged_units(self, index: int) -> Optional[int]:
+        """:meth:`units` of input ``index`` as it was before reshapes merged its batch
+        axis with others (e.g. tf2onnx's ``(B, T, F) -> (B*T, F)`` around a MatMul), or
+        None if the input is not such a tensor."""
+        info = self._info("input", index)
+        if info.shape is None or not self.is_merged(info.shape) or self._unmerge is None:
+            return None
+        source = self._unmerge(info.name)
+        if source is None or source.shape is None:
+            return None
+        return self.units(source.shape, source.name)
 
     def output_units(self, index: int = 0) -> int:
         """:meth:`units` of output ``index``."""
@@ -390,6 +410,12 @@ def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     if not isinstance(k, int) and b:
         k = b[-2] if len(b) >= 2 else b[0]
     k = _known(node, k, "the contracted dimension")
+    out = node.output_shape(0)
+    source_units = node.unmerged_units(0)
+    if source_units is not None and out and isinstance(out[-1], int) and source_units % k == 0:
+        # the data entered as (batch*positions, K): count the positions it had before
+        # the reshape, as Keras counts a Dense layer on (batch, positions, K)
+        return {"connections": source_units * out[-1]}
     return {"connections": node.output_units(0) * k}
 
 
