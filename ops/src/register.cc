@@ -4,6 +4,9 @@
 
 #include "op_factory.h"
 
+// KernelContext_ParallelFor and the shape-inference API arrived with API version 17.
+static_assert(ORT_API_VERSION >= 17, "spikeonnx ops need onnxruntime headers >= 1.17");
+
 namespace {
 
 constexpr const char* kDomain = "spikeonnx";
@@ -34,14 +37,15 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     return api_base->GetApi(1)->CreateStatus(
         ORT_FAIL, "spikeonnx ops: this onnxruntime is older than the API version the library was built for");
   }
-  // The C++ wrappers used inside the kernels reach the API through Ort::Global; the library
-  // is not linked against libonnxruntime, so point it at the API handed to us.
-  Ort::InitApi(api);
   struct Built {
     OrtCustomOpDomain* domain = nullptr;
     OrtStatus* error = nullptr;
   };
+  // Runs once per process (thread-safe static initialisation).  The C++ wrappers used in
+  // the kernels reach the API through Ort::Global; the library is not linked against
+  // libonnxruntime, so that pointer is set here, once, to the API handed to us.
   static const Built built = [api] {
+    Ort::InitApi(api);
     Built b;
     b.error = build_domain(api, &b.domain);
     return b;
