@@ -94,7 +94,7 @@ def state_shape(layer: Any, kind: str) -> Tuple[Optional[int], ...]:
 def _value(x: Any) -> np.ndarray:
     """Current value of a variable/tensor as float32 NumPy (read eagerly, even while tracing)."""
     with tf.init_scope():  # variables are frozen into constants at their current value
-        return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
+        return np.asarray(tf.convert_to_tensor(keras.ops.convert_to_tensor(x)).numpy(), dtype=np.float32)
 
 
 def _dt(layer: Any) -> float:
