@@ -15,6 +15,7 @@ per inference: it uses ``rate = 1/dt`` and ``timesteps = 1``, i.e.
 from __future__ import annotations
 
 import math
+import numbers
 import textwrap
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -54,14 +55,9 @@ def _check_dt(dt: Optional[float]) -> float:
 
 
 def _check_timesteps(timesteps: Any) -> int:
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) and not (
-        hasattr(timesteps, "__index__")
-    ):
+    if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral) or timesteps < 1:
         raise ValueError(f"timesteps_per_inference must be an int >= 1, got {timesteps!r}")
-    value = int(timesteps)
-    if value < 1:
-        raise ValueError(f"timesteps_per_inference must be an int >= 1, got {timesteps!r}")
-    return value
+    return int(timesteps)
 
 
 class GraphEnergy:

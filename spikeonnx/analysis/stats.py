@@ -15,14 +15,13 @@ warns once per op type, as ``ModelEnergy`` does for unknown Keras layers.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 __all__ = [
     "BATCH",
@@ -128,6 +127,9 @@ class OpNode:
     time_fallback : bool
         Whether to apply the Keras convention that an unknown size right after the
         batch axis is time (used when no time axis was declared).
+    unmerge : callable, optional
+        ``unmerge(name)`` returns the tensor a reshape-merged tensor came from (see
+        :meth:`unmerged_units`), or None.
     """
 
     def __init__(
@@ -538,12 +540,3 @@ def _filter_stats(node: OpNode) -> Dict[str, Any]:
     """Synaptic filters do no synaptic operations and update no neurons."""
     return {}
 
-
-def product(values: Sequence[int]) -> int:
-    """Integer product (1 for an empty sequence)."""
-    return int(math.prod(values))
-
-
-def constant_value(tensor: onnx.TensorProto) -> np.ndarray:
-    """NumPy value of an initializer or ``Constant`` tensor."""
-    return numpy_helper.to_array(tensor)
