@@ -434,3 +434,25 @@ def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
     (actual,) = session.run(None, {onnx_model.graph.input[0].name: x})
     (expected,) = keras_outputs(model, x)
     assert_close(actual, expected)
+
+
+@needs_ops
+def test_fixed_length_model_falls_back_to_static_time():
+    # Flatten over time needs the declared number of timesteps
+    model = keras.Sequential(
+        [
+            keras.Input((6, 3)),
+            kl.SpikingActivation("relu", dt=0.01, seed=8, name="sa"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+        ]
+    )
+    x = RNG.uniform(0, 200, (2, 6, 3)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == 6
+    assert metadata(onnx_model)["spikeonnx.time_axes"][onnx_model.graph.input[0].name] is None
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
+    assert_close(actual, expected)

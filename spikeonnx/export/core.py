@@ -20,7 +20,6 @@ How it works:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -46,6 +45,10 @@ _SCOPE_RE = re.compile(rf"(?:^|/){_SCOPE_PREFIX}(\d+)(?:_\d+)?/")
 _MARKER_OP_TYPES = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
 
 log = logging.getLogger(__name__)
+
+
+class _DynamicTimeUnsupported(Exception):
+    """The traced model fails with a time length other than the declared one."""
 
 
 @dataclass
@@ -519,7 +522,8 @@ def _export_once(model: Any, state_io: bool, opset: int, default_seed: int, dyna
     traced: Dict[str, Any] = {}
 
     def traced_model(*args: Any) -> List[Any]:
-        ctx.markers.clear()
+        # Markers accumulate (tokens are unique per process) in case TensorFlow
+        # retraces; everything keyed by names restarts with the trace.
         ctx.scopes.clear()
         ctx.node_names.clear()
         ctx.dts.clear()
@@ -744,7 +748,7 @@ def _probe_axes(
     kinds = [l for l in _all_layers(model) if spiking_kind(l) is not None]
     time_major = bool(kinds) and all(getattr(l, "time_major", False) for l in kinds)
     # Two sizes unlikely to appear by accident; batch and time differ.
-    batch_size, time_size = 2, 3
+    batch_size, time_size = 2, 11
     role_size = {"batch": batch_size, "time": time_size}
     axes: Dict[str, Tuple[Optional[int], Optional[int]]] = {}
     feeds = []
@@ -772,7 +776,11 @@ def _probe_axes(
         feeds.append(tf.zeros(dims, spec.dtype))
     try:
         results = concrete(*feeds)
-    except Exception as err:  # noqa: BLE001 - fall back to static reasoning
+    except Exception as err:  # noqa: BLE001
+        if any(t is not None for _, t in axes.values()):
+            # The model does not run with another number of timesteps (e.g. a
+            # Flatten over time): export() retries with the declared time length.
+            raise _DynamicTimeUnsupported(str(err)) from err
         log.info("axis probe failed (%s); guessing output axes from ranks", err)
         results = None
     static_outputs = concrete.structured_outputs
