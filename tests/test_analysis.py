@@ -391,6 +391,20 @@ def test_unresolvable_symbolic_dim():
         GraphEnergy(relu)
 
 
+def test_unknown_op_output_without_type():
+    nodes = [helper.make_node("Blur", ["x"], ["b"], name="blur", domain="h5.vendor"),
+             helper.make_node("Relu", ["b"], ["y"], name="act")]
+    model = _model(nodes, [_vi("x", ["N", 4])], [_vi("y", ["N", 4])])
+    model.opset_import.append(helper.make_opsetid("h5.vendor", 1))
+    with pytest.raises(ShapeResolutionError, match=r"node 'act' \(Relu\).*tensor '[by]' could not be inferred"
+                       r".*comes from node 'blur' of op type 'h5.vendor.Blur'"):
+        GraphEnergy(model)
+    # declaring the output type of the unknown op is enough
+    model.graph.value_info.append(_vi("b", ["N", 4]))
+    with pytest.warns(UserWarning, match="h5.vendor.Blur"):
+        assert GraphEnergy(model).layer_stats["act"]["neurons"] == 4
+
+
 def test_no_tensorflow_import(tmp_path):
     model, _, _ = dense_relu_784_128()
     path = tmp_path / "m.onnx"

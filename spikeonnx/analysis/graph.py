@@ -31,7 +31,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .stats import BATCH, TIME, OpNode, TensorInfo, format_shape, get_op_stats, is_free_op
+from .stats import (
+    BATCH, TIME, OpNode, ShapeResolutionError, TensorInfo, format_shape, get_op_stats, is_free_op,
+)
 
 __all__ = [
     "ModelLike",
@@ -408,15 +410,22 @@ class AnalysisGraph:
                 if not (d.HasField("dim_value") and d.dim_value == 1):
                     d.Clear()
                     d.dim_param = BATCH
+        def uninferable(name: str) -> bool:
+            label = self.producer.get(name)
+            return label is not None and not onnx.defs.has(self.nodes[label].op_type, self.nodes[label].domain)
+
         for value in src.graph.output:
             vo = g.output.add()
+            if uninferable(value.name):
+                vo.CopyFrom(value)  # the declared type is all we will know
+                continue
+            # declared output shapes may carry the concrete batch size we replaced
             vo.name = value.name
             if value.type.HasField("tensor_type"):
                 vo.type.tensor_type.elem_type = value.type.tensor_type.elem_type
-        # keep declared types of outputs no schema can infer (custom ops)
+        # keep declared types of tensors no schema can infer (unknown custom ops)
         for value in src.graph.value_info:
-            label = self.producer.get(value.name)
-            if label is not None and not onnx.defs.has(self.nodes[label].op_type, self.nodes[label].domain):
+            if uninferable(value.name):
                 g.value_info.append(value)
         return light
 
@@ -507,7 +516,10 @@ class AnalysisGraph:
             if node.op_type == "Gather" and node.domain in ("", "ai.onnx") and self._is_embedding(node):
                 result = None
             else:
-                result = get_op_stats(self.op_node(label))
+                try:
+                    result = get_op_stats(self.op_node(label))
+                except ShapeResolutionError as err:
+                    raise ShapeResolutionError(f"{self.label}: {err}{self._shape_hint(node)}") from None
             if result is None and self._only_bookkeeping(node):
                 result = {"connections": 0, "neurons": 0, "spiking": True}
             if result is None:
@@ -517,6 +529,22 @@ class AnalysisGraph:
             stats[label] = result
         self._absorb_rate_functions(stats)
         return stats, unknown
+
+    def _shape_hint(self, node: onnx.NodeProto) -> str:
+        # name the op that left a tensor without a shape, when ONNX has no schema for it
+        for name in node.input:
+            info = self.tensors.get(name)
+            label = self.producer.get(name)
+            if label is None or (info is not None and info.shape is not None):
+                continue
+            src = self.nodes[label]
+            if not onnx.defs.has(src.op_type, src.domain):
+                return (
+                    f" (tensor {name!r} comes from node {label!r} of op type "
+                    f"'{src.domain + '.' if src.domain else ''}{src.op_type}', whose output shapes "
+                    "ONNX cannot infer; declare them in value_info)"
+                )
+        return ""
 
     def _only_bookkeeping(self, node: onnx.NodeProto) -> bool:
         # ops on integer/bool tensors only (shape arithmetic) do no neural work
