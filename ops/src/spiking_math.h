@@ -101,29 +101,6 @@ inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, 
 }
 
 // ---------------------------------------------------------------------------------------
-// Exact floor that vectorises on plain SSE2.
-// ---------------------------------------------------------------------------------------
-
-// std::floor on float needs SSE4.1 to vectorise; this branch-free formulation uses only
-// adds, compares and bit operations and is bit-identical to floorf for every input.  For
-// |x| < 2^23, adding and subtracting 2^23 (with x's sign) rounds x to the nearest integer,
-// exactly, since the spacing of floats there is 1; stepping down by one where that went
-// above x gives the floor.  Larger magnitudes, infinities and NaN are already "integral"
-// and pass through unchanged; copysign restores the sign of zero (floor never changes
-// the sign of its argument).  Needs the default round-to-nearest mode and no value-unsafe
-// optimisation (no -ffast-math).
-inline float exact_floor(float x) {
-  constexpr float kTwo23 = 8388608.0f;
-  const float shift = std::copysign(kTwo23, x);
-  const float nearest = (x + shift) - shift;
-  const float floored = nearest - (nearest > x ? 1.0f : 0.0f);
-  const float result = std::fabs(x) < kTwo23 ? floored : x;
-  return std::copysign(result, x);
-}
-
-inline double exact_floor(double x) { return std::floor(x); }
-
-// ---------------------------------------------------------------------------------------
 // Per-unit filter coefficients.
 // ---------------------------------------------------------------------------------------
 
@@ -191,7 +168,9 @@ inline void spiking_block(const T* __restrict rates, T* __restrict spikes, T* __
     T* __restrict s = spikes + t * step;
     for (int64_t i = 0; i < n; ++i) {
       const T v = voltage[i] + r[i] * dt;
-      const T count = exact_floor(v);
+      // Vectorises to a single rounding instruction where the target has one (SSE4.1,
+      // AVX2: see spiking_loops.cc); floor is exact, so every variant agrees bit for bit.
+      const T count = std::floor(v);
       voltage[i] = v - count;
       s[i] = count / dt;
     }
