@@ -158,6 +158,7 @@ FILTERS = {"Lowpass": reference.lowpass, "Alpha": reference.alpha}
 def _oracle(op, x, tau, initial, dt, time_major=False):
     """Contract formulas step by step in x's dtype, with a = exp(-r) correctly rounded."""
     dtype = x.dtype.type
+    dt = float(np.float32(dt))  # the ONNX attribute is a float32
     steps = np.moveaxis(x, 0 if time_major else 1, 0)  # (T, B, *S)
     state_shape = steps.shape[1:]
     tau = np.broadcast_to(np.asarray(tau, x.dtype), (1, *state_shape[1:]))
@@ -313,3 +314,19 @@ def test_zero_sized_axes_are_fine():
                     [x, np.array([0.01], np.float32), initial])
     assert y.shape == (2, 0, 3)
     np.testing.assert_array_equal(final, initial)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_graph_inputs_without_shapes(dtype):
+    # Without static shapes only the element type can be inferred for the outputs; the
+    # kernels still produce the right shapes and values.
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0.0, 1.0, (2, 6, 5)).astype(dtype)
+    tau = np.full((5,), 0.02, dtype)
+    model = _model("Alpha", [x, tau], 2, dt=0.001)
+    for value_info in model.graph.input:
+        value_info.type.tensor_type.ClearField("shape")
+    y, final = _run(model, [x, tau])
+    want_y, want_final = _oracle("Alpha", x, tau, 0.0, 0.001)
+    _assert_close(y, want_y, 1e-6 if dtype == np.float32 else 1e-12)
+    _assert_close(final, want_final, 1e-6 if dtype == np.float32 else 1e-12)
