@@ -184,17 +184,14 @@ class ExportContext:
 
         def stand_in(*arrays: np.ndarray) -> List[np.ndarray]:
             # Only runs if the traced function is executed (shape probing); the
-            # numbers are irrelevant there, the shapes must be right.
+            # numbers are irrelevant there, the shapes must be right: output 0 is
+            # shaped like the main input, the others are batch-first states whose
+            # other dimensions are static.
             x = arrays[0]
-            out = []
-            for shape in shapes:
-                if len(shape) == x.ndim and shape[batch_axis] is None:
-                    out.append(np.zeros(x.shape, np.float32))
-                else:
-                    dims = [x.shape[batch_axis]] + [
-                        d if d is not None else x.shape[i + 1] for i, d in enumerate(shape[1:])
-                    ]
-                    out.append(np.zeros(dims, np.float32))
+            out = [np.zeros(x.shape, np.float32)]
+            for shape in shapes[1:]:
+                dims = [x.shape[batch_axis]] + [1 if d is None else int(d) for d in shape[1:]]
+                out.append(np.zeros(dims, np.float32))
             return out
 
         tensors = [tf.convert_to_tensor(t, dtype=tf.float32) for t in inputs]
@@ -813,14 +810,13 @@ def _name_dynamic_dims(
     for value, shape in zip(model.graph.output, output_shapes):
         tensor_type = value.type.tensor_type
         # The traced static shape is at least as precise as tf2onnx's (which may hold -1s).
-        if True:
-            tensor_type.ClearField("shape")
-            for axis, d in enumerate(shape):
-                dim = tensor_type.shape.dim.add()
-                if d is None:
-                    dim.dim_param = f"{value.name}_dim{axis}"
-                else:
-                    dim.dim_value = int(d)
+        tensor_type.ClearField("shape")
+        for axis, d in enumerate(shape):
+            dim = tensor_type.shape.dim.add()
+            if d is None:
+                dim.dim_param = f"{value.name}_dim{axis}"
+            else:
+                dim.dim_value = int(d)
     for value in list(model.graph.input) + list(model.graph.output):
         batch, time = axes.get(value.name, (None, None))
         if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
