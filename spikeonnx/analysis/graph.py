@@ -150,6 +150,41 @@ def _elem_type(type_proto: onnx.TypeProto) -> int:
     return type_proto.tensor_type.elem_type if type_proto.HasField("tensor_type") else 0
 
 
+class _TensorTable(Mapping):
+    """Tensor name -> :class:`TensorInfo`, read from the inferred graph on first use
+    (most weights are never looked at, and reading protobuf shapes is not free)."""
+
+    def __init__(self, graph: onnx.GraphProto, initializers: Mapping[str, onnx.TensorProto]) -> None:
+        self._values: Dict[str, Any] = {}
+        for field_ in (graph.input, graph.output, graph.value_info):
+            for value in field_:
+                # a later entry replaces an earlier one only if it knows more
+                if value.name not in self._values or value.type.tensor_type.HasField("shape"):
+                    self._values[value.name] = value
+        self._values.update(initializers)
+        self._cache: Dict[str, TensorInfo] = {}
+
+    def __getitem__(self, name: str) -> TensorInfo:
+        info = self._cache.get(name)
+        if info is None:
+            value = self._values[name]
+            if isinstance(value, onnx.TensorProto):
+                info = TensorInfo(name, tuple(value.dims), value.data_type)
+            else:
+                info = TensorInfo(name, _dims(value.type), _elem_type(value.type))
+            self._cache[name] = info
+        return info
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 @dataclass
 class Layer:
     """One layer: a group of ONNX nodes counted together.
@@ -257,6 +292,12 @@ class AnalysisGraph:
         self.batch_axes = self._axes(batch_axis, METADATA_BATCH_AXES, "batch_axis")
         self.time_axes = self._axes(time_axis, METADATA_TIME_AXES, "time_axis")
         self.time_fallback = not any(v is not None for v in self.time_axes.values())
+        # graph inputs without a batch axis next to inputs with one are weights fed
+        # from outside: parameters, not input activity
+        has_batch = any(v is not None for v in self.batch_axes.values())
+        self._parameter_inputs = {
+            n for n, axis in self.batch_axes.items() if has_batch and axis is None and n not in self.state_inputs
+        }
         self.tensors = self._infer_shapes()
         self._annotate_edges()
         self.node_stats, self.unknown_ops = self._compute_node_stats()
@@ -335,10 +376,18 @@ class AnalysisGraph:
         self.order = list(nx.lexicographical_topological_sort(g, key=lambda n: self._index[n]))
 
     def _axes(self, spec: AxisSpec, meta_key: str, what: str) -> Dict[str, Optional[int]]:
-        inputs = self.model.graph.input
-        names = set(self.input_names)
-        shapes = {v.name: _dims(v.type) for v in inputs if v.name in names}
-        ranks = {name: len(shape or ()) for name, shape in shapes.items()}
+        if not hasattr(self, "_input_values"):
+            names = set(self.input_names)
+            self._input_values = {v.name: v for v in self.model.graph.input if v.name in names}
+            self._input_shapes: Dict[str, Any] = {}
+
+        def shape_of(name: str) -> Optional[Tuple[Any, ...]]:
+            # read lazily: only inputs that get an axis need their shape
+            if name not in self._input_shapes:
+                self._input_shapes[name] = _dims(self._input_values[name].type)
+            return self._input_shapes[name]
+
+        ranks = self._input_values  # membership only
         result: Dict[str, Optional[int]] = {}
         if isinstance(spec, Mapping):
             for name in spec:
@@ -349,13 +398,15 @@ class AnalysisGraph:
             result = {name: (None if spec is None else int(spec)) for name in self.input_names}
         else:
             raise TypeError(f"{what} must be an int, a dict or None, got {type(spec).__name__}")
+
         def check(values: Dict[str, Optional[int]], source: str) -> Dict[str, Optional[int]]:
             for name, axis in values.items():
                 if axis is None:
                     continue
-                rank = ranks.get(name, 0)
-                if shapes.get(name) is None:
+                shape = shape_of(name)
+                if shape is None:
                     continue  # unknown rank: nothing to mark
+                rank = len(shape)
                 if not -rank <= axis < rank:
                     raise ValueError(
                         f"{source}={axis} is out of range for graph input {name!r} of rank {rank}"
@@ -441,15 +492,7 @@ class AnalysisGraph:
             inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
         except Exception as err:
             raise ValueError(f"{self.label}: ONNX shape inference failed: {err}") from None
-        tensors: Dict[str, TensorInfo] = {}
-        for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-            info = TensorInfo(value.name, _dims(value.type), _elem_type(value.type))
-            old = tensors.get(value.name)
-            if old is None or (old.shape is None and info.shape is not None) or not old.elem_type:
-                tensors[value.name] = info
-        for name, init in self._initializers.items():
-            tensors[name] = TensorInfo(name, tuple(int(d) for d in init.dims), init.data_type)
-        return tensors
+        return _TensorTable(inferred.graph, self._initializers)
 
     def _annotate_edges(self) -> None:
         for src, dst, key, data in self.graph.edges(keys=True, data=True):
@@ -743,7 +786,7 @@ class AnalysisGraph:
                 if not name_in:
                     continue
                 src = self.producer.get(name_in)
-                if self.is_constant(name_in):
+                if self.is_constant(name_in) or name_in in self._parameter_inputs:
                     if name_in not in seen_params:
                         seen_params.add(name_in)
                         info = self.tensors.get(name_in)

@@ -15,6 +15,7 @@ warns once per op type, as ``ModelEnergy`` does for unknown Keras layers.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -76,18 +77,23 @@ class TensorInfo:
     @property
     def dtype(self) -> Optional[np.dtype]:
         """The NumPy dtype of the tensor, or None if unknown."""
-        if not self.elem_type:
-            return None
-        try:
-            return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type))
-        except (KeyError, TypeError, ValueError):
-            return None
+        return _np_dtype(self.elem_type)
 
     @property
     def is_float(self) -> bool:
         """True if the element type is a floating-point type."""
         dtype = self.dtype
         return dtype is not None and dtype.kind == "f"
+
+
+@functools.lru_cache(maxsize=None)
+def _np_dtype(elem_type: int) -> Optional[np.dtype]:
+    if not elem_type:
+        return None
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _normalize_domain(domain: str) -> str:
