@@ -58,6 +58,9 @@ def test_published_dense_example():
     assert stats == {"connections": 784 * 128, "neurons": 128, "spiking": False}
     assert stats["connections"] == 100352
     assert energy.compute_layer_stats("x") == {"connections": 0, "neurons": 0, "spiking": True}
+    layer = energy.layers[1]
+    assert energy.layer_energy(layer, "cpu") == energy.layer_energy("dense/MatMul", "cpu") == (
+        8.6e-9 * 100352, 8.6e-9 * 128)
     # cpu: 8.6e-9 J per synop and per neuron update, every connection once
     expected = 8.6e-9 * 100352 + 8.6e-9 * 128
     assert energy.total_energy("cpu") == pytest.approx(expected, rel=1e-15)

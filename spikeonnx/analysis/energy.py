@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import textwrap
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import devices as _devices
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
@@ -150,7 +150,7 @@ class GraphEnergy:
 
     def layer_energy(
         self,
-        layer_name: str,
+        layer_name: Union[str, Layer],
         device: str,
         timesteps_per_inference: int = 1,
         dt: Optional[float] = None,
@@ -159,8 +159,8 @@ class GraphEnergy:
 
         Parameters
         ----------
-        layer_name : str
-            The layer.
+        layer_name : str or Layer
+            The layer (its name, or one of :attr:`layers`).
         device : str
             A device of :mod:`spikeonnx.devices` (e.g. ``"cpu"``, ``"loihi"``).
         timesteps_per_inference : int
@@ -184,7 +184,7 @@ class GraphEnergy:
         dt = _check_dt(dt)
         timesteps = _check_timesteps(timesteps_per_inference)
         dev = self._device(device)
-        layer = self.graph.layer(layer_name)
+        layer = self.graph.layer(layer_name.name if isinstance(layer_name, Layer) else layer_name)
         if dev.spiking and self.example_data is None:
             raise ValueError(
                 f"example_data must be given to estimate energy on the spiking device {dev.name!r}"
