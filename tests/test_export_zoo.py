@@ -456,3 +456,31 @@ def test_fixed_length_model_falls_back_to_static_time():
     (expected,) = keras_outputs(model, x)
     (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
     assert_close(actual, expected)
+
+
+@needs_ops
+def test_initial_state_from_a_model_input_and_keras_ops():
+    rates = keras.Input((None, 3), name="rates")
+    v0 = keras.Input((3,), name="v0")
+    spikes = kl.SpikingActivation("relu", dt=0.01, name="sa")(rates, initial_state=[v0])
+    out = keras.layers.Add(name="sum")([keras.ops.add(spikes, 1.0), spikes])
+    model = keras.Model([rates, v0], out)
+    x = RNG.uniform(0, 150, (2, 9, 3)).astype(np.float32)
+    v = RNG.uniform(0, 1, (2, 3)).astype(np.float32)
+    onnx_model = export(model)
+    check_valid(onnx_model)
+    assert [i.name for i in onnx_model.graph.input] == ["rates", "v0"]
+    (node,) = spiking_nodes(onnx_model)
+    assert len(node.input) == 2  # the voltage comes from the graph input, not a seed
+    assert metadata(onnx_model)["spikeonnx.batch_axes"]["v0"] == 0
+    (actual,) = ort_outputs(onnx_model, {"rates": x, "v0": v})
+    np.testing.assert_array_equal(actual, np.asarray(model([x, v], training=False)))
+
+
+def test_package_module_is_callable_in_any_import_order():
+    import spikeonnx
+    import spikeonnx.export as module
+
+    assert callable(module) and callable(spikeonnx.export)
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    assert isinstance(spikeonnx.export(plain), onnx.ModelProto)
