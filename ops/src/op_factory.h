@@ -5,6 +5,7 @@
 
 #include <onnxruntime_lite_custom_op.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace spikeonnx {
@@ -61,25 +62,21 @@ struct DynamicTypedOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
       if (!ok(api.ReadOpAttr(attr, ORT_OP_ATTR_INT, &time_major, sizeof(time_major), &read))) time_major = 0;
     }
     // An input without a shape shows up with rank 0; a rank below 2 is an error the kernel
-    // reports at run time.  Either way only the element type can be stated.
-    const bool known = rank >= 2;
-    set_output(api, ctx, 0, type, known ? dims : std::vector<int64_t>{},
-               known ? symbols : std::vector<const char*>{}, known);
+    // reports at run time.  Either way no shape can be stated.
+    // Saying nothing leaves the type to onnxruntime's own inference (the inputs' type).
+    if (rank < 2) return nullptr;
+    set_output(api, ctx, 0, type, dims, symbols);
     if (Kernel::kOutputs > 1) {
-      std::vector<int64_t> state_dims;
-      std::vector<const char*> state_symbols;
-      if (known) {
-        const size_t b = time_major == 1 ? 1 : 0;
-        state_dims.push_back(dims[b]);
-        state_symbols.push_back(symbols[b]);
-        if (Kernel::kStateStack > 0) {
-          state_dims.push_back(Kernel::kStateStack);
-          state_symbols.push_back("");
-        }
-        state_dims.insert(state_dims.end(), dims.begin() + 2, dims.end());
-        state_symbols.insert(state_symbols.end(), symbols.begin() + 2, symbols.end());
+      const size_t b = time_major == 1 ? 1 : 0;
+      std::vector<int64_t> state_dims{dims[b]};
+      std::vector<const char*> state_symbols{symbols[b]};
+      if (Kernel::kStateStack > 0) {
+        state_dims.push_back(Kernel::kStateStack);
+        state_symbols.push_back("");
       }
-      set_output(api, ctx, 1, type, state_dims, state_symbols, known);  // fails quietly if absent
+      state_dims.insert(state_dims.end(), dims.begin() + 2, dims.end());
+      state_symbols.insert(state_symbols.end(), symbols.begin() + 2, symbols.end());
+      set_output(api, ctx, 1, type, state_dims, state_symbols);  // no-op if the node lacks it
     }
     return nullptr;
   }
@@ -87,8 +84,7 @@ struct DynamicTypedOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
  private:
   static void set_output(const OrtApi& api, OrtShapeInferContext* ctx, size_t index,
                          ONNXTensorElementDataType type, const std::vector<int64_t>& dims,
-                         std::vector<const char*> symbols, bool with_shape) {
-    if (!with_shape) return;
+                         std::vector<const char*> symbols) {
     OrtTensorTypeAndShapeInfo* info = nullptr;
     if (OrtStatus* status = api.CreateTensorTypeAndShapeInfo(&info)) {
       api.ReleaseStatus(status);
