@@ -145,3 +145,13 @@ def test_non_spiking_export_has_no_spikeonnx_domain():
     assert all(node.domain == "" for node in onnx_model.graph.node)
     assert "spikeonnx" not in {o.domain for o in onnx_model.opset_import}
     onnx.checker.check_model(onnx_model, full_check=True)
+
+
+def test_shared_spiking_layer_gets_two_nodes_but_cannot_export_one_state():
+    shared = kl.SpikingActivation("relu", dt=0.01, seed=2, name="shared")
+    a, b = keras.Input((None, 3)), keras.Input((None, 3))
+    model = keras.Model([a, b], [shared(a), shared(b)])
+    onnx_model = export(model)
+    assert [n.name for n in onnx_model.graph.node if n.domain == "spikeonnx"] == ["shared", "shared_2"]
+    with pytest.raises(ExportError, match="'shared' is called more than once"):
+        export(model, state_io=True)
