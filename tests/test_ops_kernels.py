@@ -281,16 +281,17 @@ def test_alpha_impulse_response_is_t_over_tau_squared():
 
 @pytest.mark.parametrize("op", ["SpikingActivation", "Lowpass", "Alpha"])
 @pytest.mark.parametrize("time_major", [False, True])
-def test_one_and_two_threads_are_bit_identical(op, time_major):
+# Several full unit blocks per batch entry; and one entry split into small blocks.
+@pytest.mark.parametrize("shape", [(5, 40, 3, 700), (1, 30, 3, 100)])
+def test_one_and_two_threads_are_bit_identical(op, time_major, shape):
     rng = np.random.default_rng(7)
-    shape = (5, 40, 3, 700)  # several unit blocks per batch entry
     x = rng.uniform(0.0, 400.0, _layout(shape, time_major)).astype(np.float32)
     if op == "SpikingActivation":
         inputs = [x]
         attrs = {"seed": 9}
     else:
-        inputs = [x, rng.uniform(0.001, 0.1, (3, 700)).astype(np.float32),
-                  rng.uniform(0, 1, (5, 3, 700)).astype(np.float32)]
+        inputs = [x, rng.uniform(0.001, 0.1, shape[2:]).astype(np.float32),
+                  rng.uniform(0, 1, (shape[0], *shape[2:])).astype(np.float32)]
         attrs = {}
     model = _model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
     one = _run(model, inputs, threads=1)

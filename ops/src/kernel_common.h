@@ -26,9 +26,22 @@ std::string shape_str(const std::vector<int64_t>& shape);
 // "float32", "int64", ... for messages.
 const char* dtype_str(ONNXTensorElementDataType type);
 
-// Units per work item; the state of one block (a few KiB) stays in L1 while the kernel
-// walks through time.
+// Most units per work item; the state of one block (a few KiB) stays in L1 while the
+// kernel walks through time.
 constexpr int64_t kBlockUnits = 1024;
+
+// Units per work item for a (batch, units) problem: kBlockUnits, or smaller blocks (whole
+// multiples of 64 units) when there are too few batch entries to keep several threads
+// busy.  The split never changes results: every unit is computed the same way in any block.
+inline int64_t block_units(int64_t batch, int64_t units) {
+  constexpr int64_t kMinItems = 8;
+  constexpr int64_t kQuantum = 64;
+  if (batch <= 0 || units <= 0) return kBlockUnits;
+  const int64_t per_batch = (kMinItems + batch - 1) / batch;  // blocks wanted per entry
+  int64_t block = (units + per_batch - 1) / per_batch;
+  block = (block + kQuantum - 1) / kQuantum * kQuantum;
+  return block < kBlockUnits ? block : kBlockUnits;
+}
 
 // Attributes shared by all ops, read once when the kernel is created.
 struct CommonAttributes {

@@ -65,11 +65,12 @@ struct SpikingActivationKernel {
     }
     const Philox4x32 philox = tf_seed_to_philox(seed_, seed_);
     const T dt = static_cast<T>(attrs_.dt);
-    const int64_t blocks = (g.units + kBlockUnits - 1) / kBlockUnits;
+    const int64_t block = block_units(g.batch, g.units);
+    const int64_t blocks = (g.units + block - 1) / block;
     auto work = [&](size_t item) {
       const int64_t b = static_cast<int64_t>(item) / blocks;
-      const int64_t u0 = (static_cast<int64_t>(item) % blocks) * kBlockUnits;
-      const int64_t n = std::min(kBlockUnits, g.units - u0);
+      const int64_t u0 = (static_cast<int64_t>(item) % blocks) * block;
+      const int64_t n = std::min(block, g.units - u0);
       const int64_t state_at = b * g.units + u0;
       alignas(64) T voltage[kBlockUnits];
       if (initial != nullptr) {
