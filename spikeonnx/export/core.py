@@ -109,7 +109,6 @@ class ExportContext:
     seeds: Dict[str, int] = field(default_factory=dict)
     scopes: Dict[int, Any] = field(default_factory=dict)  # scope index -> Keras layer
     node_names: set = field(default_factory=set)
-    errors: List[str] = field(default_factory=list)
 
     # -- tracing layers ------------------------------------------------------
 
