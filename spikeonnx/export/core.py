@@ -572,7 +572,7 @@ def _export_once(model: Any, state_io: bool, opset: int, default_seed: int, dyna
     for node in onnx_model.graph.node:
         if node.domain == _OP_DOMAIN and node.name in renames:
             node.name = renames[node.name]
-            _declare_output_shapes(onnx_model.graph, node, by_name[node.name])
+            _declare_node_shapes(onnx_model.graph, node, by_name[node.name])
 
     input_names = _model_input_names(model) + [s.input_name for s in slots]
     n_outputs = traced["n_outputs"]
@@ -604,25 +604,31 @@ def _quiet_tf2onnx() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _declare_output_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _MarkerSpec) -> None:
-    """Write the traced static shapes of a spiking node's outputs into ``value_info``.
+def _declare_node_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _MarkerSpec) -> None:
+    """Write the traced static shapes of a spiking node's main input and outputs into ``value_info``.
 
-    The batch dimension is named ``batch`` (as on the graph inputs); other
-    unknown dimensions get names of their own.
+    The batch dimension is named ``batch`` (as on the graph inputs); the other
+    unknown dimensions get names of their own, shared by the main input and the
+    sequence output (same shape). Named dimensions matter to onnxruntime: a
+    custom op's shape inference turns an unnamed unknown dimension into -1.
     """
     batch_axis = 1 if spec.attrs.get("time_major") else 0
     infos = {v.name: v for v in graph.value_info}
-    for index, (name, shape) in enumerate(zip(node.output, spec.output_shapes)):
-        if not name:
+    graph_inputs = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    # (tensor name, shape, is a state) for the main input and every output
+    tensors = [(node.input[0], spec.output_shapes[0], False)]
+    tensors += [(name, shape, i > 0) for i, (name, shape) in enumerate(zip(node.output, spec.output_shapes))]
+    for name, shape, state_like in tensors:
+        if not name or name in graph_inputs:
             continue
         info = infos.get(name)
         if info is None:
             info = graph.value_info.add()
             info.name = name
-        info.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+            infos[name] = info
         tensor_type = info.type.tensor_type
+        tensor_type.elem_type = onnx.TensorProto.FLOAT
         tensor_type.ClearField("shape")
-        state_like = index > 0
         for axis, d in enumerate(shape):
             dim = tensor_type.shape.dim.add()
             if d is not None:
@@ -630,7 +636,7 @@ def _declare_output_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _
             elif axis == (0 if state_like else batch_axis):
                 dim.dim_param = "batch"
             else:
-                dim.dim_param = f"{node.name}_dim{axis}"
+                dim.dim_param = f"{node.name}_{'state' if state_like else 'seq'}_dim{axis}"
 
 
 def _layer_of_node(node_name: str, ctx: ExportContext) -> Optional[Any]:
