@@ -155,8 +155,11 @@ def spiking_handler(
     kind = spiking_kind(layer)
     if kind is None:  # an RNN around some other cell
         return ctx.call_default(layer, inputs, *args, initial_state=initial_state, mask=mask, **kwargs)
-    if args or kwargs.get("constants") is not None:
-        raise ExportError(f"spiking layer {layer.name!r}: unexpected call arguments {args or kwargs}")
+    extra = {k: v for k, v in kwargs.items() if v is not None}
+    if args or extra:
+        raise ExportError(
+            f"spiking layer {layer.name!r}: call arguments {list(args) or sorted(extra)} cannot be exported"
+        )
     if mask is not None:
         raise ExportError(f"spiking layer {layer.name!r}: masked inputs cannot be exported")
     if getattr(layer, "go_backwards", False):
