@@ -331,3 +331,29 @@ def test_graph_inputs_without_shapes(dtype):
     want_y, want_final = _oracle("Alpha", x, tau, 0.0, 0.001)
     _assert_close(y, want_y, 1e-6 if dtype == np.float32 else 1e-12)
     _assert_close(final, want_final, 1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dims", [[None, None, 3], ["N", None, 3], ["N", "T", 3], [2, 7, 3]])
+def test_inferred_output_shapes_agree_with_results(dims, capfd):
+    # The ops tell onnxruntime their output shapes; a wrong or made-up dimension (e.g. -1
+    # for an unnamed unknown one) makes onnxruntime warn when the results come back.
+    x = np.ones((2, 7, 3), np.float32)
+    tau = np.full((3,), 0.01, np.float32)
+    node = helper.make_node("Alpha", ["x", "tau"], ["y", "state"], domain=DOMAIN, dt=0.001, time_major=0)
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    graph = helper.make_graph(
+        [node, relu], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims),
+         helper.make_tensor_value_info("tau", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 10
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(library_path())
+    options.log_severity_level = 1  # show warnings
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    z, state = session.run(None, {"x": x, "tau": tau})
+    assert z.shape == (2, 7, 3) and state.shape == (2, 2, 3)
+    assert "Expected shape" not in capfd.readouterr().err

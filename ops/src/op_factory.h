@@ -65,11 +65,17 @@ struct DynamicTypedOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
     // reports at run time.  Either way no shape can be stated.
     // Saying nothing leaves the type to onnxruntime's own inference (the inputs' type).
     if (rank < 2) return nullptr;
-    set_output(api, ctx, 0, type, dims, symbols);
-    if (Kernel::kOutputs > 1) {
-      const size_t b = time_major == 1 ? 1 : 0;
-      std::vector<int64_t> state_dims{dims[b]};
-      std::vector<const char*> state_symbols{symbols[b]};
+    // A dimension that is neither a number nor named cannot be passed on: onnxruntime would
+    // turn it into a fixed -1.  Outputs that need such a dimension get no shape.
+    std::vector<bool> dim_known(rank);
+    for (size_t k = 0; k < rank; ++k) dim_known[k] = dims[k] >= 0 || (symbols[k] != nullptr && *symbols[k] != '\0');
+    bool units_known = true;
+    for (size_t k = 2; k < rank; ++k) units_known = units_known && dim_known[k];
+    if (units_known && dim_known[0] && dim_known[1]) set_output(api, ctx, 0, type, dims, symbols);
+    const size_t b_axis = time_major == 1 ? 1 : 0;
+    if (Kernel::kOutputs > 1 && units_known && dim_known[b_axis]) {
+      std::vector<int64_t> state_dims{dims[b_axis]};
+      std::vector<const char*> state_symbols{symbols[b_axis]};
       if (Kernel::kStateStack > 0) {
         state_dims.push_back(Kernel::kStateStack);
         state_symbols.push_back("");
