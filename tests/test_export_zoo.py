@@ -484,3 +484,25 @@ def test_package_module_is_callable_in_any_import_order():
     assert callable(module) and callable(spikeonnx.export)
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     assert isinstance(spikeonnx.export(plain), onnx.ModelProto)
+
+
+@needs_ops
+def test_time_major_alpha_streams_in_chunks():
+    from spikeonnx.runtime import StreamingSession
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            kl.Alpha(0.02, dt=0.005, time_major=True, name="al",
+                     level_initializer=keras.initializers.Constant(0.3)),
+        ]
+    )
+    x = RNG.uniform(-3, 3, (40, 2, 3)).astype(np.float32)  # (T, B, S)
+    onnx_model = export(model, state_io=True)
+    check_valid(onnx_model)
+    assert metadata(onnx_model)["spikeonnx.time_axes"] == {
+        onnx_model.graph.input[0].name: 0, "al/state_in": None, "al": 0, "al/state_out": None,
+    }
+    chunked = StreamingSession(onnx_model).run_chunked(x, chunk=7)["al"]
+    (expected,) = keras_outputs(model, x)
+    assert_close(chunked, expected)

@@ -151,7 +151,37 @@ def spiking_handler(
     mask: Any = None,
     **kwargs: Any,
 ) -> Any:
-    """Export handler of SpikingActivation / Lowpass / Alpha layers and spiking ``RNN`` cells."""
+    """Export handler of SpikingActivation / Lowpass / Alpha layers and spiking ``RNN`` cells.
+
+    Emits one ``spikeonnx`` node: the base activation of a SpikingActivation is
+    traced as ordinary TensorFlow ops before it; tau and the initial level of the
+    filters become initializers. The initial state comes, in this order, from the
+    layer's state input (``state_io``/stateful), from an ``initial_state``
+    argument in the model graph, or from the layer itself (seeded voltage draw,
+    ``initial_level``). ``return_sequences=False`` takes the last step with a
+    Gather; ``return_state`` also returns the node's final state.
+
+    Parameters
+    ----------
+    layer : keras.layers.Layer
+        The spiking layer (or ``keras.layers.RNN`` around a spiking cell).
+    ctx : spikeonnx.export.ExportContext
+        The export in progress.
+    inputs : tf.Tensor
+        (B, T, *S) or, for time-major layers, (T, B, *S).
+    initial_state : tf.Tensor or list of tf.Tensor, optional
+        As passed to the Keras layer.
+
+    Returns
+    -------
+    tf.Tensor or list of tf.Tensor
+        What the Keras layer returns.
+
+    Raises
+    ------
+    ExportError
+        For masks, ``go_backwards``, unknown call arguments or a bad input rank.
+    """
     kind = spiking_kind(layer)
     if kind is None:  # an RNN around some other cell
         return ctx.call_default(layer, inputs, *args, initial_state=initial_state, mask=mask, **kwargs)
