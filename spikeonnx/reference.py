@@ -302,7 +302,9 @@ def spiking_activation(
 def _smoothing(tau: np.ndarray, dt: float, dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
     """Return ``(a, r)`` with ``r = dt / max(tau, TAU_MIN)`` and ``a = exp(-r)``."""
     ratio = dtype.type(dt) / np.maximum(tau, dtype.type(TAU_MIN))
-    return np.exp(-ratio), ratio
+    # exp in float64, rounded once: float32 exp implementations differ by an ulp or two
+    # between libraries and CPUs, and Alpha's 1 - a - r*a amplifies that difference.
+    return np.exp(-ratio.astype(np.float64)).astype(dtype), ratio
 
 
 def lowpass(
