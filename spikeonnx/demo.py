@@ -9,6 +9,7 @@ analysed for energy on every registered device. Needs the ``keras`` extra.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -31,12 +32,12 @@ class DemoResult:
     files: Dict[str, Path]
 
 
-def build_conv_model(dt: float = 0.01, seed: int = 0, rate_scale: float = 40.0) -> Any:
+def build_conv_model(dt: float = 0.01, seed: int = 0, max_rate: float = 100.0) -> Any:
     """The demo's spiking convolutional digits classifier, inputs (batch, time, 8, 8, 1).
 
-    ``Conv2D -> SpikingActivation -> AveragePooling2D -> Flatten -> Dense ->
-    SpikingActivation -> mean over time -> Dense(10)``; the spatial layers are
-    wrapped in ``TimeDistributed``.
+    ``Rescaling -> Conv2D -> SpikingActivation -> AveragePooling2D -> Flatten ->
+    Dense -> SpikingActivation -> mean over time -> Dense(10)``; the spatial layers
+    are wrapped in ``TimeDistributed``.
 
     Parameters
     ----------
@@ -44,9 +45,9 @@ def build_conv_model(dt: float = 0.01, seed: int = 0, rate_scale: float = 40.0) 
         Timestep of the spiking layers, in seconds.
     seed : int
         Seed of the weights and of the initial voltages.
-    rate_scale : float
-        Initial gain of the pre-activations, so that neurons start firing at a
-        useful rate (tens of Hz).
+    max_rate : float
+        Input rate (Hz) of a white pixel: pixel intensities in [0, 1] are scaled
+        to rates so that neurons fire several times within a short presentation.
 
     Returns
     -------
@@ -57,24 +58,21 @@ def build_conv_model(dt: float = 0.01, seed: int = 0, rate_scale: float = 40.0) 
 
     import keras_layers
 
-    def gain(offset: int) -> Any:
-        return keras.initializers.VarianceScaling(
-            scale=rate_scale, mode="fan_in", distribution="uniform", seed=seed + offset
-        )
+    def init(offset: int) -> Any:
+        return keras.initializers.GlorotUniform(seed=seed + offset)
 
     inputs = keras.Input((None, 8, 8, 1), name="image")
+    x = keras.layers.Rescaling(max_rate, name="to_rates")(inputs)
     x = keras.layers.TimeDistributed(
-        keras.layers.Conv2D(8, 3, padding="same", kernel_initializer=gain(0)), name="conv"
-    )(inputs)
+        keras.layers.Conv2D(8, 3, padding="same", kernel_initializer=init(0)), name="conv"
+    )(x)
     x = keras_layers.SpikingActivation("relu", dt=dt, seed=seed, name="conv_spikes")(x)
     x = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2), name="pool")(x)
     x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flatten")(x)
-    x = keras.layers.Dense(64, kernel_initializer=gain(1), name="hidden")(x)
+    x = keras.layers.Dense(64, kernel_initializer=init(1), name="hidden")(x)
     x = keras_layers.SpikingActivation("relu", dt=dt, seed=seed + 1, name="hidden_spikes")(x)
     x = keras.layers.GlobalAveragePooling1D(name="time_average")(x)
-    outputs = keras.layers.Dense(
-        10, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2), name="logits"
-    )(x)
+    outputs = keras.layers.Dense(10, kernel_initializer=init(2), name="logits")(x)
     return keras.Model(inputs, outputs, name="spiking_digits")
 
 
@@ -184,11 +182,15 @@ def run_demo(
          f"{keras_seconds / onnx_seconds:.1f}x faster)")
     echo(f"identical predictions on {same:.2%} of the {len(x_test)} test images")
 
-    energy = GraphEnergy(onnx_path, example_data=x_test[:128])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        energy = GraphEnergy(onnx_path, example_data=x_test[:128])
+    for warning in caught:
+        echo(f"note: {warning.message}")
     names = [d.name for d in DEVICES.values()]
     echo(energy.summary_string(
         columns=("name", "output_shape", "connections", "neurons", "rate", *(f"energy {d}" for d in names)),
-        timesteps_per_inference=timesteps, dt=dt, line_length=150,
+        timesteps_per_inference=timesteps, dt=dt, line_length=175,
     ))
     report = energy.to_dict(names, timesteps_per_inference=timesteps, dt=dt)
     files = {"keras": keras_path, "onnx": onnx_path, "energy": out / "energy.png", "rates": out / "rates.png"}

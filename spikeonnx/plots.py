@@ -91,12 +91,13 @@ def plot_rates(report: Dict[str, Any], path: PathLike) -> None:
     plt = _pyplot()
     names = [layer["name"] for layer in layers]
     rates = [layer["rate"] for layer in layers]
-    colors = ["tab:red" if layer.get("spiking") else "tab:blue" for layer in layers]
+    # the "spiking" flag of a stats dict means "could run on a spiking device"; colour by op
+    colors = ["tab:red" if layer.get("type") == "SpikingActivation" else "tab:blue" for layer in layers]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(layers) + 3), 4.5))
     ax.bar(np.arange(len(layers)), rates, color=colors)
     ax.set_xticks(np.arange(len(layers)))
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("mean |input| per layer [Hz]")
-    ax.set_title("Input firing rate per layer (red: spiking layers)")
+    ax.set_title("Mean input rate per layer (red: SpikingActivation, whose input is the rate it encodes)")
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)

@@ -66,7 +66,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args._run(args) or 0)
     except _USER_ERRORS as err:
-        print(f"spikeonnx {args.command}: error: {err}", file=sys.stderr)
+        # one line, whatever the underlying library put in its message
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"spikeonnx {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spikeonnx {args.command}: interrupted", file=sys.stderr)

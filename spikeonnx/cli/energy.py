@@ -34,40 +34,13 @@ def _positive_float(text: str) -> float:
 
 
 def _plot(report: dict, path: Path, devices: List[str]) -> None:
-    """Grouped bar chart of the energy per layer and device (log scale)."""
-    try:
-        import matplotlib
+    """Write the per-layer, per-device energy chart; user-facing errors as CLIError."""
+    from ..plots import plot_energy
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CLIError("--plot needs matplotlib (pip install matplotlib)") from None
-    import numpy as np
-
-    layers = [layer for layer in report["layers"] if layer["type"] != "Input"]
-    names = [layer["name"] for layer in layers]
-    width = 0.8 / max(len(devices), 1)
-    x = np.arange(len(layers))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(layers) + 2), 4.5))
-    for i, dev in enumerate(devices):
-        values = [layer["energy"][dev]["total"] for layer in layers]
-        # zero energy has no place on a log axis; leave those bars out
-        shown = [v if v > 0 else np.nan for v in values]
-        ax.bar(x + (i - (len(devices) - 1) / 2) * width, shown, width, label=dev)
-    ax.set_yscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("energy per inference [J]")
-    ax.set_title(f"Energy per layer: {Path(report['model']).name}")
-    ax.legend(title="device")
-    ax.grid(axis="y", which="both", alpha=0.3)
-    fig.tight_layout()
     try:
-        fig.savefig(path, dpi=100)
-    except OSError as err:
-        raise CLIError(f"cannot write plot {path}: {err}") from None
-    finally:
-        plt.close(fig)
+        plot_energy(report, path, devices)
+    except (ImportError, OSError) as err:
+        raise CLIError(str(err)) from None
 
 
 @subcommand("energy", help="Estimate per-layer energy of an ONNX model on neuromorphic and standard devices.")
