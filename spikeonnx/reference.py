@@ -358,19 +358,42 @@ def lowpass(
     return np.ascontiguousarray(np.moveaxis(y, 0, _time_axis(time_major))), level
 
 
+def _check_alpha_state(initial_state: Any, state_shape: Tuple[int, ...], dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate an Alpha ``initial_state`` and return ``(s1, s2)``, each (B, *S).
+
+    Accepted shapes are (B, 2, *S) and (1, 2, *S) (one state shared by the batch).
+    """
+    op = "Alpha"
+    batch, units = state_shape[0], state_shape[1:]
+    expected = (batch, 2, *units)
+    state = np.asarray(initial_state)
+    if state.dtype.kind not in "fiu":
+        raise ValueError(f"{op}: input 'initial_state' must be numeric, got dtype {state.dtype}")
+    # Only the batch axis may broadcast: a state is per unit and stage, never shared across them.
+    if state.ndim != len(expected) or state.shape[1:] != expected[1:] or state.shape[0] not in (batch, 1):
+        raise ValueError(
+            f"{op}: input 'initial_state' must have shape (B, 2, *S) = {expected} "
+            f"(or (1, 2, *S)), got {state.shape}"
+        )
+    state = np.broadcast_to(state.astype(dtype, copy=False), expected)
+    return state[:, 0].copy(), state[:, 1].copy()
+
+
 def alpha(
     x: np.ndarray,
     tau: Any,
     initial_level: Any,
     dt: float,
     time_major: bool = False,
+    initial_state: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Second-order alpha filter (impulse response ``t/tau^2 exp(-t/tau)``), zero-order hold.
 
     With ``a = exp(-r)`` and ``r = dt / max(tau, 1e-8)``, each step computes
     ``s1' = a s1 + (1 - a) u`` and ``s2' = r a s1 + a s2 + (1 - a - r a) u`` (using the
-    old ``s1``), and outputs ``y_t = s2'``. The state starts at
-    ``(s1, s2) = (0, initial_level)``.
+    old ``s1``), and outputs ``y_t = s2'``. The state starts at rest at the initial
+    level, ``(s1, s2) = (initial_level, initial_level)``, unless ``initial_state``
+    gives both stages explicitly.
 
     Parameters
     ----------
@@ -379,11 +402,15 @@ def alpha(
     tau : array_like
         Time constant(s), broadcastable to (1, *S); clamped below at 1e-8.
     initial_level : array_like
-        Initial output level ``s2``, broadcastable to (B, *S).
+        Level the filter rests at before the first step (both stages), broadcastable
+        to (B, *S). Still validated, but unused, when ``initial_state`` is given.
     dt : float
         Timestep length, finite and > 0.
     time_major : bool
         Whether ``x`` and ``y`` are laid out (T, B, *S).
+    initial_state : numpy.ndarray, optional
+        Full starting state, shape (B, 2, *S) or (1, 2, *S):
+        ``[:, 0]`` is s1, ``[:, 1]`` is s2. Takes precedence over ``initial_level``.
 
     Returns
     -------
@@ -404,8 +431,11 @@ def alpha(
     steps = _as_batch_first(x, time_major)
     state_shape = steps.shape[1:]
     tau = _check_tau(op, tau, state_shape[1:], dtype)
-    s2 = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype).copy()
-    s1 = np.zeros(state_shape, dtype=dtype)
+    level = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype)
+    if initial_state is None:
+        s1, s2 = level.copy(), level.copy()
+    else:
+        s1, s2 = _check_alpha_state(initial_state, state_shape, dtype)
     a, r = _smoothing(tau, dt_value, dtype)
     one = dtype.type(1)
     ra = r * a
@@ -479,12 +509,20 @@ class Lowpass(_SpikeOnnxOp):
 class Alpha(_SpikeOnnxOp):
     """``spikeonnx::Alpha`` for :class:`onnx.reference.ReferenceEvaluator`."""
 
-    def _run(self, x, tau=None, initial_level=None, dt=None, time_major=0):  # type: ignore[override]
+    def _run(self, x, tau=None, initial_level=None, initial_state=None, dt=None, time_major=0):  # type: ignore[override]
         if tau is None or initial_level is None:
             raise ValueError(
                 f"Alpha node {self.onnx_node.name!r}: inputs 'tau' and 'initial_level' are required"
             )
-        return self._select_outputs(alpha(x, tau, initial_level, self._dt(dt), time_major=time_major))
+        results = alpha(
+            x,
+            tau,
+            initial_level,
+            self._dt(dt),
+            time_major=time_major,
+            initial_state=initial_state if _present(initial_state) else None,
+        )
+        return self._select_outputs(results)
 
 
 #: Pass as ``ReferenceEvaluator(model, new_ops=REFERENCE_OPS)``.

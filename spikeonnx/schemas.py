@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import onnx
 import onnx.defs
@@ -106,6 +106,39 @@ def _check_input_rank(ctx, op_type: str, index: int, name: str, max_rank: int) -
         raise InferenceError(f"{op_type}: input '{name}' has rank {rank}, more than the {max_rank} allowed")
 
 
+def _dims_text(dims) -> str:
+    """"(B, 2, 3)" for a list of TensorShapeProto dimensions; "?" for unknown ones."""
+    parts = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    return "(" + ", ".join(parts) + ")"
+
+
+def _check_alpha_state(ctx, seq_type: TypeProto, time_axis: int) -> None:
+    """Reject an Alpha ``initial_state`` (input 3) that cannot be (B, 2, *S) or (1, 2, *S).
+
+    Only what is statically known is checked: the rank, the stage axis of 2 and the
+    unit dimensions (the batch may be B or 1).
+    """
+    if not ctx.has_input(3):
+        return
+    in_type = ctx.get_input_type(3)
+    if in_type is None or not in_type.HasField("tensor_type") or not in_type.tensor_type.HasField("shape"):
+        return
+    expected = _state_type(seq_type, time_axis, 2).tensor_type.shape.dim
+    dims = in_type.tensor_type.shape.dim
+
+    problem = len(dims) != len(expected)
+    for have, want in list(zip(dims, expected))[1:]:
+        if not problem and have.HasField("dim_value") and want.HasField("dim_value"):
+            problem = have.dim_value != want.dim_value
+    if not problem and dims[0].HasField("dim_value") and expected[0].HasField("dim_value"):
+        problem = dims[0].dim_value not in (1, expected[0].dim_value)
+    if problem:
+        raise InferenceError(
+            f"Alpha: input 'initial_state' has shape {_dims_text(dims)}, "
+            f"expected (B, 2, *S) = {_dims_text(expected)} (or a batch of 1)"
+        )
+
+
 def _make_inference(op_type: str, state_extra: Optional[int]) -> Callable:
     def infer(ctx) -> None:
         time_axis = _check_attributes(ctx, op_type)
@@ -120,6 +153,8 @@ def _make_inference(op_type: str, state_extra: Optional[int]) -> Callable:
             else:
                 _check_input_rank(ctx, op_type, 1, "tau", rank - 1)
                 _check_input_rank(ctx, op_type, 2, "initial_level", rank - 1)
+                if op_type == "Alpha":
+                    _check_alpha_state(ctx, seq_type, time_axis)
         ctx.set_output_type(0, seq_type)
         if ctx.get_num_outputs() > 1 and ctx.has_output(1):
             ctx.set_output_type(1, _state_type(seq_type, time_axis, state_extra))
@@ -169,7 +204,9 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
     )
     spiking.set_type_and_shape_inference_function(_make_inference("SpikingActivation", None))
 
-    def filter_schema(name: str, doc: str, state_doc: str, extra: Optional[int]) -> onnx.defs.OpSchema:
+    def filter_schema(
+        name: str, doc: str, state_doc: str, extra: Optional[int], extra_inputs: Sequence[_Param] = ()
+    ) -> onnx.defs.OpSchema:
         schema = _Schema(
             name,
             DOMAIN,
@@ -178,7 +215,8 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
             inputs=[
                 _Param("x", "T", "Input sequence, (B, T, *S) or (T, B, *S)."),
                 _Param("tau", "T", "Time constants, broadcastable to (1, *S); clamped below at 1e-8."),
-                _Param("initial_level", "T", "Initial output level, broadcastable to (B, *S)."),
+                _Param("initial_level", "T", "Initial level, broadcastable to (B, *S)."),
+                *extra_inputs,
             ],
             outputs=[
                 _Param("y", "T", "Filtered sequence, same shape as x."),
@@ -200,9 +238,18 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
     alpha = filter_schema(
         "Alpha",
         "Alpha filter (two cascaded lowpasses), exact zero-order-hold discretisation; "
-        "state (s1, s2) starts at (0, initial_level) and y_t = s2.",
+        "y_t = s2. The state (s1, s2) starts at rest at (initial_level, initial_level), "
+        "or at initial_state when that input is given.",
         "State after the last step, (B, 2, *S): [:, 0] = s1, [:, 1] = s2.",
         2,
+        [
+            _Param(
+                "initial_state",
+                "T",
+                "Full initial state (s1, s2), (B, 2, *S) or (1, 2, *S); overrides initial_level.",
+                param_option=_Option.Optional,
+            )
+        ],
     )
     return [spiking, lowpass, alpha]
 

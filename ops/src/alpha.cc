@@ -1,6 +1,7 @@
 // Alpha: second-order filter with impulse response (t / tau^2) exp(-t / tau), discretised
 // exactly under a zero-order hold of the input (two cascaded lowpass stages).
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "kernel_common.h"
@@ -12,8 +13,28 @@ namespace {
 
 constexpr const char* kOp = "Alpha";
 
+// The optional full state (s1, s2): (B, 2, *S) of the sequence's element type, or
+// (1, 2, *S) shared by the whole batch.  Only the batch axis may broadcast; anything else
+// is almost certainly a state from another layer or layout, so it is refused.
+void check_initial_state(const std::string& node, const InputView& state, ONNXTensorElementDataType type,
+                         const SeqGeometry& g) {
+  const std::vector<int64_t> expected = g.state_shape(2);
+  const std::string label = "(B, 2, *S) = " + shape_str(expected);
+  if (state.type != type) {
+    throw OpError(where(kOp, node) + ": input 'initial_state' must be a " + dtype_str(type) +
+                  " tensor (the element type of the sequence input) of shape " + label + "; got " +
+                  dtype_str(state.type) + " of shape " + shape_str(state.shape));
+  }
+  bool ok = state.shape.size() == expected.size() && (state.shape[0] == expected[0] || state.shape[0] == 1);
+  for (size_t k = 1; ok && k < expected.size(); ++k) ok = state.shape[k] == expected[k];
+  if (!ok) {
+    throw OpError(where(kOp, node) + ": input 'initial_state' has shape " + shape_str(state.shape) +
+                  "; expected shape " + label + " (or a batch of 1, shared by all entries)");
+  }
+}
+
 struct AlphaKernel {
-  static constexpr size_t kInputs = 3;  // x, tau, initial_level
+  static constexpr size_t kInputs = 4;  // x, tau, initial_level, initial_state (B, 2, *S)
   static constexpr size_t kRequiredInputs = 2;
   static constexpr size_t kOutputs = 2;  // y, final_state (B, 2, *S)
   static constexpr size_t kRequiredOutputs = 1;
@@ -28,6 +49,7 @@ struct AlphaKernel {
       const InputView x = get_input(ctx, 0);
       const InputView tau = get_input(ctx, 1);
       const InputView initial = get_input(ctx, 2);
+      const InputView state = get_input(ctx, 3);
       const SeqGeometry g = check_sequence(kOp, attrs_.node, "x", x, attrs_.time_major);
       if (!tau.present) {
         throw OpError(where(kOp, attrs_.node) + ": required input 'tau' (broadcastable to (1, *S) = " +
@@ -38,12 +60,14 @@ struct AlphaKernel {
       if (initial.present) {
         check_broadcast(kOp, attrs_.node, "initial_level", initial, x.type, g.state_shape(), "(B, *S)");
       }
+      if (state.present) check_initial_state(attrs_.node, state, x.type, g);
+      // Every input is valid from here on: only now are the outputs allocated and written.
       void* y = get_output(ctx, 0, g.shape, true);
       void* final_state = get_output(ctx, 1, g.state_shape(2), false);
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(ctx, g, x, tau, initial, static_cast<float*>(y), static_cast<float*>(final_state));
+        run<float>(ctx, g, x, tau, initial, state, static_cast<float*>(y), static_cast<float*>(final_state));
       } else {
-        run<double>(ctx, g, x, tau, initial, static_cast<double*>(y), static_cast<double*>(final_state));
+        run<double>(ctx, g, x, tau, initial, state, static_cast<double*>(y), static_cast<double*>(final_state));
       }
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
@@ -54,7 +78,8 @@ struct AlphaKernel {
  private:
   template <typename T>
   void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& x_in,
-           const InputView& tau_in, const InputView& initial_in, T* y, T* final_state) const {
+           const InputView& tau_in, const InputView& initial_in, const InputView& state_in, T* y,
+           T* final_state) const {
     const T* x = static_cast<const T*>(x_in.data);
     const T dt = static_cast<T>(attrs_.dt);
     const std::vector<T> tau = broadcast_to<T>(tau_in, g.unit_param_shape());
@@ -66,27 +91,34 @@ struct AlphaKernel {
       ra[u] = c.ra;
       input2[u] = c.input2;
     }
+    // Start state: the explicit (s1, s2) if given, else both stages at rest at the level.
+    const T* state = state_in.present ? static_cast<const T*>(state_in.data) : nullptr;
+    const bool shared_state = state != nullptr && state_in.shape[0] == 1;
     std::vector<T> initial;
-    if (initial_in.present) initial = broadcast_to<T>(initial_in, g.state_shape());
+    if (state == nullptr && initial_in.present) initial = broadcast_to<T>(initial_in, g.state_shape());
     const int64_t block = block_units(g.batch, g.units);
     const int64_t blocks = (g.units + block - 1) / block;
     auto work = [&](size_t item) {
       const int64_t b = static_cast<int64_t>(item) / blocks;
       const int64_t u0 = (static_cast<int64_t>(item) % blocks) * block;
       const int64_t n = std::min(block, g.units - u0);
-      const int64_t state_at = b * g.units + u0;
-      // The level starts in the output stage; the first stage starts at rest.
       alignas(64) T s1[kBlockUnits];
       alignas(64) T s2[kBlockUnits];
-      std::fill(s1, s1 + n, static_cast<T>(0));
-      if (initial.empty()) {
-        std::fill(s2, s2 + n, static_cast<T>(0));
+      if (state != nullptr) {
+        const T* from = state + 2 * (shared_state ? 0 : b) * g.units + u0;
+        std::copy(from, from + n, s1);
+        std::copy(from + g.units, from + g.units + n, s2);
+      } else if (!initial.empty()) {
+        const T* from = initial.data() + b * g.units + u0;
+        std::copy(from, from + n, s1);
+        std::copy(from, from + n, s2);
       } else {
-        std::copy(initial.data() + state_at, initial.data() + state_at + n, s2);
+        std::fill(s1, s1 + n, static_cast<T>(0));
+        std::fill(s2, s2 + n, static_cast<T>(0));
       }
       const int64_t at = b * g.batch_stride() + u0;
       alpha_loop(x + at, y + at, s1, s2, a.data() + u0, one_a.data() + u0, ra.data() + u0,
-                     input2.data() + u0, n, g.time, g.step());
+                 input2.data() + u0, n, g.time, g.step());
       if (final_state != nullptr) {
         T* out = final_state + 2 * b * g.units + u0;
         std::copy(s1, s1 + n, out);

@@ -211,7 +211,6 @@ def spiking_handler(
         state_in = _keras_state_to_tensor(initial_state, kind)
     wants_state = ctx.state_input(layer) is not None or bool(getattr(layer, "return_state", False))
 
-    correction = None
     if kind == SPIKING:
         with tf.name_scope("activation"):
             rates = tf.cast(cell.activation(x), tf.float32)
@@ -221,17 +220,15 @@ def spiking_handler(
         else:
             attrs["seed"] = _seed(layer, ctx.default_seed)
     else:
-        tau = _value(cell.tau).reshape((1, *_unit_shape(layer)))
+        unit_param = (1, *_unit_shape(layer))
+        tau = _value(cell.tau).reshape(unit_param)
+        level = _value(cell.initial_level).reshape(unit_param)
         if state_in is None:
-            level = _value(cell.initial_level).reshape((1, *_unit_shape(layer)))
+            # Both ops start at the level: Lowpass at y = level, Alpha at rest (s1 = s2 = level).
             node_inputs = [x, tf.constant(tau), tf.constant(level)]
-            if kind == ALPHA and level.any():
-                # keras_layers' alpha starts at rest, s1 = s2 = level; the op starts s1 at 0.
-                correction = tf.constant(level)
         elif kind == ALPHA:
-            # The op starts s1 at zero; a nonzero s1 is added back by linearity.
-            node_inputs = [x, tf.constant(tau), state_in[:, 1]]
-            correction = state_in[:, 0]
+            # The full (s1, s2) state goes to the op's initial_state input, which overrides the level.
+            node_inputs = [x, tf.constant(tau), tf.constant(level), state_in]
         else:
             node_inputs = [x, tf.constant(tau), state_in]
 
@@ -239,8 +236,6 @@ def spiking_handler(
     outputs = ctx.spiking_op(kind, layer, node_inputs, attrs, shapes)
     y = outputs[0]
     final = outputs[1] if wants_state else None
-    if correction is not None:
-        y, final = _alpha_s1_response(y, final, correction, tau, dt, time_major)
     if ctx.state_input(layer) is not None:
         ctx.set_state_output(layer, final)
     if not getattr(layer, "return_sequences", True):
@@ -269,31 +264,6 @@ def _tensor_to_keras_state(state: Any, kind: str, layer: Any) -> List[Any]:
     if kind == ALPHA and n_states == 2:
         return [state[:, 0], state[:, 1]]
     return [state]
-
-
-def _alpha_s1_response(y: Any, final: Any, s1: Any, tau: np.ndarray, dt: float, time_major: bool):
-    """Add the response to an initial ``s1`` that the Alpha op cannot take as input.
-
-    With no input and ``s2 = 0``, the discretised alpha filter started at ``s1``
-    gives ``s1_k = a^k s1`` and ``s2_k = k r a^k s1`` (``r = dt/tau``,
-    ``a = exp(-r)``); the filter is linear, so this adds to the op's output.
-    """
-    r = tf.constant((np.float32(dt) / np.maximum(tau, np.float32(1e-8))).astype(np.float32))  # (1, *S)
-    time_axis = 0 if time_major else 1
-    steps = tf.shape(y)[time_axis]
-    k = tf.cast(tf.range(1, steps + 1), tf.float32)
-    rank = len(y.shape)
-    k = tf.reshape(k, [-1] + [1] * (rank - 1))  # (T, 1, *1)
-    decay = tf.exp(-k * r[None])  # (T, 1, *S)
-    response = k * r[None] * decay * s1[None]  # (T, B, *S)
-    if not time_major:
-        response = tf.transpose(response, [1, 0] + list(range(2, rank)))
-    y = y + response
-    if final is not None:
-        last_decay = decay[-1]  # a^T, (1, *S)
-        t_last = tf.cast(steps, tf.float32)
-        final = tf.stack([final[:, 0] + last_decay * s1, final[:, 1] + t_last * r * last_decay * s1], axis=1)
-    return y, final
 
 
 def model_handler(layer: Any, ctx: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
