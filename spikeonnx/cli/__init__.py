@@ -12,11 +12,33 @@ import importlib
 import sys
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["main", "subcommand", "CLIError"]
+__all__ = ["main", "subcommand", "CLIError", "positive_int", "positive_float"]
 
 
 class CLIError(Exception):
     """A mistake by the user of the command line (reported without a traceback)."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 # name -> (configure(parser), run(args) -> int)

@@ -5,25 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CLIError, subcommand
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+from . import CLIError, positive_int, subcommand
 
 
 @subcommand("demo", help="Train a spiking CNN on the bundled digits, export it, run it in onnxruntime "
                          "and report its energy.")
 def configure(parser: argparse.ArgumentParser):
     parser.add_argument("--out", default="spikeonnx-demo", help="output folder (default: spikeonnx-demo)")
-    parser.add_argument("--epochs", type=_positive_int, default=15, help="training epochs (default 15)")
-    parser.add_argument("--timesteps", type=_positive_int, default=20,
+    parser.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default 15)")
+    parser.add_argument("--timesteps", type=positive_int, default=20,
                         help="timesteps per test image at inference (default 20)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

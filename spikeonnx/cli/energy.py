@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, List
 
-from . import CLIError, subcommand
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+from . import CLIError, positive_float, positive_int, subcommand
 
 
 def _plot(report: dict, path: Path, devices: List[str]) -> None:
@@ -49,13 +28,13 @@ def configure(parser: argparse.ArgumentParser):
     parser.add_argument("--data", help="example input (.npy, or .npz with one array per input) to measure firing rates")
     parser.add_argument("--device", action="append", dest="devices", metavar="D",
                         help="device to estimate for (repeatable; default: every device the data allows)")
-    parser.add_argument("--timesteps", type=_positive_int, default=1, help="timesteps per inference (default 1)")
-    parser.add_argument("--dt", type=_positive_float, default=None, help="device timestep in seconds (default 0.001)")
+    parser.add_argument("--timesteps", type=positive_int, default=1, help="timesteps per inference (default 1)")
+    parser.add_argument("--dt", type=positive_float, default=None, help="device timestep in seconds (default 0.001)")
     parser.add_argument("--batch-axis", type=int, default=0, help="batch axis of the inputs (default 0)")
     parser.add_argument("--time-axis", type=int, default=None, help="time axis of the inputs (default: none)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="write a per-layer, per-device energy bar chart")
-    parser.add_argument("--line-length", type=_positive_int, default=98, help="table width (default 98)")
+    parser.add_argument("--line-length", type=positive_int, default=98, help="table width (default 98)")
 
     def run(args: argparse.Namespace) -> int:
         from ..analysis import GraphEnergy
