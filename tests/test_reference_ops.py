@@ -7,6 +7,7 @@ here, with closed-form filter responses, and (for the seeded voltage) with Tenso
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import onnx
@@ -67,18 +68,26 @@ def loop_lowpass(x, tau, level, dt):
     return y
 
 
-def loop_alpha(x, tau, level, dt):
-    """Per-element alpha filter (cascade form) in float64 scalars; returns y and final state."""
+def loop_alpha(x, tau, level, dt, state=None):
+    """Per-element alpha filter (cascade form) in float64 scalars; returns y and final state.
+
+    Starts at rest at ``level`` (s1 = s2 = level), or at ``state`` ((B or 1, 2, *S)) if given.
+    """
     batch, steps = x.shape[:2]
     tau = np.broadcast_to(tau, (1, *x.shape[2:]))[0]
     level = np.broadcast_to(level, (batch, *x.shape[2:]))
+    if state is not None:
+        state = np.broadcast_to(state, (batch, 2, *x.shape[2:]))
     y = np.zeros(x.shape, dtype=np.float64)
     final = np.zeros((batch, 2, *x.shape[2:]), dtype=np.float64)
     for b in range(batch):
         for idx in np.ndindex(*x.shape[2:]):
             r = dt / max(float(tau[idx]), 1e-8)
             a = math.exp(-r)
-            s1, s2 = 0.0, float(level[(b, *idx)])
+            if state is None:
+                s1 = s2 = float(level[(b, *idx)])
+            else:
+                s1, s2 = float(state[(b, 0, *idx)]), float(state[(b, 1, *idx)])
             for t in range(steps):
                 u = float(x[(b, t, *idx)])
                 s1, s2 = a * s1 + (1 - a) * u, r * a * s1 + a * s2 + (1 - a - r * a) * u
@@ -316,26 +325,81 @@ def test_alpha_impulse_response():
     assert abs(y.sum() * dt - 1.0) < 2e-3  # unit DC gain
 
 
-def test_alpha_initial_level_decays_geometrically():
-    dt, tau, level = 0.001, 0.01, np.array([[0.5, -2.0]])
-    y, final = ref.alpha(np.zeros((1, 50, 2)), tau, level, dt)
-    k = np.arange(1, 51)[:, None]
-    np.testing.assert_allclose(y[0], level * np.exp(-dt / tau) ** k, rtol=1e-12)
-    np.testing.assert_array_equal(final[:, 0], 0.0)
+def test_alpha_starts_at_rest_at_the_initial_level():
+    # Matches keras-spiking 0.3.0: a constant input equal to the level keeps the output there.
+    level = np.array([[0.5, -2.0, 0.0], [3.0, 1.25, -0.75]])
+    x = np.broadcast_to(level[:, None, :], (2, 40, 3)).copy()
+    y, final = ref.alpha(x, np.array([0.004, 0.02, 0.1]), level, 0.001)
+    np.testing.assert_allclose(y, x, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(final, np.stack([level, level], axis=1), rtol=1e-13, atol=1e-15)
+
+
+def test_alpha_free_response_from_rest_and_from_a_state():
+    # With no input, A_d^k = a^k [[1, 0], [k r, 1]]: s1_k = a^k s1, s2_k = a^k (s2 + k r s1).
+    dt, tau = 0.001, 0.01
+    r, steps = dt / tau, 60
+    k = np.arange(1, steps + 1)[:, None]
+    level = np.array([[0.5, -2.0]])
+    y, final = ref.alpha(np.zeros((1, steps, 2)), tau, level, dt)
+    np.testing.assert_allclose(y[0], level * np.exp(-r) ** k * (1 + k * r), rtol=1e-12)
+    state = np.array([[[0.7, -1.0], [0.2, 3.0]]])  # (B, 2, S): s1 row, then s2 row
+    y, final = ref.alpha(np.zeros((1, steps, 2)), tau, 123.0, dt, initial_state=state)
+    s1, s2 = state[:, 0], state[:, 1]
+    np.testing.assert_allclose(y[0], np.exp(-r) ** k * (s2 + k * r * s1), rtol=1e-12, atol=1e-15)  # crosses 0
+    np.testing.assert_allclose(final[:, 0], np.exp(-r) ** steps * s1, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape, tau_shape", [((2, 25), ()), ((2, 20, 3), (3,)), ((3, 10, 2, 2), (2, 2))])
-def test_alpha_matches_loop(shape, tau_shape):
+@pytest.mark.parametrize("with_state", [False, True])
+def test_alpha_matches_loop(shape, tau_shape, with_state):
     x = RNG.standard_normal(shape)
     tau = RNG.uniform(0.001, 0.03, tau_shape)
     level = RNG.standard_normal((shape[0], *shape[2:]))
-    y, final = ref.alpha(x, tau, level, 0.002)
-    expected, expected_final = loop_alpha(x, tau, level, 0.002)
+    state = RNG.standard_normal((shape[0], 2, *shape[2:])) if with_state else None
+    y, final = ref.alpha(x, tau, level, 0.002, initial_state=state)
+    expected, expected_final = loop_alpha(x, tau, level, 0.002, state)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(final, expected_final, rtol=1e-12, atol=1e-14)
-    y32, final32 = ref.alpha(x.astype(np.float32), tau.astype(np.float32), level.astype(np.float32), 0.002)
+    state32 = None if state is None else state.astype(np.float32)
+    y32, final32 = ref.alpha(x.astype(np.float32), tau.astype(np.float32), level.astype(np.float32), 0.002,
+                             initial_state=state32)
     assert y32.dtype == np.float32 and final32.shape == (shape[0], 2, *shape[2:])
     np.testing.assert_allclose(y32, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_alpha_initial_state_overrides_level_and_broadcasts_over_batch():
+    x = RNG.standard_normal((3, 15, 2, 4)).astype(np.float32)
+    tau = RNG.uniform(0.002, 0.02, (2, 4)).astype(np.float32)
+    one = RNG.standard_normal((1, 2, 2, 4)).astype(np.float32)
+    shared = ref.alpha(x, tau, np.float32(7.0), 0.001, initial_state=one)
+    tiled = ref.alpha(x, tau, np.float32(-3.0), 0.001, initial_state=np.repeat(one, 3, axis=0))
+    for got, want in zip(shared, tiled):
+        np.testing.assert_array_equal(got, want)
+    # The rest state given explicitly is the same as the level alone.
+    level = RNG.standard_normal((3, 2, 4)).astype(np.float32)
+    explicit = ref.alpha(x, tau, np.float32(0.0), 0.001, initial_state=np.stack([level, level], axis=1))
+    for got, want in zip(explicit, ref.alpha(x, tau, level, 0.001)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_alpha_chunks_continue_exactly():
+    x = RNG.standard_normal((2, 30, 3)).astype(np.float32)
+    tau = np.array([0.003, 0.01, 0.05], np.float32)
+    level = np.float32(0.4)
+    y, final = ref.alpha(x, tau, level, 0.001)
+    first, mid = ref.alpha(x[:, :11], tau, level, 0.001)
+    second, end = ref.alpha(x[:, 11:], tau, level, 0.001, initial_state=mid)
+    np.testing.assert_array_equal(np.concatenate([first, second], axis=1), y)
+    np.testing.assert_array_equal(end, final)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 3)), np.zeros((2, 3, 3)), np.zeros((3, 2, 3)), np.zeros((2, 2, 4)),
+                                 np.zeros((2, 2, 3, 1))])
+def test_alpha_rejects_bad_initial_state(bad):
+    with pytest.raises(ValueError, match=r"'initial_state'.*\(B, 2, \*S\) = \(2, 2, 3\).*got " + re.escape(str(bad.shape))):
+        ref.alpha(np.zeros((2, 5, 3)), 0.01, 0.0, 0.001, initial_state=bad)
+    with pytest.raises(ValueError, match="'initial_state' must be numeric"):
+        ref.alpha(np.zeros((2, 5, 3)), 0.01, 0.0, 0.001, initial_state=np.full((2, 2, 3), "a"))
 
 
 def test_alpha_time_major_is_a_transpose():
@@ -414,6 +478,58 @@ def test_evaluator_filters_time_major_double(op_type):
     np.testing.assert_allclose(np.swapaxes(y, 0, 1), expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("time_major", [0, 1])
+def test_evaluator_alpha_with_initial_state_input(time_major):
+    # The 4-input form, checked and shape-inferred; an empty 4th name means "absent".
+    register_schemas()
+    seq = [6, "B", 3] if time_major else ["B", 6, 3]
+    node = oh.make_node("Alpha", ["x", "tau", "lvl", "st"], ["y", "state"], domain=DOMAIN, dt=0.002,
+                        time_major=time_major)
+    model = make_model(
+        [node], [vi("x", seq), vi("st", ["B", 2, 3])], [vi("y", seq), vi("state", ["B", 2, 3])],
+        [const("tau", [0.01, 0.02, 0.005]), const("lvl", 5.0)],
+    )
+    onnx.checker.check_model(model, full_check=True)
+    assert infer(model)["state"] == (TensorProto.FLOAT, ("B", 2, 3))
+    x = RNG.standard_normal((6, 2, 3) if time_major else (2, 6, 3)).astype(np.float32)
+    state = RNG.standard_normal((2, 2, 3)).astype(np.float32)
+    y, final = ReferenceEvaluator(model, new_ops=ref.REFERENCE_OPS).run(None, {"x": x, "st": state})
+    batch_first = np.swapaxes(x, 0, 1) if time_major else x
+    expected, expected_final = loop_alpha(batch_first.astype(np.float64), np.array([0.01, 0.02, 0.005]), 5.0,
+                                          float(np.float32(0.002)), state.astype(np.float64))
+    np.testing.assert_allclose(np.swapaxes(y, 0, 1) if time_major else y, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(final, expected_final, rtol=1e-4, atol=1e-5)
+    # Without the state (empty name) the filter starts at rest at the level.
+    node = oh.make_node("Alpha", ["x", "tau", "lvl", ""], ["y"], domain=DOMAIN, dt=0.002, time_major=time_major)
+    model = make_model([node], [vi("x", seq)], [vi("y", seq)], [const("tau", [0.01, 0.02, 0.005]), const("lvl", 5.0)])
+    onnx.checker.check_model(model, full_check=True)
+    (y,) = ReferenceEvaluator(model, new_ops=ref.REFERENCE_OPS).run(None, {"x": x})
+    want, _ = ref.alpha(x, np.array([0.01, 0.02, 0.005], np.float32), np.float32(5.0), 0.002, time_major=time_major)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("state_shape", [["B", 2, 3, 5], [1, 2, 3, 5], [4, 2, 3, 5]])
+def test_shape_inference_accepts_alpha_initial_state(state_shape):
+    register_schemas()
+    node = oh.make_node("Alpha", ["x", "tau", "lvl", "st"], ["y", "state"], domain=DOMAIN, dt=0.001)
+    model = make_model([node], [vi("x", ["B", 7, 3, 5]), vi("st", state_shape)], [],
+                       [const("tau", 0.1), const("lvl", 0.0)])
+    model.graph.output.extend([oh.make_tensor_value_info("y", 0, None), oh.make_tensor_value_info("state", 0, None)])
+    types = infer(model)
+    assert types["y"] == (TensorProto.FLOAT, ("B", 7, 3, 5))
+    assert types["state"] == (TensorProto.FLOAT, ("B", 2, 3, 5))
+
+
+@pytest.mark.parametrize("state_shape", [["B", 3, 5], ["B", 3, 3, 5], ["B", 2, 3, 6], [3, 2, 3, 5], ["B", 2, 3, 5, 1]])
+def test_shape_inference_rejects_bad_alpha_initial_state(state_shape):
+    register_schemas()
+    node = oh.make_node("Alpha", ["x", "tau", "lvl", "st"], ["y"], domain=DOMAIN, dt=0.001)
+    model = make_model([node], [vi("x", [4, 7, 3, 5]), vi("st", state_shape)], [vi("y", [4, 7, 3, 5])],
+                       [const("tau", 0.1), const("lvl", 0.0)])
+    with pytest.raises(Exception, match=r"'initial_state'.*\(B, 2, \*S\) = \(4, 2, 3, 5\)"):
+        onnx.checker.check_model(model, full_check=True)
+
+
 def test_evaluator_multi_node_graph():
     # Relu -> SpikingActivation -> Lowpass -> Alpha, all through the evaluator
     register_schemas()
@@ -452,6 +568,11 @@ def test_register_schemas_is_idempotent():
         assert schema.domain == DOMAIN and schema.since_version == OPSET
         assert schema.attributes["dt"].required
         assert not schema.attributes["time_major"].required
+    alpha = onnx.defs.get_schema("Alpha", OPSET, DOMAIN)
+    assert [p.name for p in alpha.inputs] == ["x", "tau", "initial_level", "initial_state"]
+    assert alpha.inputs[3].option == onnx.defs.OpSchema.FormalParameterOption.Optional
+    assert alpha.inputs[2].option == onnx.defs.OpSchema.FormalParameterOption.Single
+    assert len(onnx.defs.get_schema("Lowpass", OPSET, DOMAIN).inputs) == 3
     spiking = onnx.defs.get_schema("SpikingActivation", OPSET, DOMAIN)
     assert spiking.attributes["seed"].default_value.i == 0
     assert spiking.inputs[1].option == onnx.defs.OpSchema.FormalParameterOption.Optional
