@@ -2,14 +2,15 @@
 
 Every op runs as a one-node ONNX model in onnxruntime with the library from
 ``spikeonnx.ops.library_path()`` and is compared with the NumPy oracle in
-``spikeonnx.reference``: spikes bit for bit.  The filters are checked against an inline
-NumPy loop to 1e-6 relative, and against ``spikeonnx.reference`` as well.  The inline loop
-exists because of one detail: the kernels round ``a = exp(-dt/tau)`` correctly (evaluated in
-float64), whereas NumPy's float32 ``exp`` is up to 2 ulp off (and machine dependent).  For
-the alpha filter the contract's ``1 - a - r*a`` cancels to about ``r**2/2``, which turns
-those ulps into relative errors up to ~1e-3 in the first samples; so the comparison with
-the reference uses a tolerance scaled to the signal there.  The seeded initial voltage is
-checked against TensorFlow itself.
+``spikeonnx.reference``.  In float32 all three ops agree with it bit for bit: both sides
+perform the same IEEE operations in the same order, and both round the filter
+coefficient ``a = exp(-dt/tau)`` once from a float64 ``exp`` (a float32 ``exp`` differs
+by an ulp or two between libraries, which the alpha filter's ``1 - a - r*a`` would
+amplify).  The filters are also checked against an inline NumPy loop written here from
+the contract, and the alpha filter against its closed-form impulse response.  float64
+results are compared to 1e-12 (float64 ``exp`` itself may differ in the last bit between
+NumPy and the C library).  The seeded initial voltage is checked against TensorFlow
+itself.
 """
 
 from __future__ import annotations
@@ -155,8 +156,11 @@ def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
 FILTERS = {"Lowpass": reference.lowpass, "Alpha": reference.alpha}
 
 
-def _oracle(op, x, tau, initial, dt, time_major=False):
-    """Contract formulas step by step in x's dtype, with a = exp(-r) correctly rounded."""
+def _oracle(op, x, tau, initial, dt, time_major=False, state=None):
+    """Contract formulas step by step in x's dtype, with a = exp(-r) correctly rounded.
+
+    Alpha starts at rest at the level (s1 = s2 = initial), or at ``state`` (B or 1, 2, *S).
+    """
     dtype = x.dtype.type
     dt = float(np.float32(dt))  # the ONNX attribute is a float32
     steps = np.moveaxis(x, 0 if time_major else 1, 0)  # (T, B, *S)
@@ -166,7 +170,10 @@ def _oracle(op, x, tau, initial, dt, time_major=False):
     a = np.exp(-r.astype(np.float64)).astype(x.dtype)
     one = dtype(1)
     level = np.broadcast_to(np.asarray(initial, x.dtype), state_shape).copy()
-    s1 = np.zeros(state_shape, x.dtype)
+    s1 = level.copy()
+    if state is not None:
+        full = np.broadcast_to(np.asarray(state, x.dtype), (state_shape[0], 2, *state_shape[1:]))
+        s1, level = full[:, 0].copy(), full[:, 1].copy()
     y = np.empty_like(steps)
     for t, u in enumerate(steps):
         if op == "Lowpass":
@@ -177,10 +184,6 @@ def _oracle(op, x, tau, initial, dt, time_major=False):
         y[t] = level
     final = level if op == "Lowpass" else np.stack([s1, level], axis=1)
     return np.moveaxis(y, 0, 0 if time_major else 1), final
-
-
-# Agreement with spikeonnx.reference (see the module docstring): scale-relative for Alpha.
-_REFERENCE_RTOL = {"Lowpass": 3e-5, "Alpha": 1e-4}
 
 
 def _tau_forms(unit_shape):
@@ -194,6 +197,18 @@ def _tau_forms(unit_shape):
     return forms
 
 
+def _starts(op, rng, state_shape):
+    """(initial_level, initial_state) pairs to try: none, a level, and for Alpha full states."""
+    level = rng.uniform(-1.0, 1.0, state_shape).astype(np.float32)
+    starts = [(None, None), (level, None)]
+    if op == "Alpha":
+        full = (state_shape[0], 2, *state_shape[1:])
+        starts.append((level, rng.uniform(-1.0, 1.0, full).astype(np.float32)))
+        # (1, 2, *S) is shared by the batch; the level input is then ignored (and may be absent).
+        starts.append((None, rng.uniform(-1.0, 1.0, (1, *full[1:])).astype(np.float32)))
+    return starts
+
+
 @pytest.mark.parametrize("op", sorted(FILTERS))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("time_major", [False, True])
@@ -204,15 +219,17 @@ def test_filters_match_reference(op, shape, time_major):
     state_shape = (shape[0], *shape[2:])
     for name, tau in _tau_forms(shape[2:]).items():
         tau = tau.astype(np.float32)
-        for initial in (None, rng.uniform(-1.0, 1.0, state_shape).astype(np.float32)):
-            y, final = _run(_model(op, [x, tau, initial], 2, dt=dt, time_major=int(time_major)), [x, tau, initial])
-            level = 0.0 if initial is None else initial
-            want_y, want_final = _oracle(op, x, tau, level, dt, time_major)
+        for initial, state in _starts(op, rng, state_shape):
+            inputs = [x, tau, initial] + ([state] if state is not None else [])
+            y, final = _run(_model(op, inputs, 2, dt=dt, time_major=int(time_major)), inputs)
+            level = np.float32(0.0) if initial is None else initial
+            want_y, want_final = _oracle(op, x, tau, level, dt, time_major, state)
             _assert_close(y, want_y, 1e-6)
             _assert_close(final, want_final, 1e-6)
-            ref_y, ref_final = FILTERS[op](x, tau, level, dt, time_major=time_major)
-            _assert_close(y, ref_y, _REFERENCE_RTOL[op])
-            _assert_close(final, ref_final, _REFERENCE_RTOL[op])
+            extra = {} if state is None else {"initial_state": state}
+            ref_y, ref_final = FILTERS[op](x, tau, level, dt, time_major=time_major, **extra)
+            _assert_bitwise(y, ref_y)
+            _assert_bitwise(final, ref_final)
 
 
 @pytest.mark.parametrize("op", sorted(FILTERS))
@@ -224,7 +241,7 @@ def test_filters_broadcast_initial_level_and_single_output(op):
                     rng.uniform(0, 1, (1, 4, 6)).astype(np.float32)):
         (y,) = _run(_model(op, [x, tau, initial], 1, dt=0.001), [x, tau, initial])
         _assert_close(y, _oracle(op, x, tau, initial, 0.001)[0], 1e-6)
-        _assert_close(y, FILTERS[op](x, tau, initial, 0.001)[0], _REFERENCE_RTOL[op])
+        _assert_bitwise(y, FILTERS[op](x, tau, initial, 0.001)[0])
 
 
 @pytest.mark.parametrize("op", sorted(FILTERS))
@@ -237,6 +254,12 @@ def test_filters_float64(op):
     want_y, want_final = FILTERS[op](x, tau, initial, float(np.float32(0.001)))
     _assert_close(y, want_y, 1e-12)
     _assert_close(final, want_final, 1e-12)
+    if op == "Alpha":
+        state = rng.uniform(-1.0, 1.0, (2, 2, 9))
+        y, final = _run(_model(op, [x, tau, initial, state], 2, dt=0.001), [x, tau, initial, state])
+        want_y, want_final = reference.alpha(x, tau, initial, float(np.float32(0.001)), initial_state=state)
+        _assert_close(y, want_y, 1e-12)
+        _assert_close(final, want_final, 1e-12)
 
 
 @pytest.mark.parametrize("op", sorted(FILTERS))
@@ -249,7 +272,7 @@ def test_filters_tiny_and_nonpositive_tau_are_clamped(op):
     want_y, want_final = _oracle(op, x, tau, 0.0, 0.001)
     _assert_close(y, want_y, 1e-6)
     _assert_close(final, want_final, 1e-6)
-    _assert_close(y, FILTERS[op](x, tau, 0.0, 0.001)[0], _REFERENCE_RTOL[op])
+    _assert_bitwise(y, FILTERS[op](x, tau, np.float32(0.0), 0.001)[0])
     if op == "Lowpass":
         np.testing.assert_array_equal(y[..., :3], x[..., :3])
 
@@ -274,6 +297,37 @@ def test_alpha_impulse_response_is_t_over_tau_squared():
     np.testing.assert_allclose(y[0, :, 0], expected, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("time_major", [False, True])
+def test_alpha_final_state_fed_back_continues_bit_for_bit(time_major):
+    rng = np.random.default_rng(11)
+    shape = (3, 50, 4, 5)
+    x = rng.uniform(-2.0, 2.0, _layout(shape, time_major)).astype(np.float32)
+    tau = rng.uniform(0.002, 0.05, (4, 5)).astype(np.float32)
+    level = rng.uniform(-1.0, 1.0, (3, 4, 5)).astype(np.float32)
+    whole = _run(_model("Alpha", [x, tau, level], 2, dt=0.001, time_major=int(time_major)), [x, tau, level])
+    axis = 0 if time_major else 1
+    parts, state = [], None
+    for start in range(0, 50, 17):
+        chunk = np.ascontiguousarray(np.take(x, range(start, min(start + 17, 50)), axis=axis))
+        # The first chunk starts from the level alone, the others from the carried state.
+        inputs = [chunk, tau, level] + ([] if state is None else [state])
+        y, state = _run(_model("Alpha", inputs, 2, dt=0.001, time_major=int(time_major)), inputs)
+        parts.append(y)
+    _assert_bitwise(np.concatenate(parts, axis=axis), whole[0])
+    _assert_bitwise(state, whole[1])
+
+
+def test_alpha_constant_input_at_the_level_stays_put():
+    # Started at rest, an input equal to the level is a fixed point of the filter (each row
+    # of the update sums to one); only float32 round-off may move the output.
+    level = np.array([[0.25, -1.5, 3.0]], np.float32)
+    x = np.repeat(level[:, None, :], 200, axis=1)
+    tau = np.array([0.003, 0.02, 0.1], np.float32)
+    y, final = _run(_model("Alpha", [x, tau, level], 2, dt=0.001), [x, tau, level])
+    np.testing.assert_allclose(y, x, rtol=2e-6)
+    np.testing.assert_allclose(final, np.stack([level, level], axis=1), rtol=2e-6)
+
+
 # ---------------------------------------------------------------------------------------
 # Threads
 # ---------------------------------------------------------------------------------------
@@ -292,6 +346,8 @@ def test_one_and_two_threads_are_bit_identical(op, time_major, shape):
     else:
         inputs = [x, rng.uniform(0.001, 0.1, shape[2:]).astype(np.float32),
                   rng.uniform(0, 1, (shape[0], *shape[2:])).astype(np.float32)]
+        if op == "Alpha":
+            inputs.append(rng.uniform(-1, 1, (shape[0], 2, *shape[2:])).astype(np.float32))
         attrs = {}
     model = _model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
     one = _run(model, inputs, threads=1)
@@ -302,7 +358,12 @@ def test_one_and_two_threads_are_bit_identical(op, time_major, shape):
     if op == "SpikingActivation":
         _assert_bitwise(two[0], reference.spiking_activation(x, 0.001, seed=9, time_major=time_major)[0])
     else:
-        _assert_close(two[0], _oracle(op, x, inputs[1], inputs[2], 0.001, time_major)[0], 1e-6)
+        state = inputs[3] if op == "Alpha" else None
+        extra = {} if state is None else {"initial_state": state}
+        want = FILTERS[op](x, inputs[1], inputs[2], 0.001, time_major=time_major, **extra)
+        _assert_bitwise(two[0], want[0])
+        _assert_bitwise(two[1], want[1])
+        _assert_close(two[0], _oracle(op, x, inputs[1], inputs[2], 0.001, time_major, state)[0], 1e-6)
 
 
 def test_zero_sized_axes_are_fine():
