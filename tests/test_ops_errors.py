@@ -142,6 +142,30 @@ def test_initial_level_not_broadcastable(op):
     _assert_mentions(message, op, "'initial_level'", "(3, 3)", "(B, *S) = (2, 3)")
 
 
+@pytest.mark.parametrize(
+    "state_shape",
+    [(2, 3), (2, 3, 3), (3, 2, 3), (2, 2, 4), (2, 2, 3, 1), (2, 1, 3)],
+    ids=["rank2", "three-stages", "batch3", "units4", "rank4", "one-stage"],
+)
+def test_initial_state_wrong_shape(state_shape):
+    message = _error_of("Alpha", [X, TAU, np.zeros((2, 3), np.float32), np.zeros(state_shape, np.float32)], dt=0.001)
+    _assert_mentions(message, "Alpha", "bad_node", "'initial_state'", "(B, 2, *S) = (2, 2, 3)", str(state_shape))
+
+
+def test_initial_state_wrong_shape_time_major():
+    # (T, B, S) = (5, 2, 3): the state is still batch-first, (B, 2, *S) = (2, 2, 3).
+    x = np.ones((5, 2, 3), np.float32)
+    message = _error_of("Alpha", [x, TAU, np.zeros((2, 3), np.float32), np.zeros((5, 2, 3), np.float32)],
+                        dt=0.001, time_major=1)
+    _assert_mentions(message, "Alpha", "'initial_state'", "(B, 2, *S) = (2, 2, 3)", "(5, 2, 3)")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32])
+def test_initial_state_wrong_dtype(dtype):
+    message = _error_of("Alpha", [X, TAU, np.zeros((2, 3), np.float32), np.zeros((2, 2, 3), dtype)], dt=0.001)
+    _assert_mentions(message, "Alpha", "'initial_state'", "float32", np.dtype(dtype).name, "(B, 2, *S) = (2, 2, 3)")
+
+
 def test_initial_voltage_not_broadcastable():
     message = _error_of("SpikingActivation", [X, np.ones((2, 4), np.float32)], dt=0.001)
     _assert_mentions(message, "SpikingActivation", "'initial_voltage'", "(2, 4)", "(B, *S) = (2, 3)")
