@@ -144,8 +144,9 @@ def test_inference_session_filters_match_reference(op_type):
     y, state = InferenceSession(model).run(None, {"x": x, "tau": TAU, "level": level})
     func = ref.lowpass if op_type == "Lowpass" else ref.alpha
     expected_y, expected_state = func(x, TAU, level, DT32)
-    np.testing.assert_allclose(y, expected_y, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(state, expected_state, rtol=1e-5, atol=1e-6)
+    # Same float32 operations in the same order (see tests/test_ops_kernels.py): exact.
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(state, expected_state)
 
 
 def test_inference_session_lowers_ir_version_without_touching_the_caller():
@@ -246,6 +247,46 @@ def test_streaming_ten_chunks_equal_one_call_and_reference():
     np.testing.assert_allclose(y, exp_y, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(final_level, exp_level, rtol=1e-5, atol=1e-4)
     assert np.abs(spikes).sum() > 0  # the test exercises actual spiking
+
+
+def alpha_streaming_model(level, time_major=0):
+    """One Alpha node fed with al/state_in (B, 2, 3) through its initial_state input.
+
+    The metadata gives the exporter's default: the rest state [level, level].
+    """
+    seq = ["T", "B", 3] if time_major else ["B", "T", 3]
+    node = oh.make_node("Alpha", ["x", "tau", "level", "al/state_in"], ["y", "al/state_out"],
+                        domain=DOMAIN, dt=DT, time_major=time_major)
+    graph = oh.make_graph(
+        [node], "alpha_stream",
+        [vi("x", seq), vi("al/state_in", ["B", 2, 3])],
+        [vi("y", seq), vi("al/state_out", ["B", 2, 3])],
+        initializer=[oh.make_tensor("tau", TensorProto.FLOAT, [1, 3], TAU.tolist()),
+                     oh.make_tensor("level", TensorProto.FLOAT, [1, 3], list(level))],
+    )
+    axis = 0 if time_major else 1
+    return finish(graph, {
+        "spikeonnx.time_axes": {"x": axis, "y": axis, "al/state_in": None, "al/state_out": None},
+        "spikeonnx.initial_state": {"al/state_in": {"kind": "constant", "value": [list(level), list(level)]}},
+    })
+
+
+@pytest.mark.parametrize("time_major", [0, 1])
+def test_streaming_alpha_from_rest_chunked_equals_one_call(time_major):
+    level = (0.5, -0.25, 1.0)
+    model = alpha_streaming_model(level, time_major)
+    onnx.checker.check_model(model, full_check=True)
+    x = RNG.standard_normal((70, 2, 3) if time_major else (2, 70, 3)).astype(np.float32)
+    stream = StreamingSession(model)
+    chunked = stream.run_chunked(x, chunk=9)  # 7 * 9 + 7
+    rest = np.broadcast_to(np.float32(level), (2, 3))
+    y, final = InferenceSession(model).run(None, {"x": x, "al/state_in": np.stack([rest, rest], axis=1)})
+    np.testing.assert_array_equal(chunked["y"], y)
+    np.testing.assert_array_equal(stream.states["al/state_in"], final)
+    # The default (rest) state is what the op does without a state input.
+    want_y, want_final = ref.alpha(x, TAU, np.float32(level), DT32, time_major=bool(time_major))
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(final, want_final)
 
 
 def test_streaming_uneven_chunks_and_manual_steps():
