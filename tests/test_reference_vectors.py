@@ -16,6 +16,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import keras_layers as ks  # noqa: E402
+from spikeonnx import reference  # noqa: E402
 
 REF_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference-vectors"
 REF_FILE = REF_DIR / "keras_spiking_0.3.0.npz"
@@ -99,18 +100,24 @@ def test_filter_reference(case):
     assert err <= TOLERANCE[case["layer"]], f"{name}: scaled error {err:.3g}"
 
 
-def _alpha_contract_first_stage_at_zero(x, tau, level, dt):
-    """Alpha filter with the first stage starting at 0 (instead of at ``level``)."""
-    a = np.exp(-dt / tau)
-    r = dt / tau
-    s1 = np.zeros((x.shape[0], *x.shape[2:]))
-    s2 = np.full_like(s1, level)
-    out = np.empty(x.shape)
-    for t in range(x.shape[1]):
-        u = x[:, t].astype(np.float64)
-        s1, s2 = a * s1 + (1 - a) * u, r * a * s1 + a * s2 + (1 - a - r * a) * u
-        out[:, t] = s2
-    return out
+@pytest.mark.parametrize("case", _cases({"Lowpass", "Alpha"}), ids=lambda c: c["name"])
+def test_reference_op_matches_original(case):
+    """The op contract's NumPy reference (float32) reproduces the original filters.
+
+    For Alpha this holds because the op starts at rest, ``s1 = s2 = initial_level``,
+    as keras-spiking 0.3.0 does; its error is float32 round-off (see ``TOLERANCE``).
+    """
+    data, _ = _load()
+    x = data[f"{case['name']}/inputs"]
+    expected = data[f"{case['name']}/outputs"]
+    func = reference.alpha if case["layer"] == "Alpha" else reference.lowpass
+    tau, level = np.float32(case["tau"]), np.float32(case["initial_level"])
+    out, _ = func(x, tau, level, case["dt"])
+    assert out.dtype == np.float32 and out.shape == expected.shape
+    if case["layer"] == "Lowpass":  # same float32 operations as the original
+        np.testing.assert_array_equal(out, expected)
+    err = _scaled_error(out, expected)
+    assert err <= TOLERANCE[case["layer"]], f"{case['name']}: scaled error {err:.3g}"
 
 
 @pytest.mark.parametrize(
@@ -118,15 +125,17 @@ def _alpha_contract_first_stage_at_zero(x, tau, level, dt):
     [c for c in _cases({"Alpha"}) if c["initial_level"] != 0],
     ids=lambda c: c["name"],
 )
-def test_alpha_reference_starts_at_rest(case):
-    """The original starts both alpha stages at initial_level, not (0, level).
+def test_alpha_first_stage_at_zero_would_not_match(case):
+    """Starting the first stage at 0, i.e. state (0, level), is far from the original.
 
-    Documents why ``AlphaCell`` starts with ``s1 = s2 = initial_level``: starting
-    the first stage at zero is far from the recorded outputs.
+    Uses the op's ``initial_state`` input to start there: the check can tell the two
+    start states apart, so the match above is not an accident of small levels.
     """
     data, _ = _load()
     x = data[f"{case['name']}/inputs"]
     expected = data[f"{case['name']}/outputs"]
-    wrong = _alpha_contract_first_stage_at_zero(x, case["tau"], case["initial_level"], case["dt"])
-    # 200x the tolerance the real implementation meets
+    level = np.full((x.shape[0], *x.shape[2:]), case["initial_level"], np.float32)
+    state = np.stack([np.zeros_like(level), level], axis=1)
+    wrong, _ = reference.alpha(x, np.float32(case["tau"]), level, case["dt"], initial_state=state)
+    # 200x the tolerance the real start meets
     assert _scaled_error(wrong, expected) > 1e-3
