@@ -90,6 +90,33 @@ def check_valid(model: onnx.ModelProto):
     assert model.producer_name == "spikeonnx"
 
 
+def assert_alpha_wired_directly(model: onnx.ModelProto, layer: str, state_io: bool):
+    """The Alpha node of ``layer`` is the whole layer: no standard ops around it.
+
+    Its level/tau come from constants, the state input and output (if any) are the
+    graph's ``{layer}/state_in`` / ``{layer}/state_out`` themselves, and whatever
+    consumes its output belongs to another layer (or is a graph output).
+    """
+    (node,) = [n for n in spiking_nodes(model) if n.op_type == "Alpha"]
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    assert node.input[1] in constants and node.input[2] in constants
+    graph_outputs = [o.name for o in model.graph.output]
+    if state_io:
+        assert list(node.input[3:]) == [f"{layer}/state_in"]
+        assert list(node.output) == [node.output[0], f"{layer}/state_out"]
+    else:
+        assert len(node.input) == 3 and len(node.output) == 1
+    layers = metadata(model)["spikeonnx.layers"]
+    # nothing else was emitted for the layer (the old s1 correction was an Exp/Mul/Add subgraph)
+    assert [name for name, owner in layers.items() if owner == layer] == [node.name]
+    consumers = [n for n in model.graph.node if node.output[0] in n.input]
+    assert consumers or node.output[0] in graph_outputs
+    for consumer in consumers:
+        assert consumer.name in layers and layers[consumer.name] != layer, consumer
+        assert consumer.op_type not in ("Add", "Mul", "Sub", "Exp"), consumer
+
+
 def uniform_voltage(shape, seed):
     return tf_stateless_uniform(shape, seed)
 
@@ -259,6 +286,7 @@ def test_alpha_with_initial_level_and_streaming_state():
     onnx_model = export(model)
     check_valid(onnx_model)
     assert [n.op_type for n in spiking_nodes(onnx_model)] == ["Alpha"]
+    assert_alpha_wired_directly(onnx_model, "alpha", state_io=False)
     (expected,) = keras_outputs(model, x)
     (actual,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
     assert_close(actual, expected)
@@ -267,6 +295,8 @@ def test_alpha_with_initial_level_and_streaming_state():
 
     # a full (s1, s2) state fed in: Keras initial_state vs state_in
     streaming = export(model, state_io=True)
+    check_valid(streaming)
+    assert_alpha_wired_directly(streaming, "alpha", state_io=True)
     state = RNG.uniform(-1, 1, (2, 2, 4)).astype(np.float32)
     layer = model.layers[-1]
     expected = np.asarray(layer(x, initial_state=[tf.constant(state)], training=False))
@@ -503,6 +533,50 @@ def test_time_major_alpha_streams_in_chunks():
     assert metadata(onnx_model)["spikeonnx.time_axes"] == {
         onnx_model.graph.input[0].name: 0, "al/state_in": None, "al": 0, "al/state_out": None,
     }
-    chunked = StreamingSession(onnx_model).run_chunked(x, chunk=7)["al"]
+    assert_alpha_wired_directly(onnx_model, "al", state_io=True)
+    stream = StreamingSession(onnx_model)
+    chunked = stream.run_chunked(x, chunk=7)["al"]
+    whole = stream.run_chunked(x, chunk=40)["al"]
+    np.testing.assert_array_equal(chunked, whole)  # the op carries (s1, s2) exactly
     (expected,) = keras_outputs(model, x)
     assert_close(chunked, expected)
+
+
+@needs_ops
+@pytest.mark.parametrize("time_major", [False, True])
+def test_alpha_between_dense_layers_streams_exactly(time_major):
+    from spikeonnx.runtime import StreamingSession
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 5)),
+            keras.layers.Dense(6, name="d_in"),
+            kl.Alpha(keras.initializers.RandomUniform(0.005, 0.05), dt=0.002, time_major=time_major, name="al",
+                     level_initializer=keras.initializers.RandomUniform(-1, 1)),
+            keras.layers.Dense(3, name="d_out"),
+        ]
+    )
+    x = RNG.uniform(-2, 2, (30, 3, 5) if time_major else (3, 30, 5)).astype(np.float32)
+    plain = export(model)
+    check_valid(plain)
+    assert_alpha_wired_directly(plain, "al", state_io=False)
+    (expected,) = keras_outputs(model, x)
+    (actual,) = ort_outputs(plain, {plain.graph.input[0].name: x})
+    assert_close(actual, expected)
+    (ref,) = reference_outputs(plain, {plain.graph.input[0].name: x})
+    assert_close(ref, actual, rtol=1e-6)
+
+    streaming = export(model, state_io=True)
+    check_valid(streaming)
+    assert_alpha_wired_directly(streaming, "al", state_io=True)
+    level = np.asarray(model.get_layer("al").cell.initial_level).reshape(-1).tolist()
+    assert metadata(streaming)["spikeonnx.initial_state"]["al/state_in"] == {"kind": "constant",
+                                                                             "value": [level, level]}
+    stream = StreamingSession(streaming)
+    chunked = stream.run_chunked(x, chunk=4)
+    final = stream.states["al/state_in"]
+    whole = stream.run_chunked(x, chunk=30)
+    np.testing.assert_array_equal(chunked["d_out"], whole["d_out"])
+    np.testing.assert_array_equal(final, stream.states["al/state_in"])
+    np.testing.assert_array_equal(whole["d_out"], actual)  # the rest state is the op's own start
+    assert_close(chunked["d_out"], expected)
