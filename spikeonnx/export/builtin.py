@@ -158,8 +158,10 @@ def spiking_handler(
     filters become initializers. The initial state comes, in this order, from the
     layer's state input (``state_io``/stateful), from an ``initial_state``
     argument in the model graph, or from the layer itself (seeded voltage draw,
-    ``initial_level``). ``return_sequences=False`` takes the last step with a
-    Gather; ``return_state`` also returns the node's final state.
+    ``initial_level``; an Alpha node then starts at rest, ``s1 = s2 = level``).
+    An Alpha state (B, 2, *S) goes straight to the node's ``initial_state``
+    input, with no ops around the node. ``return_sequences=False`` takes the
+    last step with a Gather; ``return_state`` also returns the node's final state.
 
     Parameters
     ----------
