@@ -12,6 +12,7 @@ than one, e.g. ``(H, W, C)``). Layer inputs are ``(B, T, *S)`` or, with
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -248,6 +249,10 @@ class KerasSpikingCell(keras.layers.Layer):
         self.output_size = int(np.prod(self.size))
         self.state_size = int(np.prod(self.state_shape))
 
+    def _state_dtype(self, dtype: Any) -> tf.DType:
+        # the dtype asked for, else the layer's compute dtype
+        return tf.as_dtype(dtype or self.compute_dtype or "float32")
+
     def _dt_tensor(self, dtype: Any) -> tf.Tensor:
         # reading a variable here (not at construction) lets DtScheduler act
         return tf.cast(keras.ops.convert_to_tensor(self.dt), dtype)
@@ -348,9 +353,29 @@ class KerasSpikingLayer(keras.layers.Layer):
         """The cell built by ``build`` (None before the layer is built)."""
         return None if self.layer is None else self.layer.cell
 
+    # the cell class built by the default ``build_cell``; subclasses set it
+    _cell_class: Optional[type] = None
+
+    def _cell_params(self) -> Dict[str, Any]:
+        """Cell constructor arguments other than ``size`` and ``dt``."""
+        return {}
+
     def build_cell(self, input_shape: Tuple[Optional[int], ...]) -> KerasSpikingCell:
-        """Create the cell for batch-major ``input_shape`` ``(B, T, *S)``."""
-        raise NotImplementedError("Subclass must implement `build_cell`")
+        """Create the cell for batch-major ``input_shape`` ``(B, T, *S)``.
+
+        The default builds ``_cell_class`` with ``size=input_shape[2:]``, the
+        layer's ``dt`` and ``_cell_params()``; subclasses set ``_cell_class`` or
+        override this method.
+        """
+        if self._cell_class is None:
+            raise NotImplementedError("Subclass must set `_cell_class` or implement `build_cell`")
+        return self._cell_class(
+            size=input_shape[2:],
+            dt=self.dt,
+            dtype=self.dtype_policy,
+            name=f"{self.name}_cell",
+            **self._cell_params(),
+        )
 
     def _batch_major(self, shape: Tuple[Optional[int], ...]) -> Tuple[Optional[int], ...]:
         return (shape[1], shape[0], *shape[2:]) if self.time_major else shape
@@ -480,11 +505,114 @@ class KerasSpikingLayer(keras.layers.Layer):
         return cfg
 
 
+# ------------------------------------------------------------ shared docstrings
+
+
+def _shared_doc(**blocks: str) -> Callable[[type], type]:
+    """Class decorator putting shared text into the class docstring.
+
+    A docstring line holding only ``{name}`` is replaced by ``blocks[name]``,
+    indented like that line. Cells and layers with the same parameters thus
+    document them in full from one text.
+    """
+
+    def fill(cls: type) -> type:
+        lines = []
+        used = set()
+        for line in (cls.__doc__ or "").splitlines():
+            key = line.strip()
+            if key.startswith("{") and key.endswith("}") and key[1:-1] in blocks:
+                used.add(key[1:-1])
+                indent = line[: len(line) - len(line.lstrip())]
+                text = inspect.cleandoc(blocks[key[1:-1]])
+                lines.extend(indent + part if part else part for part in text.splitlines())
+            else:
+                lines.append(line)
+        unused = set(blocks) - used
+        if unused:
+            # a typo in a placeholder would silently drop documentation
+            raise ValueError(f"{cls.__name__} docstring lacks placeholders {sorted(unused)}")
+        cls.__doc__ = "\n".join(lines)
+        return cls
+
+    return fill
+
+
+_FILTER_PARAMETERS = """
+    tau_initializer : float or str or keras.initializers.Initializer
+        Initial time constant in seconds (a float means a constant) or any Keras
+        initializer for the ``tau`` weight of shape ``(1, *S)``.
+    dt : float or tf.Variable, optional
+        Timestep in seconds; None uses ``keras_layers.default.dt``.
+    apply_during_training : bool
+        If False the filter is the identity during training and its weights are
+        frozen (not trainable).
+    level_initializer : float or str or keras.initializers.Initializer
+        Initializer of the ``initial_level`` weight ``(1, *S)``: the level at
+        which the filter starts, at rest.
+    initial_level_constraint : str or keras.constraints.Constraint, optional
+        Constraint on ``initial_level``.
+    tau_constraint : str or keras.constraints.Constraint, optional
+        Constraint on ``tau``; e.g. ``constraints.Mean()`` shares one time constant
+        between all units. Tau is clipped to >= 1e-8 in the forward pass anyway.
+"""
+
+_CELL_SIZE_PARAMETER = """
+    size : int or tuple of int or tf.TensorShape
+        Shape ``S`` of one step of input/output, without batch and time axes.
+"""
+
+_LAYER_PARAMETERS = """
+    return_sequences, return_state, stateful, unroll, time_major
+        See ``KerasSpikingLayer``.
+    **kwargs
+        Passed on to ``keras.layers.Layer``.
+"""
+
+
 # ------------------------------------------------------------- spiking activation
 
 
+class _SpikingParams:
+    """Parameters shared by ``SpikingActivationCell`` and ``SpikingActivation``.
+
+    A mixin listed before the Keras base class, so that its ``get_config``
+    extends the base's.
+    """
+
+    def _set_params(
+        self, activation: Any, seed: Optional[int], spiking_aware_training: bool
+    ) -> None:
+        owner = type(self).__name__
+        self.activation = _get_activation(activation, owner)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer))
+        ):
+            raise TypeError(f"{owner}: seed must be an int or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self.spiking_aware_training = bool(spiking_aware_training)
+
+    def _cell_params(self) -> Dict[str, Any]:
+        # the arguments as objects; the layer hands them on to its cell
+        return dict(
+            activation=self.activation,
+            seed=self.seed,
+            spiking_aware_training=self.spiking_aware_training,
+        )
+
+    def get_config(self) -> Dict[str, Any]:
+        """Return the constructor arguments (for serialization)."""
+        cfg = super().get_config()
+        cfg.update(
+            activation=keras.activations.serialize(self.activation),
+            seed=self.seed,
+            spiking_aware_training=self.spiking_aware_training,
+        )
+        return cfg
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpikingActivationCell(KerasSpikingCell):
+class SpikingActivationCell(_SpikingParams, KerasSpikingCell):
     """RNN cell turning an activation function into a spiking one.
 
     Each unit integrates the output of the base activation (its firing rate in Hz)
@@ -537,11 +665,7 @@ class SpikingActivationCell(KerasSpikingCell):
             always_use_inference=spiking_aware_training,
             **kwargs,
         )
-        self.activation = _get_activation(activation, type(self).__name__)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer))):
-            raise TypeError(f"SpikingActivationCell: seed must be an int or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
-        self.spiking_aware_training = bool(spiking_aware_training)
+        self._set_params(activation, seed, spiking_aware_training)
 
     def get_initial_state(self, batch_size: Any = None, dtype: Any = None) -> List[tf.Tensor]:
         """Return the initial voltage ``[v]`` with ``v`` of shape ``(batch_size, *size)``.
@@ -549,7 +673,7 @@ class SpikingActivationCell(KerasSpikingCell):
         Uniform in [0, 1): ``tf.random.stateless_uniform(..., seed=(seed, seed))``
         when a seed was given, otherwise unseeded.
         """
-        dtype = tf.as_dtype(dtype or self.compute_dtype or "float32")
+        dtype = self._state_dtype(dtype)
         shape = _batch_shape(batch_size, self.size, type(self).__name__)
         if self.seed is None:
             voltage = tf.random.uniform(shape, dtype=dtype)
@@ -593,19 +717,9 @@ class SpikingActivationCell(KerasSpikingCell):
         spikes = n_spikes / dt
         return restore_x(_straight_through(rates, spikes)), [restore_v(voltage)]
 
-    def get_config(self) -> Dict[str, Any]:
-        """Return the constructor arguments (for serialization)."""
-        cfg = super().get_config()
-        cfg.update(
-            activation=keras.activations.serialize(self.activation),
-            seed=self.seed,
-            spiking_aware_training=self.spiking_aware_training,
-        )
-        return cfg
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpikingActivation(KerasSpikingLayer):
+class SpikingActivation(_SpikingParams, KerasSpikingLayer):
     """Layer turning an activation function into a spiking one, over time.
 
     A unit whose base activation outputs ``r`` emits on average ``r`` spikes per
@@ -637,6 +751,8 @@ class SpikingActivation(KerasSpikingLayer):
     built for you (and support for any number of unit axes).
     """
 
+    _cell_class = SpikingActivationCell
+
     def __init__(
         self,
         activation: Any,
@@ -651,48 +767,70 @@ class SpikingActivation(KerasSpikingLayer):
         **kwargs: Any,
     ):
         super().__init__(
-            dt=dt,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            stateful=stateful,
-            unroll=unroll,
-            time_major=time_major,
-            **kwargs,
+            dt=dt, return_sequences=return_sequences, return_state=return_state,
+            stateful=stateful, unroll=unroll, time_major=time_major, **kwargs,
         )
-        self.activation = _get_activation(activation, type(self).__name__)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer))):
-            raise TypeError(f"SpikingActivation: seed must be an int or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
-        self.spiking_aware_training = bool(spiking_aware_training)
+        self._set_params(activation, seed, spiking_aware_training)
 
-    def build_cell(self, input_shape: Tuple[Optional[int], ...]) -> SpikingActivationCell:
-        """Create the ``SpikingActivationCell`` for unit shape ``input_shape[2:]``."""
-        return SpikingActivationCell(
-            size=input_shape[2:],
-            activation=self.activation,
-            dt=self.dt,
-            seed=self.seed,
-            spiking_aware_training=self.spiking_aware_training,
-            dtype=self.dtype_policy,
-            name=f"{self.name}_cell",
+
+# ------------------------------------------------------------------------ filters
+
+
+class _FilterParams:
+    """Parameters shared by the filter cells and layers (``tau``, ``initial_level``).
+
+    A mixin listed before the Keras base class, so that its ``get_config``
+    extends the base's.
+    """
+
+    def _set_params(
+        self,
+        tau_initializer: Any,
+        apply_during_training: bool,
+        level_initializer: Any,
+        initial_level_constraint: Any,
+        tau_constraint: Any,
+    ) -> None:
+        owner = type(self).__name__
+        self.tau_initializer = _get_tau_initializer(tau_initializer, owner)
+        self.apply_during_training = bool(apply_during_training)
+        self.level_initializer = _get_initializer(level_initializer, "level_initializer", owner)
+        self.initial_level_constraint = _get_constraint(
+            initial_level_constraint, "initial_level_constraint", owner
+        )
+        self.tau_constraint = _get_constraint(tau_constraint, "tau_constraint", owner)
+
+    def _cell_params(self) -> Dict[str, Any]:
+        # the arguments as objects; the layer hands them on to its cell
+        return dict(
+            tau_initializer=self.tau_initializer,
+            apply_during_training=self.apply_during_training,
+            level_initializer=self.level_initializer,
+            initial_level_constraint=self.initial_level_constraint,
+            tau_constraint=self.tau_constraint,
         )
 
     def get_config(self) -> Dict[str, Any]:
         """Return the constructor arguments (for serialization)."""
         cfg = super().get_config()
         cfg.update(
-            activation=keras.activations.serialize(self.activation),
-            seed=self.seed,
-            spiking_aware_training=self.spiking_aware_training,
+            tau_initializer=keras.initializers.serialize(self.tau_initializer),
+            apply_during_training=self.apply_during_training,
+            level_initializer=keras.initializers.serialize(self.level_initializer),
+            initial_level_constraint=keras.constraints.serialize(self.initial_level_constraint),
+            tau_constraint=keras.constraints.serialize(self.tau_constraint),
         )
         return cfg
 
 
-# ------------------------------------------------------------------------ filters
+class _FilterCell(_FilterParams, KerasSpikingCell):
+    """Everything of ``LowpassCell`` and ``AlphaCell`` but the discretisation.
 
-
-class _FilterCell(KerasSpikingCell):
-    """Shared parameter handling of ``LowpassCell`` and ``AlphaCell``."""
+    Holds the ``tau`` and ``initial_level`` weights, clips ``tau`` and switches to
+    the identity in training when ``apply_during_training`` is False. Subclasses
+    give the state layout (``_state_shape``), the state at rest (``_rest_state``)
+    and one step (``_step``).
+    """
 
     def __init__(
         self,
@@ -703,25 +841,45 @@ class _FilterCell(KerasSpikingCell):
         level_initializer: Any = "zeros",
         initial_level_constraint: Any = None,
         tau_constraint: Any = None,
-        state_size: Any = None,
         **kwargs: Any,
     ):
-        kwargs.pop("always_use_inference", None)  # fixed by apply_during_training
+        # both are in the config (from KerasSpikingCell) but follow from the others
+        kwargs.pop("state_size", None)
+        kwargs.pop("always_use_inference", None)
+        size = _to_size(size, type(self).__name__)
         super().__init__(
             size=size,
-            state_size=state_size,
+            state_size=self._state_shape(size),
             dt=dt,
             always_use_inference=apply_during_training,
             **kwargs,
         )
-        owner = type(self).__name__
-        self.tau_initializer = _get_tau_initializer(tau_initializer, owner)
-        self.apply_during_training = bool(apply_during_training)
-        self.level_initializer = _get_initializer(level_initializer, "level_initializer", owner)
-        self.initial_level_constraint = _get_constraint(
-            initial_level_constraint, "initial_level_constraint", owner
+        self._set_params(
+            tau_initializer,
+            apply_during_training,
+            level_initializer,
+            initial_level_constraint,
+            tau_constraint,
         )
-        self.tau_constraint = _get_constraint(tau_constraint, "tau_constraint", owner)
+
+    @staticmethod
+    def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
+        """Shape of the state without the batch axis."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _rest_state(level: tf.Tensor) -> tf.Tensor:
+        """State ``(B, *state_shape)`` of the filter at rest at ``level`` ``(B, *size)``."""
+        raise NotImplementedError
+
+    def _step(
+        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+    ) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One step from ``x`` ``(B, *size)`` and ``state``; returns ``(y, new_state)``.
+
+        ``a = exp(-r)`` and ``r = dt / max(tau, 1e-8)``, both ``(1, *size)``.
+        """
+        raise NotImplementedError
 
     def build(self, input_shape: Any = None) -> None:
         """Create the ``initial_level`` and ``tau`` weights, both ``(1, *size)``."""
@@ -743,34 +901,32 @@ class _FilterCell(KerasSpikingCell):
         )
         super().build(input_shape)
 
-    def _decay(self, dtype: Any) -> Tuple[tf.Tensor, tf.Tensor]:
-        """Return ``(a, r)`` with ``r = dt / max(tau, 1e-8)`` and ``a = exp(-r)``."""
-        tau = tf.maximum(tf.cast(keras.ops.convert_to_tensor(self.tau), dtype), _MIN_TAU)
-        r = self._dt_tensor(dtype) / tau
-        return tf.exp(-r), r
+    def get_initial_state(self, batch_size: Any = None, dtype: Any = None) -> List[tf.Tensor]:
+        """Return ``[state]``, the filter at rest at ``initial_level``.
 
-    def _level(self, batch_size: Any, dtype: Any) -> tf.Tensor:
+        ``state`` has shape ``(batch_size, *state_shape)``.
+        """
+        dtype = self._state_dtype(dtype)
         level = tf.cast(keras.ops.convert_to_tensor(self.initial_level), dtype)
-        return tf.broadcast_to(level, _batch_shape(batch_size, self.size, type(self).__name__))
+        level = tf.broadcast_to(level, _batch_shape(batch_size, self.size, type(self).__name__))
+        return [self._rest_state(level)]
 
     def call_training(self, inputs: Any, states: List[Any]) -> Tuple[Any, List[Any]]:
         """Identity: the filter is skipped in training, the state is kept."""
         return inputs, list(states)
 
-    def get_config(self) -> Dict[str, Any]:
-        """Return the constructor arguments (for serialization)."""
-        cfg = super().get_config()
-        cfg.update(
-            tau_initializer=keras.initializers.serialize(self.tau_initializer),
-            apply_during_training=self.apply_during_training,
-            level_initializer=keras.initializers.serialize(self.level_initializer),
-            initial_level_constraint=keras.constraints.serialize(self.initial_level_constraint),
-            tau_constraint=keras.constraints.serialize(self.tau_constraint),
-        )
-        return cfg
+    def call_inference(self, inputs: Any, states: List[Any]) -> Tuple[Any, List[Any]]:
+        """One filter step; returns ``(y, [new_state])``."""
+        x, restore_x = _reshape_to(inputs, self.size)
+        state, restore_s = _reshape_to(states[0], self.state_shape)
+        tau = tf.maximum(tf.cast(keras.ops.convert_to_tensor(self.tau), x.dtype), _MIN_TAU)
+        r = self._dt_tensor(x.dtype) / tau
+        y, new_state = self._step(x, state, tf.exp(-r), r)
+        return restore_x(y), [restore_s(new_state)]
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_shared_doc(size=_CELL_SIZE_PARAMETER, filter=_FILTER_PARAMETERS)
 class LowpassCell(_FilterCell):
     """RNN cell of a first-order lowpass filter.
 
@@ -780,69 +936,35 @@ class LowpassCell(_FilterCell):
 
     Parameters
     ----------
-    size : int or tuple of int or tf.TensorShape
-        Shape of one step of input/output, without batch and time axes.
-    tau_initializer : float or str or keras.initializers.Initializer
-        Initial time constant in seconds (a float means a constant) or any Keras
-        initializer for the ``tau`` weight of shape ``(1, *size)``.
-    dt : float or tf.Variable, optional
-        Timestep in seconds; None uses ``keras_layers.default.dt``.
-    apply_during_training : bool
-        If False the filter is the identity during training and its weights are
-        frozen (not trainable).
-    level_initializer : str or keras.initializers.Initializer
-        Initializer of the ``initial_level`` weight (the filter's initial state).
-    initial_level_constraint : str or keras.constraints.Constraint, optional
-        Constraint on ``initial_level``.
-    tau_constraint : str or keras.constraints.Constraint, optional
-        Constraint on ``tau``; e.g. ``constraints.Mean()`` shares one time constant
-        between all units. Tau is clipped to >= 1e-8 in the forward pass anyway.
+    {size}
+    {filter}
     **kwargs
         Passed on to ``keras.layers.Layer``.
 
     Notes
     -----
+    The state is ``y_prev``, of shape ``(B, *size)``.
+
     Use directly as ``keras.layers.RNN(LowpassCell(size=10, tau_initializer=0.01))``.
     """
 
-    def __init__(
-        self,
-        size: Any,
-        tau_initializer: Any,
-        dt: DtLike = None,
-        apply_during_training: bool = True,
-        level_initializer: Any = "zeros",
-        initial_level_constraint: Any = None,
-        tau_constraint: Any = None,
-        **kwargs: Any,
-    ):
-        kwargs.pop("state_size", None)
-        super().__init__(
-            size=size,
-            tau_initializer=tau_initializer,
-            dt=dt,
-            apply_during_training=apply_during_training,
-            level_initializer=level_initializer,
-            initial_level_constraint=initial_level_constraint,
-            tau_constraint=tau_constraint,
-            **kwargs,
-        )
+    @staticmethod
+    def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
+        return size
 
-    def get_initial_state(self, batch_size: Any = None, dtype: Any = None) -> List[tf.Tensor]:
-        """Return ``[level]``: ``initial_level`` repeated to ``(batch_size, *size)``."""
-        dtype = tf.as_dtype(dtype or self.compute_dtype or "float32")
-        return [self._level(batch_size, dtype)]
+    @staticmethod
+    def _rest_state(level: tf.Tensor) -> tf.Tensor:
+        return level
 
-    def call_inference(self, inputs: Any, states: List[Any]) -> Tuple[Any, List[Any]]:
-        """One lowpass step; returns ``(y, [y])``."""
-        x, restore_x = _reshape_to(inputs, self.size)
-        y_prev, restore_s = _reshape_to(states[0], self.size)
-        a, _ = self._decay(x.dtype)
-        y = (1 - a) * x + a * y_prev
-        return restore_x(y), [restore_s(y)]
+    def _step(
+        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+    ) -> Tuple[tf.Tensor, tf.Tensor]:
+        y = (1 - a) * x + a * state
+        return y, y
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_shared_doc(size=_CELL_SIZE_PARAMETER, filter=_FILTER_PARAMETERS)
 class AlphaCell(_FilterCell):
     """RNN cell of an alpha filter (two identical lowpass stages in series).
 
@@ -857,9 +979,10 @@ class AlphaCell(_FilterCell):
 
     Parameters
     ----------
-    size, tau_initializer, dt, apply_during_training, level_initializer,
-    initial_level_constraint, tau_constraint, **kwargs
-        As for ``LowpassCell``.
+    {size}
+    {filter}
+    **kwargs
+        Passed on to ``keras.layers.Layer``.
 
     Notes
     -----
@@ -875,57 +998,26 @@ class AlphaCell(_FilterCell):
     Use directly as ``keras.layers.RNN(AlphaCell(size=10, tau_initializer=0.01))``.
     """
 
-    def __init__(
-        self,
-        size: Any,
-        tau_initializer: Any,
-        dt: DtLike = None,
-        apply_during_training: bool = True,
-        level_initializer: Any = "zeros",
-        initial_level_constraint: Any = None,
-        tau_constraint: Any = None,
-        **kwargs: Any,
-    ):
-        kwargs.pop("state_size", None)
-        size = _to_size(size, type(self).__name__)
-        super().__init__(
-            size=size,
-            state_size=(2, *size),
-            tau_initializer=tau_initializer,
-            dt=dt,
-            apply_during_training=apply_during_training,
-            level_initializer=level_initializer,
-            initial_level_constraint=initial_level_constraint,
-            tau_constraint=tau_constraint,
-            **kwargs,
-        )
+    @staticmethod
+    def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (2, *size)
 
-    def get_initial_state(self, batch_size: Any = None, dtype: Any = None) -> List[tf.Tensor]:
-        """Return ``[state]``, ``state`` of shape ``(batch_size, 2, *size)``.
+    @staticmethod
+    def _rest_state(level: tf.Tensor) -> tf.Tensor:
+        return tf.stack([level, level], axis=1)
 
-        Both stages start at ``initial_level``.
-        """
-        dtype = tf.as_dtype(dtype or self.compute_dtype or "float32")
-        level = self._level(batch_size, dtype)
-        return [tf.stack([level, level], axis=1)]
-
-    def call_inference(self, inputs: Any, states: List[Any]) -> Tuple[Any, List[Any]]:
-        """One alpha-filter step; returns ``(s2, [state])``."""
-        u, restore_x = _reshape_to(inputs, self.size)
-        state, restore_s = _reshape_to(states[0], self.state_shape)
+    def _step(
+        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+    ) -> Tuple[tf.Tensor, tf.Tensor]:
         s1, s2 = state[:, 0], state[:, 1]
-        a, r = self._decay(u.dtype)
         ra = r * a
-        s1_new = a * s1 + (1 - a) * u
-        s2_new = ra * s1 + a * s2 + (1 - a - ra) * u
-        new_state = tf.stack([s1_new, s2_new], axis=1)
-        return restore_x(s2_new), [restore_s(new_state)]
+        s1_new = a * s1 + (1 - a) * x
+        s2_new = ra * s1 + a * s2 + (1 - a - ra) * x
+        return s2_new, tf.stack([s1_new, s2_new], axis=1)
 
 
-class _FilterLayer(KerasSpikingLayer):
-    """Shared constructor/config of ``Lowpass`` and ``Alpha``."""
-
-    _cell_class: type = _FilterCell
+class _FilterLayer(_FilterParams, KerasSpikingLayer):
+    """Constructor of ``Lowpass`` and ``Alpha``; the rest is in ``_FilterParams``."""
 
     def __init__(
         self,
@@ -943,51 +1035,20 @@ class _FilterLayer(KerasSpikingLayer):
         **kwargs: Any,
     ):
         super().__init__(
-            dt=dt,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            stateful=stateful,
-            unroll=unroll,
-            time_major=time_major,
-            **kwargs,
+            dt=dt, return_sequences=return_sequences, return_state=return_state,
+            stateful=stateful, unroll=unroll, time_major=time_major, **kwargs,
         )
-        owner = type(self).__name__
-        self.tau_initializer = _get_tau_initializer(tau_initializer, owner)
-        self.apply_during_training = bool(apply_during_training)
-        self.level_initializer = _get_initializer(level_initializer, "level_initializer", owner)
-        self.initial_level_constraint = _get_constraint(
-            initial_level_constraint, "initial_level_constraint", owner
+        self._set_params(
+            tau_initializer,
+            apply_during_training,
+            level_initializer,
+            initial_level_constraint,
+            tau_constraint,
         )
-        self.tau_constraint = _get_constraint(tau_constraint, "tau_constraint", owner)
-
-    def build_cell(self, input_shape: Tuple[Optional[int], ...]) -> _FilterCell:
-        """Create the filter cell for unit shape ``input_shape[2:]``."""
-        return self._cell_class(
-            size=input_shape[2:],
-            tau_initializer=self.tau_initializer,
-            dt=self.dt,
-            apply_during_training=self.apply_during_training,
-            level_initializer=self.level_initializer,
-            initial_level_constraint=self.initial_level_constraint,
-            tau_constraint=self.tau_constraint,
-            dtype=self.dtype_policy,
-            name=f"{self.name}_cell",
-        )
-
-    def get_config(self) -> Dict[str, Any]:
-        """Return the constructor arguments (for serialization)."""
-        cfg = super().get_config()
-        cfg.update(
-            tau_initializer=keras.initializers.serialize(self.tau_initializer),
-            apply_during_training=self.apply_during_training,
-            level_initializer=keras.initializers.serialize(self.level_initializer),
-            initial_level_constraint=keras.constraints.serialize(self.initial_level_constraint),
-            tau_constraint=keras.constraints.serialize(self.tau_constraint),
-        )
-        return cfg
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_shared_doc(filter=_FILTER_PARAMETERS, layer=_LAYER_PARAMETERS)
 class Lowpass(_FilterLayer):
     r"""Layer applying a first-order lowpass filter along time.
 
@@ -1002,27 +1063,20 @@ class Lowpass(_FilterLayer):
 
     Parameters
     ----------
-    tau_initializer : float or str or keras.initializers.Initializer
-        Initial time constant in seconds, or an initializer.
-    dt : float or tf.Variable, optional
-        Timestep in seconds; None uses ``keras_layers.default.dt``.
-    apply_during_training : bool
-        If False the layer is the identity during training and its weights are
-        frozen.
-    level_initializer : str or keras.initializers.Initializer
-        Initializer of the filter's initial state.
-    initial_level_constraint, tau_constraint : str or keras.constraints.Constraint
-        Constraints on the weights (e.g. ``constraints.Mean()`` for ``tau``).
-    return_sequences, return_state, stateful, unroll, time_major
-        See ``KerasSpikingLayer``.
-    **kwargs
-        Passed on to ``keras.layers.Layer``.
+    {filter}
+    {layer}
+
+    Notes
+    -----
+    Equivalent to ``keras.layers.RNN(LowpassCell(...))`` with the RNN built for
+    you. The state (``return_state=True``) has shape ``(B, *S)``.
     """
 
     _cell_class = LowpassCell
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_shared_doc(filter=_FILTER_PARAMETERS, layer=_LAYER_PARAMETERS)
 class Alpha(_FilterLayer):
     r"""Layer applying an alpha filter (second-order lowpass) along time.
 
@@ -1032,8 +1086,19 @@ class Alpha(_FilterLayer):
 
        h(t) = (t / \tau^2) \exp(-t / \tau), \qquad H(s) = \frac{1}{(\tau s + 1)^2}
 
-    Parameters are those of ``Lowpass``. The returned state (with
-    ``return_state=True``) has shape ``(B, 2, *S)``; see ``AlphaCell``.
+    The time constants ``tau`` and the initial level ``initial_level`` (both of
+    shape ``(1, *S)``) are trainable unless ``apply_during_training=False``.
+
+    Parameters
+    ----------
+    {filter}
+    {layer}
+
+    Notes
+    -----
+    Equivalent to ``keras.layers.RNN(AlphaCell(...))`` with the RNN built for
+    you. The state (``return_state=True``) has shape ``(B, 2, *S)``; see
+    ``AlphaCell``.
     """
 
     _cell_class = AlphaCell
