@@ -50,9 +50,10 @@ def test_help(command, capsys):
     assert f"usage: spikeonnx {command}" in capsys.readouterr().out
 
 
-def test_console_script_entry_point():
+def test_console_script_entry_point(tmp_path):
     # `python -m spikeonnx` goes through the same main() as the installed `spikeonnx` script
-    result = subprocess.run([sys.executable, "-m", "spikeonnx", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "spikeonnx", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path)  # outside the repo: the installed package
     assert result.returncode == 0
     for command in SUBCOMMANDS:
         assert command in result.stdout
@@ -122,7 +123,7 @@ def test_demo_end_to_end(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "spikeonnx", "demo", "--out", str(out), "--epochs", "3", "--timesteps", "8",
          "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()

@@ -125,10 +125,10 @@ def test_bad_option_values(model_files, capsys):
 def test_console_entry_point(model_files):
     tmp, path, _ = model_files
     proc = subprocess.run([sys.executable, "-m", "spikeonnx", "energy", str(path), "--device", "warpdrive"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=tmp)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown device 'warpdrive'" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "spikeonnx", "energy", str(path), "--json"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["layers"][1]["connections"] == 96
