@@ -358,7 +358,9 @@ def lowpass(
     return np.ascontiguousarray(np.moveaxis(y, 0, _time_axis(time_major))), level
 
 
-def _check_alpha_state(initial_state: Any, state_shape: Tuple[int, ...], dtype: np.dtype) -> Tuple[np.ndarray, np.ndarray]:
+def _check_alpha_state(
+    initial_state: Any, state_shape: Tuple[int, ...], dtype: np.dtype
+) -> Tuple[np.ndarray, np.ndarray]:
     """Validate an Alpha ``initial_state`` and return ``(s1, s2)``, each (B, *S).
 
     Accepted shapes are (B, 2, *S) and (1, 2, *S) (one state shared by the batch).
@@ -509,7 +511,9 @@ class Lowpass(_SpikeOnnxOp):
 class Alpha(_SpikeOnnxOp):
     """``spikeonnx::Alpha`` for :class:`onnx.reference.ReferenceEvaluator`."""
 
-    def _run(self, x, tau=None, initial_level=None, initial_state=None, dt=None, time_major=0):  # type: ignore[override]
+    def _run(  # type: ignore[override]
+        self, x, tau=None, initial_level=None, initial_state=None, dt=None, time_major=0
+    ):
         if tau is None or initial_level is None:
             raise ValueError(
                 f"Alpha node {self.onnx_node.name!r}: inputs 'tau' and 'initial_level' are required"

@@ -396,7 +396,8 @@ def test_alpha_chunks_continue_exactly():
 @pytest.mark.parametrize("bad", [np.zeros((2, 3)), np.zeros((2, 3, 3)), np.zeros((3, 2, 3)), np.zeros((2, 2, 4)),
                                  np.zeros((2, 2, 3, 1))])
 def test_alpha_rejects_bad_initial_state(bad):
-    with pytest.raises(ValueError, match=r"'initial_state'.*\(B, 2, \*S\) = \(2, 2, 3\).*got " + re.escape(str(bad.shape))):
+    pattern = r"'initial_state'.*\(B, 2, \*S\) = \(2, 2, 3\).*got " + re.escape(str(bad.shape))
+    with pytest.raises(ValueError, match=pattern):
         ref.alpha(np.zeros((2, 5, 3)), 0.01, 0.0, 0.001, initial_state=bad)
     with pytest.raises(ValueError, match="'initial_state' must be numeric"):
         ref.alpha(np.zeros((2, 5, 3)), 0.01, 0.0, 0.001, initial_state=np.full((2, 2, 3), "a"))
