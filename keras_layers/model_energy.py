@@ -10,7 +10,9 @@ computes, for every application ("node") of every layer, two statistics:
 
 Those statistics, combined with the per-operation energies of a device from the
 shared table in :mod:`spikeonnx.devices` (and, for spiking devices, the average input
-firing rates measured on example data), give an energy estimate per inference.
+firing rates measured on example data), give an energy estimate per inference. The
+energy formula and the summary table come from :mod:`spikeonnx.energy`, shared with
+the ONNX analyzer ``spikeonnx.analysis.GraphEnergy``.
 
 Per-layer statistics come from handler functions registered per layer class with
 `ModelEnergy.register_layer`; a handler receives a `LayerNode` (one call of the layer,
@@ -20,7 +22,6 @@ with its input and output shapes) and returns a dict of statistics.
 from __future__ import annotations
 
 import numbers
-import textwrap
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -29,6 +30,7 @@ import keras
 import numpy as np
 
 from spikeonnx import devices as _devices
+from spikeonnx import energy as _energy
 
 from . import config
 from .layers import SpikingActivation
@@ -48,21 +50,6 @@ Shape = Tuple[Optional[int], ...]
 StatsFn = Callable[["LayerNode"], Dict[str, Any]]
 
 _VALID_STATS = ("connections", "neurons", "spiking")
-_COLUMN_TITLES = {
-    "name": "Layer (type)",
-    "output_shape": "Output shape",
-    "params": "Param #",
-    "connections": "Conn #",
-    "neurons": "Neuron #",
-    "rate": "Rate [Hz]",
-    "synop_energy": "Synop J/inf ({})",
-    "neuron_energy": "Neuron J/inf ({})",
-    "energy": "J/inf ({})",
-}
-_DEVICE_COLUMNS = ("synop_energy", "neuron_energy", "energy")
-_DEFAULT_COLUMNS = ("name", "output_shape", "params", "connections", "neurons", "energy cpu")
-
-
 def _as_shape(shape: Any) -> Shape:
     """Convert a Keras/TF shape to a plain tuple of ints and Nones."""
     return tuple(None if d is None else int(d) for d in shape)
@@ -159,34 +146,6 @@ class _DeviceView(Mapping):
         return f"ModelEnergy.devices({sorted(self)})"
 
 
-def _lookup_device(name: Any) -> _devices.Device:
-    """Find a device by exact name, falling back to its lower-case spelling."""
-    if not isinstance(name, str):
-        raise ValueError(f"device must be a device name string, got {name!r}")
-    if name not in _devices.DEVICES and name.lower() in _devices.DEVICES:
-        name = name.lower()
-    return _devices.get_device(name)
-
-
-def _check_timesteps_dt(timesteps_per_inference: Any, dt: Any) -> Tuple[int, float]:
-    """Validate the simulation arguments, filling in the default ``dt``."""
-    if (
-        isinstance(timesteps_per_inference, bool)
-        or not isinstance(timesteps_per_inference, numbers.Integral)
-        or timesteps_per_inference < 1
-    ):
-        raise ValueError(f"timesteps_per_inference must be a positive integer, got {timesteps_per_inference!r}")
-    if dt is None:
-        dt = config.default.dt
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}") from None
-    if not (dt > 0 and np.isfinite(dt)):
-        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
-    return int(timesteps_per_inference), dt
-
-
 def _model_graph(model: Any) -> Any:
     """Return the Functional graph behind a functional or Sequential model."""
     if not isinstance(model, keras.Model):
@@ -208,7 +167,7 @@ def _model_graph(model: Any) -> Any:
     return model
 
 
-class ModelEnergy:
+class ModelEnergy(_energy.EnergyEstimator):
     """Compute statistics and device energy estimates for a Keras model.
 
     For every layer the estimator counts
@@ -235,6 +194,10 @@ class ModelEnergy:
 
     These are rough estimates: device figures are published per-operation energies,
     and overheads such as moving data on and off the device are ignored.
+
+    The energy formula, `total_energy`, `summary` and `summary_string` are those of
+    :class:`spikeonnx.energy.EnergyEstimator`, shared with the ONNX analyzer
+    ``spikeonnx.analysis.GraphEnergy``.
 
     Parameters
     ----------
@@ -548,208 +511,47 @@ class ModelEnergy:
             ``dt``, or a spiking device when no ``example_data`` was given.
         """
         layer = self._resolve_layer(layer)
-        spec = _lookup_device(device)
-        timesteps, dt = _check_timesteps_dt(timesteps_per_inference, dt)
-        stats = self.layer_stats[layer]
-
-        if spec.spiking:
-            if self.example_data is None:
-                raise ValueError(
-                    f"energy on spiking device {spec.name!r} depends on firing rates: create "
-                    "ModelEnergy(model, example_data=...) with representative input data"
-                )
-            # Each call of the layer has its own input rate; charge them separately.
-            # energy/op * ops/event * events/s * s/step * steps/inference
-            events_per_step = sum(
-                self.node_stats[node].get("connections", 0) * self.node_rates[node] * dt
-                for node in self.layer_nodes[layer]
-            )
-            synop_energy = spec.energy_per_synop * events_per_step * timesteps
-            neuron_energy = spec.energy_per_neuron * stats["neurons"] * timesteps
-        else:
-            # An ANN computes every connection once per inference: an input rate of
-            # 1/dt over a single timestep.
-            synop_energy = spec.energy_per_synop * stats["connections"]
-            neuron_energy = spec.energy_per_neuron * stats["neurons"]
-        return float(synop_energy), float(neuron_energy)
-
-    def total_energy(
-        self, device: str, timesteps_per_inference: int = 1, dt: Optional[float] = None
-    ) -> float:
-        """Estimate the energy the whole model uses per inference.
-
-        Parameters
-        ----------
-        device : str
-            Device name (see `layer_energy`).
-        timesteps_per_inference : int
-            Timesteps each inference runs for (spiking devices only).
-        dt : float, optional
-            Length of a device timestep in seconds (default ``keras_layers.default.dt``).
-
-        Returns
-        -------
-        float
-            Estimated energy in Joules per inference (synaptic plus neuron energy of
-            every layer).
-        """
-        return float(
-            sum(
-                sum(self.layer_energy(layer, device, timesteps_per_inference, dt))
-                for layer in self.layers
-            )
+        spec = _energy.lookup_device(device)
+        timesteps = _energy.check_timesteps(timesteps_per_inference)
+        dt = _energy.check_dt(dt, self._default_dt())
+        nodes = self.layer_nodes[layer]
+        # Each call of the layer has its own input rate; the formula charges them separately.
+        rates = None if self.example_data is None else [self.node_rates[node] for node in nodes]
+        return _energy.layer_energy(
+            [self.node_stats[node].get("connections", 0) for node in nodes],
+            self.layer_stats[layer]["neurons"],
+            rates,
+            spec,
+            timesteps,
+            dt,
         )
 
-    # ---------------------------------------------------------------------- summary
+    # ------------------------------------------- hooks of spikeonnx.energy.EnergyEstimator
+    # (which provides total_energy, summary and summary_string)
 
-    def summary(
-        self,
-        columns: Sequence[str] = _DEFAULT_COLUMNS,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-        line_length: int = 98,
-        print_warnings: bool = True,
-    ) -> None:
-        """Print a per-layer table of statistics and energy estimates.
+    def _summary_layers(self) -> List[keras.layers.Layer]:
+        """The layers in table order (``model.layers``)."""
+        return self.layers
 
-        Parameters
-        ----------
-        columns : sequence of str
-            Columns to show, any of
+    def _all_layers_spiking(self) -> bool:
+        """Whether no layer has a non-spiking activation."""
+        return all(self.layer_stats[layer]["spiking"] for layer in self.layers)
 
-            - "name": layer name and type;
-            - "output_shape": output shape of the layer;
-            - "params": number of parameters;
-            - "connections": synaptic connections (see `ModelEnergy`);
-            - "neurons": neuron updates per timestep;
-            - "rate": average input firing rate in Hz (needs ``example_data``; only
-              matters for layers with connections);
-            - "synop_energy <device>": synaptic energy (J/inference) on <device>;
-            - "neuron_energy <device>": neuron-update energy (J/inference);
-            - "energy <device>": total energy (J/inference) on <device>.
+    def _default_dt(self) -> float:
+        """``keras_layers.default.dt``, read at call time so changes apply."""
+        return config.default.dt
 
-            <device> is any registered device name.
-        timesteps_per_inference : int
-            Timesteps each inference runs for (spiking devices only).
-        dt : float, optional
-            Length of a device timestep in seconds (default ``keras_layers.default.dt``).
-        line_length : int
-            Maximum length of a table line; wide columns are truncated to fit.
-        print_warnings : bool
-            Whether to add notes about the assumptions behind the estimates.
-        """
-        print(
-            self.summary_string(
-                columns=columns,
-                timesteps_per_inference=timesteps_per_inference,
-                dt=dt,
-                line_length=line_length,
-                print_warnings=print_warnings,
-            )
-        )
-
-    def summary_string(
-        self,
-        columns: Sequence[str] = _DEFAULT_COLUMNS,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-        line_length: int = 98,
-        print_warnings: bool = True,
-    ) -> str:
-        """Return the table that `summary` prints, as a string.
-
-        See `summary` for the parameters.
-
-        Raises
-        ------
-        ValueError
-            For an unknown column or device, a device column without a device (or a
-            plain column with one), or a too small ``line_length``.
-        """
-        if isinstance(columns, str):
-            columns = (columns,)
-        parsed = []
-        for column in columns:
-            parts = str(column).split()
-            kind = parts[0] if parts else ""
-            if kind not in _COLUMN_TITLES:
-                raise ValueError(f"unknown summary column {column!r}; valid columns: {list(_COLUMN_TITLES)}")
-            arg = " ".join(parts[1:])
-            if kind in _DEVICE_COLUMNS:
-                if not arg:
-                    raise ValueError(f"summary column {column!r} needs a device, e.g. '{kind} cpu'")
-                arg = _lookup_device(arg).name
-            elif arg:
-                raise ValueError(f"summary column {kind!r} takes no argument, got {column!r}")
-            parsed.append((kind, arg))
-        if not parsed:
-            raise ValueError("summary needs at least one column")
-        if isinstance(line_length, bool) or not isinstance(line_length, numbers.Integral):
-            raise ValueError(f"line_length must be an integer, got {line_length!r}")
-        if line_length < 2 * len(parsed) - 1:
-            raise ValueError(f"line_length {line_length} is too small for {len(parsed)} columns")
-        timesteps, dt = _check_timesteps_dt(timesteps_per_inference, dt)
-
-        def cell(layer: keras.layers.Layer, kind: str, device: str) -> str:
-            if kind == "name":
-                return f"{layer.name} ({type(layer).__name__})"
-            if kind == "output_shape":
-                return self._output_shape_string(layer)
-            if kind == "params":
-                return str(layer.count_params())
-            if kind in ("connections", "neurons"):
-                return str(self.layer_stats[layer][kind])
-            if kind == "rate":
-                return f"{self.layer_rates.get(layer, float('nan')):.2g}"
-            synop, neuron = self.layer_energy(layer, device, timesteps, dt)
-            value = {"synop_energy": synop, "neuron_energy": neuron, "energy": synop + neuron}[kind]
-            return f"{value:.2g}"
-
-        header = [_COLUMN_TITLES[kind].format(device) for kind, device in parsed]
-        rows = [[cell(layer, kind, device) for kind, device in parsed] for layer in self.layers]
-
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(parsed))]
-        # Shrink the widest column one character at a time until the line fits.
-        while sum(widths) + len(widths) - 1 > line_length:
-            widest = int(np.argmax(widths))
-            widths[widest] -= 1
-
-        def line(values: Sequence[str], align: Sequence[str]) -> str:
-            return "|".join(f"{v[:w]:{a}{w}}" for v, a, w in zip(values, align, widths))
-
-        aligns = ["<" if kind == "name" else ">" for kind, _ in parsed]
-        out = [line(header, ["<"] * len(parsed)), "|".join("-" * w for w in widths)]
-        out += [line(row, aligns) for row in rows]
-
-        energy_devices = [device for kind, device in parsed if kind == "energy"]
-        if energy_devices:
-            out.append("=" * len(out[0]))
-            for device in energy_devices:
-                total = self.total_energy(device, timesteps, dt)
-                out.append(f"Total energy per inference [Joules/inf] ({device}): {total:0.2e}")
-
-        if print_warnings and any(kind in _DEVICE_COLUMNS for kind, _ in parsed):
-            out.append(
-                textwrap.fill(
-                    "* Rough estimates only: they use published per-operation energies and "
-                    "ignore overheads such as moving data on and off the device; see the "
-                    "ModelEnergy documentation for the assumptions.",
-                    width=line_length,
-                    subsequent_indent="  ",
-                )
-            )
-            spiking_devices = any(_lookup_device(d).spiking for k, d in parsed if k in _DEVICE_COLUMNS)
-            if spiking_devices and not all(self.layer_stats[layer]["spiking"] for layer in self.layers):
-                out.append(
-                    textwrap.fill(
-                        "* The model has non-spiking activations; the spiking-device figures "
-                        "assume they are replaced by spiking equivalents (make this explicit "
-                        "with keras_layers.SpikingActivation).",
-                        width=line_length,
-                        subsequent_indent="  ",
-                    )
-                )
-        return "\n".join(out)
+    def _describe(self, layer: keras.layers.Layer, kind: str) -> Any:
+        """Value of a non-energy summary column for one layer."""
+        if kind == "name":
+            return f"{layer.name} ({type(layer).__name__})"
+        if kind == "output_shape":
+            return self._output_shape_string(layer)
+        if kind == "params":
+            return layer.count_params()
+        if kind == "rate":
+            return self.layer_rates.get(layer)
+        return self.layer_stats[layer][kind]
 
     def _output_shape_string(self, layer: keras.layers.Layer) -> str:
         """Output shape(s) of the layer in this model, or "multiple" if they differ."""

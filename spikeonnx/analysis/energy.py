@@ -10,64 +10,33 @@ where ``rate`` is the layer's mean input magnitude on the example data (Hz for
 spikes of height ``1/dt``). A non-spiking device computes every connection once
 per inference: it uses ``rate = 1/dt`` and ``timesteps = 1``, i.e.
 ``synop_energy = E_synop * connections`` and ``neuron_energy = E_neuron * neurons``.
+
+The formula, the argument checks and the summary table are those of
+:mod:`spikeonnx.energy`, which ``keras_layers.ModelEnergy`` uses too; this module
+only supplies the per-layer counts and rates of an ONNX graph.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import textwrap
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import devices as _devices
+from .. import energy as _energy
+from ..energy import DEFAULT_DT
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
 from .rates import ExampleData, compute_rates, load_example_data
 
 __all__ = ["GraphEnergy", "DEFAULT_DT"]
 
-#: Default timestep length in seconds (KerasSpiking's ``default.dt``).
-DEFAULT_DT = 0.001
-
-_DEFAULT_COLUMNS = ("name", "output_shape", "params", "connections", "neurons", "energy cpu")
-_HEADERS = {
-    "name": "Layer (type)",
-    "output_shape": "Output shape",
-    "params": "Param #",
-    "rate": "Rate [Hz]",
-    "connections": "Conn #",
-    "neurons": "Neuron #",
-    "energy": "J/inf ({})",
-    "synop_energy": "Synop J/inf ({})",
-    "neuron_energy": "Neuron J/inf ({})",
-}
-_DEVICE_COLUMNS = ("energy", "synop_energy", "neuron_energy")
-
-
-def _check_dt(dt: Optional[float]) -> float:
-    dt = DEFAULT_DT if dt is None else dt
-    try:
-        value = float(dt)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt must be a number > 0, got {dt!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
-    return value
-
-
-def _check_timesteps(timesteps: Any) -> int:
-    if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral) or timesteps < 1:
-        raise ValueError(f"timesteps_per_inference must be an int >= 1, got {timesteps!r}")
-    return int(timesteps)
-
-
-class GraphEnergy:
+class GraphEnergy(_energy.EnergyEstimator):
     """Compute statistics and device energy estimates for an ONNX model.
 
     The ONNX counterpart of ``keras_layers.ModelEnergy``: the graph is split into
     layers (Keras layers when the model was exported by :mod:`spikeonnx.export`),
     each with its number of synaptic *connections* and *neuron* updates per sample
     and timestep, and optionally its input firing rate measured on example data.
-    No TensorFlow is needed.
+    No TensorFlow is needed. `total_energy`, `summary` and `summary_string` are
+    those of :class:`spikeonnx.energy.EnergyEstimator`, shared with ``ModelEnergy``.
 
     Parameters
     ----------
@@ -141,13 +110,6 @@ class GraphEnergy:
         _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking)
 
     # --- energy -------------------------------------------------------------------
-    @staticmethod
-    def _device(device: str) -> _devices.Device:
-        name = str(device)
-        if name not in _devices.DEVICES and name.lower() in _devices.DEVICES:
-            name = name.lower()
-        return _devices.get_device(name)
-
     def layer_energy(
         self,
         layer_name: Union[str, Layer],
@@ -181,163 +143,36 @@ class GraphEnergy:
             For an unknown layer or device, bad ``dt``/timesteps, or a spiking device
             without example data.
         """
-        dt = _check_dt(dt)
-        timesteps = _check_timesteps(timesteps_per_inference)
-        dev = self._device(device)
+        dt = _energy.check_dt(dt, self._default_dt())
+        timesteps = _energy.check_timesteps(timesteps_per_inference)
+        device = _energy.lookup_device(device)
         layer = self.graph.layer(layer_name.name if isinstance(layer_name, Layer) else layer_name)
-        if dev.spiking and self.example_data is None:
-            raise ValueError(
-                f"example_data must be given to estimate energy on the spiking device {dev.name!r}"
-            )
-        if dev.spiking:
-            # energy/op * (ops/event * events/s * s/timestep) * timesteps/inference;
-            # the same float operation order as keras_layers.ModelEnergy
-            events_per_step = layer.connections * self.layer_rates[layer.name] * dt
-            synop = dev.energy_per_synop * events_per_step * timesteps
-            neuron = dev.energy_per_neuron * layer.neurons * timesteps
-        else:
-            # a non-spiking device computes every connection once per inference
-            # (input rate 1/dt over a single timestep, which cancels exactly)
-            synop = dev.energy_per_synop * layer.connections
-            neuron = dev.energy_per_neuron * layer.neurons
-        return float(synop), float(neuron)
+        rate = self.layer_rates[layer.name] if self.example_data is not None else None
+        return _energy.layer_energy(layer.connections, layer.neurons, rate, device, timesteps, dt)
 
-    def total_energy(
-        self, device: str, timesteps_per_inference: int = 1, dt: Optional[float] = None
-    ) -> float:
-        """Estimate the energy the whole model uses per inference, in Joules.
+    # --- hooks of spikeonnx.energy.EnergyEstimator ---------------------------------
+    # (which provides total_energy, summary and summary_string)
+    _column_noun = "column"  # messages say "unknown column 'x'"
 
-        Parameters are as for :meth:`layer_energy`.
-        """
-        # per layer (synop + neuron), then over layers in order, as ModelEnergy adds
-        return float(sum(
-            sum(self.layer_energy(layer.name, device, timesteps_per_inference, dt))
-            for layer in self.graph.layers
-        ))
+    def _summary_layers(self) -> List[Layer]:
+        """The layers in table order (inputs first, then topological)."""
+        return list(self.graph.layers)
 
-    # --- summary ------------------------------------------------------------------
-    def summary(
-        self,
-        columns: Sequence[str] = _DEFAULT_COLUMNS,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-        line_length: int = 98,
-        print_warnings: bool = True,
-    ) -> None:
-        """Print a per-layer table of statistics and energy estimates.
+    def _all_layers_spiking(self) -> bool:
+        """Whether no layer has a non-spiking activation."""
+        return all(layer.spiking for layer in self.graph.layers)
 
-        See :meth:`summary_string` for the parameters.
-        """
-        print(self.summary_string(columns, timesteps_per_inference, dt, line_length, print_warnings))
-
-    def summary_string(
-        self,
-        columns: Sequence[str] = _DEFAULT_COLUMNS,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-        line_length: int = 98,
-        print_warnings: bool = True,
-    ) -> str:
-        """Return a per-layer table of statistics and energy estimates.
-
-        Parameters
-        ----------
-        columns : sequence of str
-            Any of ``"name"``, ``"output_shape"``, ``"params"``, ``"connections"``,
-            ``"neurons"``, ``"rate"`` and ``"energy <device>"``,
-            ``"synop_energy <device>"``, ``"neuron_energy <device>"``.
-        timesteps_per_inference : int
-            Timesteps per inference on spiking devices.
-        dt : float, optional
-            Device timestep in seconds (default 0.001).
-        line_length : int
-            Maximum width of a table line.
-        print_warnings : bool
-            Whether to append the notes on the assumptions made.
-
-        Returns
-        -------
-        str
-            The table.
-        """
-        dt = _check_dt(dt)
-        if isinstance(columns, str):
-            columns = (columns,)
-        parsed: List[Tuple[str, str]] = []
-        for col in columns:
-            parts = str(col).split()
-            kind = parts[0] if parts else ""
-            if kind not in _HEADERS:
-                raise ValueError(f"unknown column {col!r}; must be one of {list(_HEADERS)}")
-            arg = " ".join(parts[1:])
-            if kind in _DEVICE_COLUMNS:
-                if not arg:
-                    raise ValueError(f"column {col!r} needs a device, e.g. '{kind} cpu'")
-                arg = self._device(arg).name
-            parsed.append((kind, arg))
-        if not isinstance(line_length, int) or line_length < len(parsed) * 2:
-            raise ValueError(f"line_length={line_length!r} is too short for {len(parsed)} columns")
-
-        def cell(layer: Layer, kind: str, arg: str) -> str:
-            if kind == "name":
-                return f"{layer.name} ({layer.kind})"
-            if kind == "output_shape":
-                return layer.output_shape_str
-            if kind == "params":
-                return str(layer.params)
-            if kind == "rate":
-                return f"{self.layer_rates.get(layer.name, float('nan')):.2g}"
-            if kind in ("connections", "neurons"):
-                return str(getattr(layer, kind))
-            synop, neuron = self.layer_energy(layer.name, arg, timesteps_per_inference, dt)
-            value = {"energy": synop + neuron, "synop_energy": synop, "neuron_energy": neuron}[kind]
-            return f"{value:.2g}"
-
-        rows = [[_HEADERS[k].format(a) for k, a in parsed]]
-        rows += [[cell(layer, k, a) for k, a in parsed] for layer in self.graph.layers]
-        widths = self._widths(rows, line_length)
-        lines = []
-        for i, row in enumerate(rows):
-            parts = []
-            for (kind, _), text, width in zip(parsed, row, widths):
-                align = "<" if i == 0 or kind == "name" else ">"
-                parts.append(f"{text[:width]:{align}{width}}")
-            lines.append("|".join(parts))
-            if i == 0:
-                lines.append("|".join("-" * w for w in widths))
-
-        energy_devices = [a for k, a in parsed if k == "energy"]
-        if energy_devices:
-            lines.append("=" * len(lines[0]))
-            for name in energy_devices:
-                total = self.total_energy(name, timesteps_per_inference, dt)
-                lines.append(f"Total energy per inference [Joules/inf] ({name}): {total:0.2e}")
-        if print_warnings and energy_devices:
-            lines.append(textwrap.fill(
-                "* These are estimates only; see the documentation of "
-                "keras_layers.ModelEnergy for the assumptions being made.",
-                width=line_length, subsequent_indent="  ",
-            ))
-            spiking = any(self._device(n).spiking for n in energy_devices)
-            if spiking and not all(layer.spiking for layer in self.graph.layers):
-                lines.append(textwrap.fill(
-                    "* This model contains non-spiking activations, assumed here to be "
-                    "converted to spiking equivalents on spiking devices.",
-                    width=line_length, subsequent_indent="  ",
-                ))
-        return "\n".join(lines)
-
-    @staticmethod
-    def _widths(rows: List[List[str]], line_length: int) -> List[int]:
-        """Column widths: natural widths, shrunk (widest first) to fit ``line_length``."""
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        budget = line_length - (len(widths) - 1)
-        while sum(widths) > budget:
-            i = max(range(len(widths)), key=lambda j: widths[j])
-            if widths[i] <= 1:
-                break
-            widths[i] -= 1
-        return widths
+    def _describe(self, layer: Layer, kind: str) -> Any:
+        """Value of a non-energy summary column for one layer."""
+        if kind == "name":
+            return f"{layer.name} ({layer.kind})"
+        if kind == "output_shape":
+            return layer.output_shape_str
+        if kind == "params":
+            return layer.params
+        if kind == "rate":
+            return self.layer_rates.get(layer.name)
+        return getattr(layer, kind)
 
     # --- machine-readable ---------------------------------------------------------
     def to_dict(
@@ -347,8 +182,8 @@ class GraphEnergy:
         dt: Optional[float] = None,
     ) -> Dict[str, Any]:
         """All statistics and the energy on ``devices`` as plain JSON-able data."""
-        dt = _check_dt(dt)
-        names = [self._device(d).name for d in devices]
+        dt = _energy.check_dt(dt, self._default_dt())
+        names = [_energy.lookup_device(d).name for d in devices]
         layers = []
         for layer in self.graph.layers:
             energy = {}
@@ -372,7 +207,7 @@ class GraphEnergy:
         return {
             "model": self.graph.label,
             "dt": dt,
-            "timesteps_per_inference": _check_timesteps(timesteps_per_inference),
+            "timesteps_per_inference": _energy.check_timesteps(timesteps_per_inference),
             "layers": layers,
             "total_energy": {n: self.total_energy(n, timesteps_per_inference, dt) for n in names},
             "unknown_ops": {k: list(v) for k, v in self.graph.unknown_ops.items()},
