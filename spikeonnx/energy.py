@@ -201,7 +201,7 @@ def check_line_length(line_length: Any, n_columns: int) -> int:
     Returns
     -------
     int
-        The value as a plain ``int``.
+        ``line_length``, converted to ``int``.
 
     Raises
     ------
@@ -311,9 +311,9 @@ def layer_energy(
     Returns
     -------
     synop_energy : float
-        Joules per inference for synaptic operations.
+        Synaptic-operation energy in Joules per inference.
     neuron_energy : float
-        Joules per inference for neuron updates.
+        Neuron-update energy in Joules per inference.
 
     Raises
     ------
