@@ -28,13 +28,14 @@ def add_device(monkeypatch, name, spiking):
     monkeypatch.setitem(dev.DEVICES, name, dev.Device(name, 1e-12, 1e-12, spiking))
 
 
-def test_import_needs_no_tensorflow_onnx_or_networkx():
+def test_import_needs_no_tensorflow_onnx_or_networkx(tmp_path):
     code = (
         "import sys, spikeonnx.energy as e; "
         "heavy = [m for m in ('tensorflow', 'keras', 'onnx', 'networkx', 'onnxruntime') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # not the repo root: import the installed package
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
