@@ -97,6 +97,7 @@ struct AlphaKernel {
     std::vector<T> initial;
     if (state == nullptr && initial_in.present) initial = broadcast_to<T>(initial_in, g.state_shape());
     const int64_t block = block_units(g.batch, g.units);
+    const bool stream = stream_output(g.batch * g.time * g.units, static_cast<int64_t>(sizeof(T)));
     const int64_t blocks = (g.units + block - 1) / block;
     auto work = [&](size_t item) {
       const int64_t b = static_cast<int64_t>(item) / blocks;
@@ -118,7 +119,7 @@ struct AlphaKernel {
       }
       const int64_t at = b * g.batch_stride() + u0;
       alpha_loop(x + at, y + at, s1, s2, a.data() + u0, one_a.data() + u0, ra.data() + u0,
-                 input2.data() + u0, n, g.time, g.step());
+                 input2.data() + u0, n, g.time, g.step(), stream);
       if (final_state != nullptr) {
         T* out = final_state + 2 * b * g.units + u0;
         std::copy(s1, s1 + n, out);

@@ -43,6 +43,20 @@ inline int64_t block_units(int64_t batch, int64_t units) {
   return block < kBlockUnits ? block : kBlockUnits;
 }
 
+// Sequence outputs of at least this many bytes are written with streaming (non-temporal)
+// stores: too big to still be in cache when the next node reads them, so fetching their
+// cache lines before overwriting them (write-allocate) would only cost bandwidth.  Smaller
+// outputs keep ordinary stores and stay in cache for the next node.
+#ifndef SPIKEONNX_STREAM_MIN_BYTES
+#define SPIKEONNX_STREAM_MIN_BYTES (4 << 20)
+#endif
+constexpr int64_t kStreamMinBytes = SPIKEONNX_STREAM_MIN_BYTES;
+
+// Whether a sequence output of `elements` values of `element_size` bytes is streamed.
+inline bool stream_output(int64_t elements, int64_t element_size) {
+  return elements >= kStreamMinBytes / element_size;
+}
+
 // Attributes shared by all ops, read once when the kernel is created.
 struct CommonAttributes {
   float dt = 0.0f;

@@ -67,6 +67,7 @@ struct LowpassKernel {
     std::vector<T> initial;
     if (initial_in.present) initial = broadcast_to<T>(initial_in, g.state_shape());
     const int64_t block = block_units(g.batch, g.units);
+    const bool stream = stream_output(g.batch * g.time * g.units, static_cast<int64_t>(sizeof(T)));
     const int64_t blocks = (g.units + block - 1) / block;
     auto work = [&](size_t item) {
       const int64_t b = static_cast<int64_t>(item) / blocks;
@@ -80,7 +81,7 @@ struct LowpassKernel {
         std::copy(initial.data() + state_at, initial.data() + state_at + n, level);
       }
       const int64_t at = b * g.batch_stride() + u0;
-      lowpass_loop(x + at, y + at, level, keep.data() + u0, gain.data() + u0, n, g.time, g.step());
+      lowpass_loop(x + at, y + at, level, keep.data() + u0, gain.data() + u0, n, g.time, g.step(), stream);
       if (final_level != nullptr) std::copy(level, level + n, final_level + state_at);
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);

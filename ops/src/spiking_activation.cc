@@ -66,6 +66,7 @@ struct SpikingActivationKernel {
     const Philox4x32 philox = tf_seed_to_philox(seed_, seed_);
     const T dt = static_cast<T>(attrs_.dt);
     const int64_t block = block_units(g.batch, g.units);
+    const bool stream = stream_output(g.batch * g.time * g.units, static_cast<int64_t>(sizeof(T)));
     const int64_t blocks = (g.units + block - 1) / block;
     auto work = [&](size_t item) {
       const int64_t b = static_cast<int64_t>(item) / blocks;
@@ -83,7 +84,7 @@ struct SpikingActivationKernel {
         std::copy(drawn, drawn + n, voltage);
       }
       const int64_t at = b * g.batch_stride() + u0;
-      spiking_loop(rates + at, spikes + at, voltage, n, g.time, g.step(), dt);
+      spiking_loop(rates + at, spikes + at, voltage, n, g.time, g.step(), dt, stream);
       if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);

@@ -216,22 +216,26 @@ inline void alpha_block(const T* __restrict x, T* __restrict y, T* __restrict s1
 // Compiled entry points of the time loops (spiking_loops.cc).  Each is built several times
 // for different x86 instruction sets and picked when the library is loaded; every variant
 // performs the same IEEE operations (no FMA), so results do not depend on the CPU.
+// With `stream` true the sequence output is written with non-temporal stores where the CPU
+// has them (see stream_loops.h): same results, less memory traffic for outputs too big to
+// stay in cache (callers decide with stream_output()).
 // ---------------------------------------------------------------------------------------
 
 namespace spikeonnx {
 
 void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
-                  int64_t step, float dt);
+                  int64_t step, float dt, bool stream);
 void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n, int64_t steps,
-                  int64_t step, double dt);
+                  int64_t step, double dt, bool stream);
 void lowpass_loop(const float* x, float* y, float* level, const float* keep, const float* gain,
-                  int64_t n, int64_t steps, int64_t step);
+                  int64_t n, int64_t steps, int64_t step, bool stream);
 void lowpass_loop(const double* x, double* y, double* level, const double* keep, const double* gain,
-                  int64_t n, int64_t steps, int64_t step);
+                  int64_t n, int64_t steps, int64_t step, bool stream);
 void alpha_loop(const float* x, float* y, float* s1, float* s2, const float* a, const float* one_a,
-                const float* ra, const float* input2, int64_t n, int64_t steps, int64_t step);
+                const float* ra, const float* input2, int64_t n, int64_t steps, int64_t step,
+                bool stream);
 void alpha_loop(const double* x, double* y, double* s1, double* s2, const double* a,
                 const double* one_a, const double* ra, const double* input2, int64_t n,
-                int64_t steps, int64_t step);
+                int64_t steps, int64_t step, bool stream);
 
 }  // namespace spikeonnx
