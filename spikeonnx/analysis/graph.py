@@ -759,7 +759,8 @@ class AnalysisGraph:
             for label in labels:
                 if self._kind(label) == kind and not self.node_stats[label].get("absorbed"):
                     return label
-        return labels[0]
+        # a group of shape ops only (e.g. Flatten): named after the node making its output
+        return labels[-1]
 
     def _make_layer(self, key: str, labels: List[str], used: Set[str]) -> Layer:
         main = self._main_node(labels)
