@@ -759,8 +759,10 @@ class AnalysisGraph:
             for label in labels:
                 if self._kind(label) == kind and not self.node_stats[label].get("absorbed"):
                     return label
-        # a group of shape ops only (e.g. Flatten): named after the node making its output
-        return labels[-1]
+        # a group of free ops only (e.g. Flatten, Rescaling): typed after its first node
+        # that is not shape bookkeeping
+        plumbing = {"Shape", "Cast", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Constant"}
+        return next((label for label in labels if self.nodes[label].op_type not in plumbing), labels[0])
 
     def _make_layer(self, key: str, labels: List[str], used: Set[str]) -> Layer:
         main = self._main_node(labels)
