@@ -51,20 +51,19 @@ SPIKEONNX_CLONES void alpha_loop(const double* x, double* y, double* s1, double*
 
 }  // namespace plain
 
+#if defined(SPIKEONNX_STREAM_STORES)
 namespace {
 
 // Which streaming-store loops this CPU can run.
 enum class StreamIsa { kNone, kSse41, kAvx2 };
 
 StreamIsa detect_stream_isa() {
-#if defined(SPIKEONNX_STREAM_STORES)
   __builtin_cpu_init();
   // SPIKEONNX_STREAM_NO_AVX2: a checking build that runs the SSE4.1 loops on an AVX2 CPU.
 #if !defined(SPIKEONNX_STREAM_NO_AVX2)
   if (__builtin_cpu_supports("avx2")) return StreamIsa::kAvx2;
 #endif
   if (__builtin_cpu_supports("sse4.1")) return StreamIsa::kSse41;
-#endif
   return StreamIsa::kNone;
 }
 
@@ -75,9 +74,12 @@ StreamIsa stream_isa() {
 }
 
 }  // namespace
+#endif
 
 // Each entry point: the streaming loop of the best instruction set when asked for and
-// available, else the plain (cloned) loop.
+// available, else the plain (cloned) loop.  Builds without the streaming loops (not
+// x86-64) always take the plain loop.
+#if defined(SPIKEONNX_STREAM_STORES)
 #define SPIKEONNX_DISPATCH(loop, ...)                                  \
   if (stream) {                                                        \
     switch (stream_isa()) {                                            \
@@ -87,6 +89,11 @@ StreamIsa stream_isa() {
     }                                                                  \
   }                                                                    \
   plain::loop(__VA_ARGS__)
+#else
+#define SPIKEONNX_DISPATCH(loop, ...) \
+  static_cast<void>(stream);          \
+  plain::loop(__VA_ARGS__)
+#endif
 
 void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
                   int64_t step, float dt, bool stream) {
