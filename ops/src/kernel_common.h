@@ -43,6 +43,30 @@ inline int64_t block_units(int64_t batch, int64_t units) {
   return block < kBlockUnits ? block : kBlockUnits;
 }
 
+// 4 KiB aliasing: x86 cores compare only the low 12 address bits when checking a load
+// against the stores still in flight, so a load whose address matches a recent store's
+// modulo 4 KiB waits for it, as if it depended on it.  A time loop reads its state and
+// coefficient buffers while streaming its output row; if a buffer happens to sit just
+// below the output row modulo 4 KiB, every load stalls (measured: Lowpass 3x slower, and
+// where the buffers land depends on the stack and heap layout of the process).  So each
+// work item keeps its buffers in a PlacedBuffer, at a fixed distance modulo 4 KiB after
+// the first output row; the loops assume that the input rows share the output rows'
+// offset (true for row strides of whole pages, as with numpy/onnxruntime allocations).
+constexpr uintptr_t kAliasPage = 4096;
+
+// Room for one block of T, placeable at any offset modulo 4 KiB.
+template <typename T>
+struct PlacedBuffer {
+  alignas(kAliasPage) T storage[kBlockUnits + kAliasPage / sizeof(T)];
+
+  // The buffer starting `distance` bytes after `anchor` modulo 4 KiB (rounded down to
+  // whole elements); it holds kBlockUnits elements.
+  T* at(const void* anchor, uintptr_t distance) {
+    const uintptr_t offset = (reinterpret_cast<uintptr_t>(anchor) + distance) % kAliasPage;
+    return storage + offset / sizeof(T);
+  }
+};
+
 // Sequence outputs of at least this many bytes are written with streaming (non-temporal)
 // stores: too big to still be in cache when the next node reads them, so fetching their
 // cache lines before overwriting them (write-allocate) would only cost bandwidth.  Smaller

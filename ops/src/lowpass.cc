@@ -74,14 +74,21 @@ struct LowpassKernel {
       const int64_t u0 = (static_cast<int64_t>(item) % blocks) * block;
       const int64_t n = std::min(block, g.units - u0);
       const int64_t state_at = b * g.units + u0;
-      alignas(64) T level[kBlockUnits];
+      const int64_t at = b * g.batch_stride() + u0;
+      // State and coefficients 2, 1 and 3 KiB after the output row modulo 4 KiB: no load
+      // of the loop then aliases a recent store (see PlacedBuffer).
+      PlacedBuffer<T> level_room, keep_room, gain_room;
+      T* level = level_room.at(y + at, 2048);
+      T* keep_here = keep_room.at(y + at, 1024);
+      T* gain_here = gain_room.at(y + at, 3072);
+      std::copy(keep.data() + u0, keep.data() + u0 + n, keep_here);
+      std::copy(gain.data() + u0, gain.data() + u0 + n, gain_here);
       if (initial.empty()) {
         std::fill(level, level + n, static_cast<T>(0));
       } else {
         std::copy(initial.data() + state_at, initial.data() + state_at + n, level);
       }
-      const int64_t at = b * g.batch_stride() + u0;
-      lowpass_loop(x + at, y + at, level, keep.data() + u0, gain.data() + u0, n, g.time, g.step(), stream);
+      lowpass_loop(x + at, y + at, level, keep_here, gain_here, n, g.time, g.step(), stream);
       if (final_level != nullptr) std::copy(level, level + n, final_level + state_at);
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);

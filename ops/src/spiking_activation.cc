@@ -73,7 +73,10 @@ struct SpikingActivationKernel {
       const int64_t u0 = (static_cast<int64_t>(item) % blocks) * block;
       const int64_t n = std::min(block, g.units - u0);
       const int64_t state_at = b * g.units + u0;
-      alignas(64) T voltage[kBlockUnits];
+      const int64_t at = b * g.batch_stride() + u0;
+      // The voltage 2 KiB after the output row modulo 4 KiB (see PlacedBuffer).
+      PlacedBuffer<T> voltage_room;
+      T* voltage = voltage_room.at(spikes + at, 2048);
       if (initial != nullptr) {
         std::copy(initial + state_at, initial + state_at + n, voltage);
       } else {
@@ -83,7 +86,6 @@ struct SpikingActivationKernel {
                                    static_cast<uint64_t>(state_at + n), drawn);
         std::copy(drawn, drawn + n, voltage);
       }
-      const int64_t at = b * g.batch_stride() + u0;
       spiking_loop(rates + at, spikes + at, voltage, n, g.time, g.step(), dt, stream);
       if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
     };
