@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 from onnx.reference import ReferenceEvaluator
 
-import keras_layers as kl
 from spikeonnx import export
+from spikeonnx.examples.zoo import TIME_DISTRIBUTED_INNER, ZOO
 from spikeonnx.ops import library_path
 from spikeonnx.reference import REFERENCE_OPS, tf_stateless_uniform
 from spikeonnx.schemas import register_schemas
@@ -38,7 +38,7 @@ def _library_available() -> bool:
 
 needs_ops = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
 
-RNG = np.random.default_rng(2024)
+RNG = np.random.default_rng(2024)  # states fed in by the tests; the models' inputs come from the zoo
 
 
 @pytest.fixture(autouse=True)
@@ -126,15 +126,8 @@ def uniform_voltage(shape, seed):
 
 @needs_ops
 def test_dense_spiking_dense_sequential():
-    model = keras.Sequential(
-        [
-            keras.Input((None, 5)),
-            keras.layers.Dense(8),
-            kl.SpikingActivation("relu", dt=0.01, seed=3),
-            keras.layers.Dense(2),
-        ]
-    )
-    x = RNG.uniform(0, 30, (3, 17, 5)).astype(np.float32)
+    case = ZOO["dense_spiking_sequential"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(model=onnx_model)
     nodes = spiking_nodes(onnx_model)
@@ -167,12 +160,8 @@ def test_dense_spiking_dense_sequential():
 
 @needs_ops
 def test_dense_spiking_dense_functional_spikes_identical_and_reference_agrees():
-    inp = keras.Input((None, 6), name="rates_in")
-    hidden = keras.layers.Dense(10, name="hidden")(inp)
-    spikes = kl.SpikingActivation("relu", dt=0.005, seed=11, name="spikes")(hidden)
-    out = keras.layers.Dense(3, name="readout")(spikes)
-    model = keras.Model(inp, [spikes, out])
-    x = RNG.uniform(0, 400, (4, 23, 6)).astype(np.float32)
+    case = ZOO["dense_spiking_functional"]()
+    model, x = case.model, case.x
 
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -189,12 +178,11 @@ def test_dense_spiking_dense_functional_spikes_identical_and_reference_agrees():
 
 @needs_ops
 def test_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_state():
-    inp = keras.Input((None, 4))
-    spikes = kl.SpikingActivation("relu", dt=0.01, name="sa")(inp)
-    model = keras.Model(inp, spikes)
-    x = RNG.uniform(0, 60, (2, 15, 4)).astype(np.float32)
+    case = ZOO["unseeded_spiking"]()
+    model, x = case.model, case.x
+    assert case.export_kwargs == {"default_seed": 7}
 
-    onnx_model = export(model, default_seed=7)
+    onnx_model = export(model, **case.export_kwargs)
     (node,) = spiking_nodes(onnx_model)
     assert metadata(onnx_model)["spikeonnx.seeds"] == {node.name: 7}
     v0 = uniform_voltage((2, 4), 7)
@@ -225,15 +213,8 @@ def test_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_stat
 
 @needs_ops
 def test_conv_timedistributed_model_with_lowpass_readout():
-    inp = keras.Input((None, 8, 8, 1))
-    x = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, activation=None), name="conv")(inp)
-    spikes = kl.SpikingActivation("relu", dt=0.01, seed=1, name="conv_spikes")(x)
-    x = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2), name="pool")(spikes)
-    x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flat")(x)
-    x = keras.layers.Dense(5, name="dense")(x)
-    out = kl.Lowpass(0.02, dt=0.01, return_sequences=False, name="readout")(x)
-    model = keras.Model(inp, [spikes, out])
-    images = RNG.uniform(0, 20, (3, 9, 8, 8, 1)).astype(np.float32)
+    case = ZOO["conv_lowpass_readout"]()
+    model, images = case.model, case.x
 
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -252,20 +233,11 @@ def test_conv_timedistributed_model_with_lowpass_readout():
 
 
 @needs_ops
-@pytest.mark.parametrize(
-    "inner, shape",
-    [
-        (lambda: keras.layers.Dense(20), (2, 5, 10)),
-        (lambda: keras.layers.Conv1D(3, 2, padding="same"), (2, 4, 6, 2)),
-        (lambda: keras.layers.Conv3D(2, 2), (2, 3, 3, 3, 3, 1)),
-        (lambda: keras.layers.MaxPooling2D(2), (2, 3, 4, 4, 2)),
-        (lambda: keras.layers.Dropout(0.5), (2, 3, 7)),
-    ],
-    ids=["dense", "conv1d", "conv3d", "maxpool2d", "dropout"],
-)
-def test_time_distributed_matches_keras(inner, shape):
-    model = keras.Sequential([keras.Input((None, *shape[2:])), keras.layers.TimeDistributed(inner())])
-    x = RNG.normal(size=shape).astype(np.float32)
+@pytest.mark.parametrize("kind", list(TIME_DISTRIBUTED_INNER))
+def test_time_distributed_matches_keras(kind):
+    case = ZOO[f"time_distributed_{kind}"]()
+    model, x = case.model, case.x
+    assert x.shape == TIME_DISTRIBUTED_INNER[kind][1]
     onnx_model = export(model)
     check_valid(onnx_model)
     (expected,) = keras_outputs(model, x)
@@ -276,13 +248,8 @@ def test_time_distributed_matches_keras(inner, shape):
 
 @needs_ops
 def test_alpha_with_initial_level_and_streaming_state():
-    model = keras.Sequential(
-        [
-            keras.Input((None, 4)),
-            kl.Alpha(0.03, dt=0.005, level_initializer=keras.initializers.Constant(0.5), name="alpha"),
-        ]
-    )
-    x = RNG.uniform(-5, 5, (2, 40, 4)).astype(np.float32)
+    case = ZOO["alpha_initial_level"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     assert [n.op_type for n in spiking_nodes(onnx_model)] == ["Alpha"]
@@ -316,14 +283,9 @@ def test_alpha_with_initial_level_and_streaming_state():
 
 @needs_ops
 def test_time_major_layers():
-    model = keras.Sequential(
-        [
-            keras.Input((None, 4)),  # (T, B, 4) seen by Keras as (batch=T, time=B)
-            kl.SpikingActivation("relu", dt=0.01, seed=5, time_major=True, name="sa"),
-            kl.Lowpass(0.02, dt=0.01, time_major=True, name="lp"),
-        ]
-    )
-    x = RNG.uniform(0, 80, (12, 3, 4)).astype(np.float32)
+    case = ZOO["time_major_layers"]()  # (T, B, 4) seen by Keras as (batch=T, time=B)
+    model, x = case.model, case.x
+    assert case.time_major
     onnx_model = export(model)
     check_valid(onnx_model)
     for node in spiking_nodes(onnx_model):
@@ -339,13 +301,8 @@ def test_time_major_layers():
 
 @needs_ops
 def test_custom_activation_callable():
-    def bumpy(x):
-        return tf.nn.relu(x) * 3.0 + tf.square(tf.sin(x)) * 20.0
-
-    inp = keras.Input((None, 5))
-    spikes = kl.SpikingActivation(bumpy, dt=0.004, seed=9, name="custom")(inp)
-    model = keras.Model(inp, spikes)
-    x = RNG.uniform(-10, 30, (2, 25, 5)).astype(np.float32)
+    case = ZOO["custom_activation"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     op_types = {n.op_type for n in onnx_model.graph.node}
@@ -357,15 +314,10 @@ def test_custom_activation_callable():
 
 @needs_ops
 def test_several_spiking_layers_with_different_dt_one_variable():
-    dt_var = tf.Variable(0.002, dtype=tf.float32, trainable=False)
-    inp = keras.Input((None, 3))
-    a = kl.SpikingActivation("relu", dt=0.01, seed=1, name="sa_fast")(inp)
-    b = kl.Lowpass(0.05, dt=dt_var, name="lp_var")(a)
-    c = kl.SpikingActivation("relu", dt=0.001, seed=2, name="sa_slow")(b)
-    d = kl.Alpha(0.01, dt=0.003, name="alpha", return_sequences=False)(c)
-    model = keras.Model(inp, [c, d])
-    x = RNG.uniform(0, 200, (2, 30, 3)).astype(np.float32)
-    dt_var.assign(0.004)  # exported at its current value
+    case = ZOO["several_dt"]()
+    model, x = case.model, case.x
+    dt_var = case.extras["dt_var"]
+    assert isinstance(dt_var, tf.Variable) and float(dt_var.numpy()) == np.float32(0.004)
     onnx_model = export(model)
     check_valid(onnx_model)
     meta = metadata(onnx_model)
@@ -381,11 +333,8 @@ def test_several_spiking_layers_with_different_dt_one_variable():
 
 @needs_ops
 def test_plain_rnn_with_spiking_cells():
-    inp = keras.Input((None, 4))
-    s = keras.layers.RNN(kl.SpikingActivationCell(4, "relu", dt=0.01, seed=6), return_sequences=True, name="rnn_sa")(inp)
-    f = keras.layers.RNN(kl.LowpassCell(4, 0.03, dt=0.01), return_sequences=False, name="rnn_lp")(s)
-    model = keras.Model(inp, [s, f])
-    x = RNG.uniform(0, 90, (3, 14, 4)).astype(np.float32)
+    case = ZOO["plain_rnn_cells"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     assert [n.op_type for n in spiking_nodes(onnx_model)] == ["SpikingActivation", "Lowpass"]
@@ -398,10 +347,8 @@ def test_plain_rnn_with_spiking_cells():
 
 @needs_ops
 def test_return_state_outputs_final_state():
-    inp = keras.Input((None, 3))
-    y, state = kl.Lowpass(0.02, dt=0.01, return_state=True, return_sequences=False, name="lp")(inp)
-    model = keras.Model(inp, [y, state])
-    x = RNG.uniform(-3, 3, (2, 8, 3)).astype(np.float32)
+    case = ZOO["return_state"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     expected = keras_outputs(model, x)
@@ -414,12 +361,8 @@ def test_return_state_outputs_final_state():
 def test_stateful_model_streams_in_chunks_like_one_long_run():
     from spikeonnx.runtime import StreamingSession
 
-    inp = keras.Input(batch_shape=(2, None, 3))
-    hidden = keras.layers.Dense(6, name="hidden")(inp)
-    spikes = kl.SpikingActivation("relu", dt=0.01, seed=4, stateful=True, name="sa")(hidden)
-    out = kl.Lowpass(0.05, dt=0.01, stateful=True, name="lp")(spikes)
-    model = keras.Model(inp, [spikes, out])
-    x = RNG.uniform(0, 40, (2, 30, 3)).astype(np.float32)
+    case = ZOO["stateful"]()
+    model, x = case.model, case.x
     expected_spikes, expected = keras_outputs(model, x)  # one long run from the reset state
 
     onnx_model = export(model)  # stateful layers always get state inputs
@@ -433,12 +376,8 @@ def test_stateful_model_streams_in_chunks_like_one_long_run():
 
 @needs_ops
 def test_nested_model_is_walked():
-    inner_in = keras.Input((None, 4))
-    inner_out = kl.SpikingActivation("relu", dt=0.01, seed=2, name="inner_sa")(keras.layers.Dense(4)(inner_in))
-    inner = keras.Model(inner_in, inner_out, name="inner")
-    outer_in = keras.Input((None, 4))
-    outer = keras.Model(outer_in, keras.layers.Dense(2, name="top")(inner(outer_in)))
-    x = RNG.uniform(0, 50, (2, 9, 4)).astype(np.float32)
+    case = ZOO["nested"]()
+    outer, x = case.model, case.x
     onnx_model = export(outer)
     check_valid(onnx_model)
     assert [n.name for n in spiking_nodes(onnx_model)] == ["inner_sa"]
@@ -451,10 +390,11 @@ def test_nested_model_is_walked():
 def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
     import onnxruntime as ort
 
-    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
-    x = RNG.normal(size=(4, 7)).astype(np.float32)
+    case = ZOO["no_spiking"]()
+    model, x = case.model, case.x
+    assert case.export_kwargs == {"opset": 15}
     path = tmp_path / "plain.onnx"
-    onnx_model = export(model, path, opset=15)
+    onnx_model = export(model, path, **case.export_kwargs)
     assert path.is_file()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     assert all(o.domain != "spikeonnx" for o in onnx_model.opset_import)
@@ -469,15 +409,8 @@ def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
 @needs_ops
 def test_fixed_length_model_falls_back_to_static_time():
     # Flatten over time needs the declared number of timesteps
-    model = keras.Sequential(
-        [
-            keras.Input((6, 3)),
-            kl.SpikingActivation("relu", dt=0.01, seed=8, name="sa"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(4),
-        ]
-    )
-    x = RNG.uniform(0, 200, (2, 6, 3)).astype(np.float32)
+    case = ZOO["fixed_length_flatten"]()
+    model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
@@ -490,13 +423,8 @@ def test_fixed_length_model_falls_back_to_static_time():
 
 @needs_ops
 def test_initial_state_from_a_model_input_and_keras_ops():
-    rates = keras.Input((None, 3), name="rates")
-    v0 = keras.Input((3,), name="v0")
-    spikes = kl.SpikingActivation("relu", dt=0.01, name="sa")(rates, initial_state=[v0])
-    out = keras.layers.Add(name="sum")([keras.ops.add(spikes, 1.0), spikes])
-    model = keras.Model([rates, v0], out)
-    x = RNG.uniform(0, 150, (2, 9, 3)).astype(np.float32)
-    v = RNG.uniform(0, 1, (2, 3)).astype(np.float32)
+    case = ZOO["initial_state_input"]()
+    model, (x, v) = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
     assert [i.name for i in onnx_model.graph.input] == ["rates", "v0"]
@@ -520,14 +448,9 @@ def test_package_module_is_callable_in_any_import_order():
 def test_time_major_alpha_streams_in_chunks():
     from spikeonnx.runtime import StreamingSession
 
-    model = keras.Sequential(
-        [
-            keras.Input((None, 3)),
-            kl.Alpha(0.02, dt=0.005, time_major=True, name="al",
-                     level_initializer=keras.initializers.Constant(0.3)),
-        ]
-    )
-    x = RNG.uniform(-3, 3, (40, 2, 3)).astype(np.float32)  # (T, B, S)
+    case = ZOO["time_major_alpha"]()
+    model, x = case.model, case.x
+    assert case.time_major and x.shape == (40, 2, 3)  # (T, B, S)
     onnx_model = export(model, state_io=True)
     check_valid(onnx_model)
     assert metadata(onnx_model)["spikeonnx.time_axes"] == {
@@ -547,16 +470,9 @@ def test_time_major_alpha_streams_in_chunks():
 def test_alpha_between_dense_layers_streams_exactly(time_major):
     from spikeonnx.runtime import StreamingSession
 
-    model = keras.Sequential(
-        [
-            keras.Input((None, 5)),
-            keras.layers.Dense(6, name="d_in"),
-            kl.Alpha(keras.initializers.RandomUniform(0.005, 0.05), dt=0.002, time_major=time_major, name="al",
-                     level_initializer=keras.initializers.RandomUniform(-1, 1)),
-            keras.layers.Dense(3, name="d_out"),
-        ]
-    )
-    x = RNG.uniform(-2, 2, (30, 3, 5) if time_major else (3, 30, 5)).astype(np.float32)
+    case = ZOO["alpha_between_dense" + ("_time_major" if time_major else "")]()
+    model, x = case.model, case.x
+    assert case.time_major == time_major and x.shape == ((30, 3, 5) if time_major else (3, 30, 5))
     plain = export(model)
     check_valid(plain)
     assert_alpha_wired_directly(plain, "al", state_io=False)
@@ -580,3 +496,37 @@ def test_alpha_between_dense_layers_streams_exactly(time_major):
     np.testing.assert_array_equal(final, stream.states["al/state_in"])
     np.testing.assert_array_equal(whole["d_out"], actual)  # the rest state is the op's own start
     assert_close(chunked["d_out"], expected)
+
+
+# zoo entries without a test of their own above; every other entry has one
+_GENERIC = ["fixed_length_dense", "digits_classifier", "demo_conv"]
+
+
+def test_every_zoo_model_is_tested():
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    for name in ZOO:
+        assert name in _GENERIC or f'ZOO["{name}"]' in source or name.startswith(
+            ("time_distributed_", "alpha_between_dense")
+        ), name
+
+
+@needs_ops
+@pytest.mark.parametrize("name", _GENERIC)
+def test_other_zoo_models_match_keras(name):
+    case = ZOO[name]()
+    onnx_model = export(case.model, **case.export_kwargs)
+    check_valid(onnx_model)
+    assert [n.op_type for n in spiking_nodes(onnx_model)].count("SpikingActivation") >= 1
+    expected = keras_outputs(case.model, case.x)
+    actual = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: case.x})
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert_close(a, e)
+    if name == "fixed_length_dense":
+        # exported with a dynamic time axis: it also runs on another number of steps
+        assert metadata(onnx_model)["spikeonnx.time_axes"][onnx_model.graph.input[0].name] == 1
+        (longer,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: np.concatenate([case.x] * 2, 1)})
+        assert longer.shape == (case.x.shape[0], 2 * case.x.shape[1], 3)
