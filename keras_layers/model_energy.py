@@ -33,7 +33,7 @@ from spikeonnx import devices as _devices
 from spikeonnx import energy as _energy
 
 from . import config
-from .layers import SpikingActivation
+from .layers import SpikingActivation, SpikingActivationCell
 
 __all__ = [
     "ModelEnergy",
@@ -44,6 +44,8 @@ __all__ = [
     "conv_stats",
     "spikingactivation_stats",
     "timedistributed_stats",
+    "rnn_stats",
+    "model_stats",
 ]
 
 Shape = Tuple[Optional[int], ...]
@@ -794,3 +796,60 @@ def timedistributed_stats(node: LayerNode) -> Dict[str, Any]:
         (out_shape[0],) + tuple(out_shape[2:]),
     )
     return ModelEnergy.compute_layer_stats(node.layer.layer, node=inner)
+
+
+@ModelEnergy.register_layer(keras.layers.RNN)
+def rnn_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a ``keras.layers.RNN``.
+
+    An RNN around a ``SpikingActivationCell`` is a ``SpikingActivation`` layer
+    written out by hand: one spiking neuron per unit (the input axes after batch and
+    time). Any other cell gets the fallback of `layer_stats` (nothing counted, with
+    a warning).
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "neurons" and "spiking" for a spiking cell, else empty.
+    """
+    if isinstance(getattr(node.layer, "cell", None), SpikingActivationCell):
+        return spikingactivation_stats(node)
+    return layer_stats(node)
+
+
+@ModelEnergy.register_layer(keras.Model)
+def model_stats(node: LayerNode) -> Dict[str, Any]:
+    """Statistics of a functional or Sequential model used as a layer of another model.
+
+    The nested model is one row of the outer model: its connections and neurons
+    are the sums over its own layers (each counted by its handler, recursively), and
+    it is spiking only if all of them are. The nested model is charged the input rate
+    of its first input, like any other layer.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        "connections", "neurons" and "spiking".
+
+    Raises
+    ------
+    ValueError
+        If the nested model has no layer graph (e.g. a subclassed model).
+    """
+    inner = ModelEnergy(node.layer)
+    stats = {"connections": 0, "neurons": 0, "spiking": True}
+    for layer_totals in inner.layer_stats.values():
+        stats["connections"] += layer_totals["connections"]
+        stats["neurons"] += layer_totals["neurons"]
+        stats["spiking"] = stats["spiking"] and layer_totals["spiking"]
+    return stats

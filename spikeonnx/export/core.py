@@ -109,6 +109,9 @@ class ExportContext:
     seeds: Dict[str, int] = field(default_factory=dict)
     scopes: Dict[int, Any] = field(default_factory=dict)  # scope index -> Keras layer
     node_names: set = field(default_factory=set)
+    # layers being traced, outermost first: a spiking layer inside a nested model is
+    # attributed to the nested model, the layer of the exported model it belongs to
+    active: List[Any] = field(default_factory=list)
 
     # -- tracing layers ------------------------------------------------------
 
@@ -118,8 +121,12 @@ class ExportContext:
 
         index = len(self.scopes)
         self.scopes[index] = layer
-        with tf.name_scope(f"{_SCOPE_PREFIX}{index}"):
-            return self.call_unscoped(layer, *args, **kwargs)
+        self.active.append(layer)
+        try:
+            with tf.name_scope(f"{_SCOPE_PREFIX}{index}"):
+                return self.call_unscoped(layer, *args, **kwargs)
+        finally:
+            self.active.pop()
 
     def call_unscoped(self, layer: Any, *args: Any, **kwargs: Any) -> Any:
         """Trace ``layer`` through its export handler without opening a scope."""
@@ -205,7 +212,7 @@ class ExportContext:
         self.markers[token] = _MarkerSpec(
             op_type=op_type,
             node_name=node_name,
-            layer_name=layer.name,
+            layer_name=_layer_name(self.active[0]) if self.active else layer.name,
             attrs=dict(attrs),
             num_inputs=len(tensors),
             num_outputs=len(shapes),
@@ -640,11 +647,15 @@ def _declare_node_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _Ma
 
 
 def _layer_of_node(node_name: str, ctx: ExportContext) -> Optional[Any]:
-    """The Keras layer an ONNX node comes from, by the innermost export scope in its name."""
-    matches = _SCOPE_RE.findall(node_name + "/")
-    if not matches:
+    """The layer of the exported model an ONNX node comes from (its outermost export scope).
+
+    Nodes traced inside a nested model belong to the nested model, the layer the
+    model itself lists (as in ``keras_layers.ModelEnergy``'s rows).
+    """
+    match = _SCOPE_RE.search(node_name + "/")
+    if match is None:
         return None
-    return ctx.scopes.get(int(matches[-1]))
+    return ctx.scopes.get(int(match.group(1)))
 
 
 def _layer_name(layer: Any) -> str:
