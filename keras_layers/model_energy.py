@@ -841,11 +841,13 @@ def model_stats(node: LayerNode) -> Dict[str, Any]:
     dict
         "connections", "neurons" and "spiking".
 
-    Raises
-    ------
-    ValueError
-        If the nested model has no layer graph (e.g. a subclassed model).
+    Notes
+    -----
+    A subclassed model has no layer graph to walk: it gets the fallback of
+    `layer_stats` (nothing counted, with a warning).
     """
+    if not isinstance(node.layer, keras.Sequential) and getattr(node.layer, "_nodes_by_depth", None) is None:
+        return layer_stats(node)
     inner = ModelEnergy(node.layer)
     stats = {"connections": 0, "neurons": 0, "spiking": True}
     for layer_totals in inner.layer_stats.values():

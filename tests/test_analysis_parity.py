@@ -209,3 +209,27 @@ def test_parity_with_model_energy(name, custom_device):
     if name == "fixed_length_dense":
         assert fixed_t == 10  # the relation is really exercised
 
+
+
+def test_model_energy_rows_of_nested_models():
+    """A nested Sequential is one row summing its layers; a nested subclassed model, without
+    a layer graph, counts nothing and says so."""
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__(name="sub")
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    seq = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)],
+                           name="seq")
+    inp = keras.Input((5,))
+    model = keras.Model(inp, [Sub()(inp), keras.layers.Dense(3, name="top")(seq(inp))])
+    with pytest.warns(UserWarning, match="'sub'"):
+        energy = kl.ModelEnergy(model)
+    stats = {layer.name: s for layer, s in energy.layer_stats.items()}
+    assert stats["seq"] == {"connections": 5 * 4 + 4 * 2, "neurons": 4, "spiking": False}
+    assert stats["top"] == {"connections": 2 * 3, "neurons": 0, "spiking": True}
+    assert stats["sub"] == {"connections": 0, "neurons": 0, "spiking": True}
