@@ -50,16 +50,7 @@ struct AlphaKernel {
       const InputView tau = get_input(ctx, 1);
       const InputView initial = get_input(ctx, 2);
       const InputView state = get_input(ctx, 3);
-      const SeqGeometry g = check_sequence(kOp, attrs_.node, "x", x, attrs_.time_major);
-      if (!tau.present) {
-        throw OpError(where(kOp, attrs_.node) + ": required input 'tau' (broadcastable to (1, *S) = " +
-                      shape_str(g.unit_param_shape()) + ") is missing");
-      }
-      check_broadcast(kOp, attrs_.node, "tau", tau, x.type, g.unit_param_shape(), "(1, *S)");
-      check_not_nan(kOp, attrs_.node, "tau", tau, g.unit_param_shape(), "(1, *S)");
-      if (initial.present) {
-        check_broadcast(kOp, attrs_.node, "initial_level", initial, x.type, g.state_shape(), "(B, *S)");
-      }
+      const SeqGeometry g = check_filter_inputs(kOp, attrs_.node, attrs_.time_major, x, tau, initial);
       if (state.present) check_initial_state(attrs_.node, state, x.type, g);
       // Every input is valid from here on: only now are the outputs allocated and written.
       void* y = get_output(ctx, 0, g.shape, true);

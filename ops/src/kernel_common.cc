@@ -191,6 +191,21 @@ void check_broadcast(const char* op, const std::string& node, const char* name,
   }
 }
 
+SeqGeometry check_filter_inputs(const char* op, const std::string& node, bool time_major, const InputView& x,
+                                const InputView& tau, const InputView& initial_level) {
+  const SeqGeometry g = check_sequence(op, node, "x", x, time_major);
+  if (!tau.present) {
+    throw OpError(where(op, node) + ": required input 'tau' (broadcastable to (1, *S) = " +
+                  shape_str(g.unit_param_shape()) + ") is missing");
+  }
+  check_broadcast(op, node, "tau", tau, x.type, g.unit_param_shape(), "(1, *S)");
+  check_not_nan(op, node, "tau", tau, g.unit_param_shape(), "(1, *S)");
+  if (initial_level.present) {
+    check_broadcast(op, node, "initial_level", initial_level, x.type, g.state_shape(), "(B, *S)");
+  }
+  return g;
+}
+
 void check_not_nan(const char* op, const std::string& node, const char* name, const InputView& input,
                    const std::vector<int64_t>& target, const char* label) {
   int64_t count = 1;

@@ -141,6 +141,12 @@ void check_broadcast(const char* op, const std::string& node, const char* name,
 void check_not_nan(const char* op, const std::string& node, const char* name, const InputView& input,
                    const std::vector<int64_t>& target, const char* label);
 
+// Checks the inputs every filter op shares: the sequence `x`, the required `tau`
+// (broadcastable to (1, *S), no NaN) and the optional `initial_level` (broadcastable to
+// (B, *S)); returns the geometry of `x`.
+SeqGeometry check_filter_inputs(const char* op, const std::string& node, bool time_major, const InputView& x,
+                                const InputView& tau, const InputView& initial_level);
+
 // Copies `input` broadcast to `target` into a dense row-major vector.
 template <typename T>
 std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& target) {

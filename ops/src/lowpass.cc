@@ -27,16 +27,7 @@ struct LowpassKernel {
       const InputView x = get_input(ctx, 0);
       const InputView tau = get_input(ctx, 1);
       const InputView initial = get_input(ctx, 2);
-      const SeqGeometry g = check_sequence(kOp, attrs_.node, "x", x, attrs_.time_major);
-      if (!tau.present) {
-        throw OpError(where(kOp, attrs_.node) + ": required input 'tau' (broadcastable to (1, *S) = " +
-                      shape_str(g.unit_param_shape()) + ") is missing");
-      }
-      check_broadcast(kOp, attrs_.node, "tau", tau, x.type, g.unit_param_shape(), "(1, *S)");
-      check_not_nan(kOp, attrs_.node, "tau", tau, g.unit_param_shape(), "(1, *S)");
-      if (initial.present) {
-        check_broadcast(kOp, attrs_.node, "initial_level", initial, x.type, g.state_shape(), "(B, *S)");
-      }
+      const SeqGeometry g = check_filter_inputs(kOp, attrs_.node, attrs_.time_major, x, tau, initial);
       void* y = get_output(ctx, 0, g.shape, true);
       void* final_level = get_output(ctx, 1, g.state_shape(), false);
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
