@@ -307,6 +307,25 @@ def _smoothing(tau: np.ndarray, dt: float, dtype: np.dtype) -> Tuple[np.ndarray,
     return np.exp(-ratio.astype(np.float64)).astype(dtype), ratio
 
 
+def _filter_setup(
+    op: str, x: Any, tau: Any, initial_level: Any, dt: Any, time_major: Any
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checks shared by the filter ops; returns ``(steps, level, a, r)``.
+
+    ``steps`` is the input as (T, B, *S), ``level`` the initial level broadcast to
+    (B, *S) (read-only), and ``a``, ``r`` the per-unit coefficients of `_smoothing`.
+    """
+    x = _check_main(op, "x", x)
+    dtype = x.dtype
+    dt_value = _check_dt(op, dt)
+    steps = _as_batch_first(x, time_major)
+    state_shape = steps.shape[1:]
+    tau = _check_tau(op, tau, state_shape[1:], dtype)
+    level = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype)
+    a, r = _smoothing(tau, dt_value, dtype)
+    return steps, level, a, r
+
+
 def lowpass(
     x: np.ndarray,
     tau: Any,
@@ -341,15 +360,9 @@ def lowpass(
     ValueError
         On bad shapes, dtypes, ``dt``, NaN ``tau`` or an invalid ``time_major``.
     """
-    op = "Lowpass"
-    x = _check_main(op, "x", x)
-    dtype = x.dtype
-    dt_value = _check_dt(op, dt)
-    steps = _as_batch_first(x, time_major)
-    state_shape = steps.shape[1:]
-    tau = _check_tau(op, tau, state_shape[1:], dtype)
-    level = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype).copy()
-    a, _ = _smoothing(tau, dt_value, dtype)
+    steps, level, a, _ = _filter_setup("Lowpass", x, tau, initial_level, dt, time_major)
+    dtype = steps.dtype
+    level = level.copy()
     one_minus_a = dtype.type(1) - a
     y = np.empty(steps.shape, dtype=dtype)
     for t in range(steps.shape[0]):
@@ -426,19 +439,12 @@ def alpha(
     ValueError
         On bad shapes, dtypes, ``dt``, NaN ``tau`` or an invalid ``time_major``.
     """
-    op = "Alpha"
-    x = _check_main(op, "x", x)
-    dtype = x.dtype
-    dt_value = _check_dt(op, dt)
-    steps = _as_batch_first(x, time_major)
-    state_shape = steps.shape[1:]
-    tau = _check_tau(op, tau, state_shape[1:], dtype)
-    level = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype)
+    steps, level, a, r = _filter_setup("Alpha", x, tau, initial_level, dt, time_major)
+    dtype = steps.dtype
     if initial_state is None:
         s1, s2 = level.copy(), level.copy()
     else:
-        s1, s2 = _check_alpha_state(initial_state, state_shape, dtype)
-    a, r = _smoothing(tau, dt_value, dtype)
+        s1, s2 = _check_alpha_state(initial_state, steps.shape[1:], dtype)
     one = dtype.type(1)
     ra = r * a
     b1 = one - a
