@@ -3,7 +3,7 @@
 The pipeline, one module per step:
 
 - ``keras_layers`` (separate import package): the KerasSpiking API on Keras 3.
-- :mod:`spikeonnx.export`: Keras model -> ONNX through tf2onnx, spiking layers as
+- :mod:`spikeonnx.exporter`: Keras model -> ONNX through tf2onnx, spiking layers as
   nodes of the ``spikeonnx`` domain.
 - :mod:`spikeonnx.schemas` / :mod:`spikeonnx.reference`: the op contract (ONNX
   schemas and the NumPy reference implementation of each op).
@@ -27,8 +27,8 @@ from .devices import register_device  # noqa: E402  (light, no heavy deps)
 _LAZY = {
     "InferenceSession": "spikeonnx.runtime",
     "StreamingSession": "spikeonnx.runtime",
-    "export": "spikeonnx.export",
-    "register_export_handler": "spikeonnx.export",
+    "export": "spikeonnx.exporter",
+    "register_export_handler": "spikeonnx.exporter",
     "GraphEnergy": "spikeonnx.analysis",
     "register_op": "spikeonnx.analysis",
 }

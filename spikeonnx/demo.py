@@ -130,7 +130,7 @@ def run_demo(
             raise ValueError(f"{label} must be an int >= 1, got {value!r}")
     import keras
 
-    from . import export
+    from .exporter import export
     from .analysis import GraphEnergy
     from .devices import DEVICES
     from .examples import digits

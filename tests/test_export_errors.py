@@ -13,7 +13,7 @@ from onnx.reference import ReferenceEvaluator
 
 import keras_layers as kl
 from spikeonnx import export, register_export_handler
-from spikeonnx.export import ExportError, registered_handlers
+from spikeonnx.exporter import ExportError, registered_handlers
 from spikeonnx.reference import REFERENCE_OPS
 
 
@@ -59,7 +59,7 @@ def test_unsupported_layer_names_class_and_registry_call(layer_class, op):
     assert "'odd_one'" in message
     assert layer_class.__name__ in message
     assert op in message
-    assert f"spikeonnx.export.register_export_handler({layer_class.__name__}, handler)" in message
+    assert f"spikeonnx.register_export_handler({layer_class.__name__}, handler)" in message
 
 
 def test_registered_handler_exports_a_custom_layer():
@@ -88,7 +88,7 @@ def test_registered_handler_exports_a_custom_layer():
         assert export(keras.Model(inp2, Tripler(name="sub")(inp2))) is not None
         assert calls[-1] == "sub"
     finally:
-        from spikeonnx.export import handlers
+        from spikeonnx.exporter import handlers
 
         handlers._HANDLERS.pop(Doubler, None)
 

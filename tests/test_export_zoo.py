@@ -435,11 +435,11 @@ def test_initial_state_from_a_model_input_and_keras_ops():
     np.testing.assert_array_equal(actual, np.asarray(model([x, v], training=False)))
 
 
-def test_package_module_is_callable_in_any_import_order():
+def test_export_is_the_function_in_any_import_order():
     import spikeonnx
-    import spikeonnx.export as module
+    import spikeonnx.exporter as module
 
-    assert callable(module) and callable(spikeonnx.export)
+    assert spikeonnx.export is module.export and callable(spikeonnx.export)
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     assert isinstance(spikeonnx.export(plain), onnx.ModelProto)
 

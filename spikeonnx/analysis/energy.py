@@ -32,7 +32,7 @@ class GraphEnergy(_energy.EnergyEstimator):
     """Compute statistics and device energy estimates for an ONNX model.
 
     The ONNX counterpart of ``keras_layers.ModelEnergy``: the graph is split into
-    layers (Keras layers when the model was exported by :mod:`spikeonnx.export`),
+    layers (Keras layers when the model was exported by :mod:`spikeonnx.exporter`),
     each with its number of synaptic *connections* and *neuron* updates per sample
     and timestep, and optionally its input firing rate measured on example data.
     No TensorFlow is needed. `total_energy`, `summary` and `summary_string` are

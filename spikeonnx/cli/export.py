@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser):
         if not 13 <= args.opset <= 21:
             raise CLIError(f"--opset must be from 13 to 21, got {args.opset}")
 
-        from ..export import export
+        from ..exporter import export
 
         model = _load_keras_model(source)
         onnx_model = export(model, target, state_io=args.state_io, opset=args.opset, default_seed=args.seed)

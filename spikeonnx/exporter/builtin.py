@@ -1,7 +1,7 @@
 """Built-in export handlers: spiking layers, spiking cells in ``keras.layers.RNN``, nested models.
 
 Importing this module registers the handlers (it is imported lazily by
-:mod:`spikeonnx.export.handlers` on first use).
+:mod:`spikeonnx.exporter.handlers` on first use).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def spiking_handler(
     ----------
     layer : keras.layers.Layer
         The spiking layer (or ``keras.layers.RNN`` around a spiking cell).
-    ctx : spikeonnx.export.ExportContext
+    ctx : spikeonnx.exporter.ExportContext
         The export in progress.
     inputs : tf.Tensor
         (B, T, *S) or, for time-major layers, (T, B, *S).

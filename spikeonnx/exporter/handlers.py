@@ -1,7 +1,7 @@
 """Registry of export handlers: how one Keras layer is traced for ONNX export.
 
 An export handler is a function ``handler(layer, ctx, *args, **kwargs)`` that
-receives the layer, the :class:`~spikeonnx.export.core.ExportContext` of the
+receives the layer, the :class:`~spikeonnx.exporter.core.ExportContext` of the
 export in progress and the arguments the layer is called with in the model
 graph (TensorFlow tensors), and returns what the layer would return, computed
 with TensorFlow ops that tf2onnx can convert (or with

@@ -4,7 +4,7 @@ How it works:
 
 1. The Keras model's functional graph is walked in topological order inside a
    ``tf.function``; every layer is traced by its export handler (see
-   :mod:`spikeonnx.export.handlers`), each in a name scope of its own so that
+   :mod:`spikeonnx.exporter.handlers`), each in a name scope of its own so that
    the ONNX nodes can be attributed to Keras layers afterwards.
 2. Spiking layers are traced as *marker* ops: a ``tf.numpy_function`` whose
    token (an attribute TensorFlow assigns and we read back while tracing)
@@ -687,7 +687,7 @@ def _raise_on_unsupported(model: onnx.ModelProto, ctx: ExportContext) -> None:
         parts.append(
             f"layer {_layer_name(layer)!r} of class {cls} uses TensorFlow ops tf2onnx cannot "
             f"convert ({', '.join(sorted(set(ops)))}); register an export handler for it with "
-            f"spikeonnx.export.register_export_handler({cls}, handler)"
+            f"spikeonnx.register_export_handler({cls}, handler)"
         )
     raise ExportError("cannot export: " + "; ".join(parts))
 
