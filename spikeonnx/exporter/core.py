@@ -616,8 +616,10 @@ def _declare_node_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: _Ma
 
     The batch dimension is named ``batch`` (as on the graph inputs); the other
     unknown dimensions get names of their own, shared by the main input and the
-    sequence output (same shape). Named dimensions matter to onnxruntime: a
-    custom op's shape inference turns an unnamed unknown dimension into -1.
+    sequence output (same shape), so downstream shape inference (onnxruntime's and
+    the analyzer's) knows which dimensions are equal. (It was first written to
+    work around the op library reporting unnamed unknown dimensions as -1, which
+    the library no longer does.)
     """
     batch_axis = 1 if spec.attrs.get("time_major") else 0
     infos = {v.name: v for v in graph.value_info}
