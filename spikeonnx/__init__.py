@@ -10,8 +10,11 @@ The pipeline, one module per step:
 - :mod:`spikeonnx.ops`: the compiled onnxruntime custom-op library.
 - :mod:`spikeonnx.runtime`: inference sessions with the library registered.
 - :mod:`spikeonnx.analysis`: energy analysis of any ONNX graph (networkx).
+- :mod:`spikeonnx.contract`: what a model file is (domain, IR version, metadata),
+  declared once for all of the above.
 
-Importing this package never imports TensorFlow; names are loaded lazily.
+Importing this package never imports TensorFlow; names and submodules are loaded
+lazily (``spikeonnx.ops.library_path()`` works after a plain ``import spikeonnx``).
 """
 
 from __future__ import annotations
@@ -33,13 +36,42 @@ _LAZY = {
     "register_op": "spikeonnx.analysis",
 }
 
+# Submodules reachable as attributes without importing them first.
+_SUBMODULES = frozenset(
+    {
+        "analysis",
+        "cli",
+        "contract",
+        "demo",
+        "devices",
+        "energy",
+        "examples",
+        "exporter",
+        "fileio",
+        "ops",
+        "philox",
+        "plots",
+        "reference",
+        "registry",
+        "runtime",
+        "schemas",
+    }
+)
+
 __all__ = ["__version__", "register_device", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        # import_module also sets the attribute on this package.
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'spikeonnx' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -22,14 +22,13 @@ import onnx.helper
 from onnx import OperatorSetIdProto, TypeProto
 from onnx.shape_inference import InferenceError
 
+from .contract import DOMAIN, OP_TYPES, OPSET_VERSION
+
+# DOMAIN and OP_TYPES are re-exported from spikeonnx.contract; OPSET is an older name
+# of contract.OPSET_VERSION, kept for callers.
 __all__ = ["DOMAIN", "OPSET", "OP_TYPES", "register_schemas", "make_opset_imports"]
 
-#: Name of our custom ONNX domain.
-DOMAIN = "spikeonnx"
-#: Version of the domain the schemas describe.
-OPSET = 1
-#: The operators of the domain.
-OP_TYPES = ("SpikingActivation", "Lowpass", "Alpha")
+OPSET = OPSET_VERSION
 
 _FLOAT_TYPES = ["tensor(float)", "tensor(double)"]
 _lock = threading.Lock()
@@ -127,7 +126,7 @@ def _check_alpha_state(ctx, seq_type: TypeProto, time_axis: int) -> None:
     dims = in_type.tensor_type.shape.dim
 
     problem = len(dims) != len(expected)
-    for have, want in list(zip(dims, expected))[1:]:
+    for have, want in list(zip(dims, expected, strict=False))[1:]:
         if not problem and have.HasField("dim_value") and want.HasField("dim_value"):
             problem = have.dim_value != want.dim_value
     if not problem and dims[0].HasField("dim_value") and expected[0].HasField("dim_value"):
@@ -180,7 +179,7 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
     spiking = _Schema(
         "SpikingActivation",
         DOMAIN,
-        OPSET,
+        OPSET_VERSION,
         "Integrate-and-fire spike generation: per element and step, v += rate*dt; "
         "n = floor(v); v -= n; spike = n/dt. Without initial_voltage, the voltage starts "
         "from TensorFlow's stateless uniform draw seeded with (seed, seed).",
@@ -210,7 +209,7 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
         schema = _Schema(
             name,
             DOMAIN,
-            OPSET,
+            OPSET_VERSION,
             doc,
             inputs=[
                 _Param("x", "T", "Input sequence, (B, T, *S) or (T, B, *S)."),
@@ -256,7 +255,7 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
 
 def _is_registered(op_type: str) -> bool:
     try:
-        onnx.defs.get_schema(op_type, OPSET, DOMAIN)
+        onnx.defs.get_schema(op_type, OPSET_VERSION, DOMAIN)
     except onnx.defs.SchemaError:
         return False
     return True
@@ -289,7 +288,7 @@ def make_opset_imports(default_opset: int = 17) -> List[OperatorSetIdProto]:
     Returns
     -------
     list of onnx.OperatorSetIdProto
-        The default domain at ``default_opset`` and ``spikeonnx`` at :data:`OPSET`.
+        The default domain at ``default_opset`` and ``spikeonnx`` at :data:`spikeonnx.contract.OPSET_VERSION`.
 
     Raises
     ------
@@ -298,4 +297,4 @@ def make_opset_imports(default_opset: int = 17) -> List[OperatorSetIdProto]:
     """
     if isinstance(default_opset, bool) or not isinstance(default_opset, int) or default_opset < 1:
         raise ValueError(f"default_opset must be a positive integer, got {default_opset!r}")
-    return [onnx.helper.make_opsetid("", default_opset), onnx.helper.make_opsetid(DOMAIN, OPSET)]
+    return [onnx.helper.make_opsetid("", default_opset), onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION)]

@@ -6,14 +6,13 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from ..contract import DOMAIN, OPSET_VERSION
+
+# DOMAIN and OPSET_VERSION are re-exported from spikeonnx.contract (their one home).
 __all__ = ["library_path", "LIBRARY_NAME", "DOMAIN", "OPSET_VERSION"]
 
 #: File name of the shared library that ``pip install .`` builds and installs here.
 LIBRARY_NAME = "libspikeonnx_ops.so"
-#: ONNX domain of our custom ops, and its version.
-DOMAIN = "spikeonnx"
-OPSET_VERSION = 1
-
 # Developers may point at a library built by hand (e.g. a sanitizer build).
 _ENV_OVERRIDE = "SPIKEONNX_OPS_LIBRARY"
 
