@@ -7,7 +7,6 @@ spikeonnx.reference (exactly for spikes) and chunked runs with single calls (exa
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx
@@ -17,22 +16,11 @@ from onnx import TensorProto
 from onnx import helper as oh
 
 from spikeonnx import reference as ref
-from spikeonnx.ops import library_path
 from spikeonnx.runtime import InferenceSession, StreamingSession
-from spikeonnx.schemas import DOMAIN, make_opset_imports
+from spikeonnx.schemas import DOMAIN
+from tests.conftest import finish_model
 
-
-def _library_available() -> bool:
-    try:
-        library_path()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            raise  # in CI the library must have been built and installed
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
+pytestmark = pytest.mark.needs_ops
 
 RNG = np.random.default_rng(77)
 DT = 0.002
@@ -42,14 +30,6 @@ TAU = np.array([0.01, 0.02, 0.005], dtype=np.float32)
 
 def vi(name, shape, elem=TensorProto.FLOAT):
     return oh.make_tensor_value_info(name, elem, shape)
-
-
-def finish(graph, metadata=None, ir_version=10):
-    model = oh.make_model(graph, opset_imports=make_opset_imports(17))
-    model.ir_version = ir_version
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=json.dumps(value))
-    return model
 
 
 def one_node_model(op_type, n_in, n_out, x_shape, state_shape, elem=TensorProto.FLOAT, **attrs):
@@ -63,7 +43,7 @@ def one_node_model(op_type, n_in, n_out, x_shape, state_shape, elem=TensorProto.
     elif op_type != "SpikingActivation":
         inputs += [vi("tau", [len(TAU)], elem), vi("level", state_shape if op_type == "Lowpass" else state_shape[:1] + state_shape[2:], elem)]
     outputs = [vi("y", x_shape, elem)] + ([vi("state", state_shape, elem)] if n_out == 2 else [])
-    return finish(oh.make_graph([node], op_type, inputs, outputs))
+    return finish_model(oh.make_graph([node], op_type, inputs, outputs))
 
 
 def streaming_model(seed=3, level=(0.1, 0.2, 0.3), time_major=0, with_metadata=True):
@@ -97,7 +77,7 @@ def streaming_model(seed=3, level=(0.1, 0.2, 0.3), time_major=0, with_metadata=T
                 "lp/state_in": {"kind": "constant", "value": list(level)},
             },
         }
-    return finish(graph, metadata)
+    return finish_model(graph, metadata=metadata)
 
 
 def reference_stream(x, v0, level, time_major=False):
@@ -265,7 +245,7 @@ def alpha_streaming_model(level, time_major=0):
                      oh.make_tensor("level", TensorProto.FLOAT, [1, 3], list(level))],
     )
     axis = 0 if time_major else 1
-    return finish(graph, {
+    return finish_model(graph, metadata={
         "spikeonnx.time_axes": {"x": axis, "y": axis, "al/state_in": None, "al/state_out": None},
         "spikeonnx.initial_state": {"al/state_in": {"kind": "constant", "value": [list(level), list(level)]}},
     })
