@@ -15,34 +15,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
 
-from spikeonnx.ops import DOMAIN, library_path
-
-_ONNX_TYPE = {
-    np.dtype(np.float32): TensorProto.FLOAT,
-    np.dtype(np.float64): TensorProto.DOUBLE,
-    np.dtype(np.int32): TensorProto.INT32,
-}
-
-
-def _model(op: str, inputs: Sequence[Optional[np.ndarray]], n_outputs: int = 1, **attrs) -> onnx.ModelProto:
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    graph_inputs = [
-        helper.make_tensor_value_info(name, _ONNX_TYPE[value.dtype], list(value.shape))
-        for name, value in zip(names, inputs)
-        if name
-    ]
-    outputs = [f"out{i}" for i in range(n_outputs)]
-    node = helper.make_node(op, names, outputs, domain=DOMAIN, name="bad_node", **attrs)
-    # Outputs carry the main input's element type, as the op's type inference says.
-    out_type = _ONNX_TYPE[inputs[0].dtype]
-    graph = helper.make_graph(
-        [node], "g", graph_inputs, [helper.make_tensor_value_info(o, out_type, None) for o in outputs]
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
-    model.ir_version = 10
-    return model
+from spikeonnx.ops import library_path
+from tests.conftest import one_node_model
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -55,7 +30,7 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 def _error_of(op: str, inputs: Sequence[Optional[np.ndarray]], **attrs) -> str:
     """Message of the onnxruntime exception raised while building or running the model."""
     with pytest.raises(Exception) as info:
-        session = _session(_model(op, inputs, **attrs))
+        session = _session(one_node_model(op, inputs, name="bad_node", **attrs))
         session.run(None, {f"in{i}": v for i, v in enumerate(inputs) if v is not None})
     # onnxruntime's own exception classes (InvalidArgument, RuntimeException, Fail, ...).
     assert type(info.value).__module__.startswith("onnxruntime"), type(info.value)
@@ -67,7 +42,7 @@ def _still_works() -> None:
     # Rate 2 with dt 0.5 fills the voltage by exactly 1 per step: one spike (of 1/dt) each.
     x = np.full((1, 3, 2), 2.0, np.float32)
     initial = np.zeros((1, 2), np.float32)
-    (spikes,) = _session(_model("SpikingActivation", [x, initial], dt=0.5)).run(None, {"in0": x, "in1": initial})
+    (spikes,) = _session(one_node_model("SpikingActivation", [x, initial], name="bad_node", dt=0.5)).run(None, {"in0": x, "in1": initial})
     np.testing.assert_array_equal(spikes, np.full((1, 3, 2), 2.0, np.float32))
 
 
@@ -228,5 +203,5 @@ def test_integer_dt_is_accepted():
     # helper.make_node(dt=1) stores an int attribute; it means 1.0.
     x = np.full((1, 4, 2), 0.5, np.float32)
     initial = np.zeros((1, 2), np.float32)
-    (spikes,) = _session(_model("SpikingActivation", [x, initial], dt=1)).run(None, {"in0": x, "in1": initial})
+    (spikes,) = _session(one_node_model("SpikingActivation", [x, initial], name="bad_node", dt=1)).run(None, {"in0": x, "in1": initial})
     np.testing.assert_array_equal(spikes[0, :, 0], [0.0, 1.0, 0.0, 1.0])

@@ -25,29 +25,7 @@ from onnx import TensorProto, helper
 
 from spikeonnx import reference
 from spikeonnx.ops import DOMAIN, library_path
-
-_ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
-
-
-def _model(op: str, inputs: Sequence[Optional[np.ndarray]], n_outputs: int, **attrs) -> onnx.ModelProto:
-    """One-node model; ``None`` in ``inputs`` leaves that optional input out (empty name)."""
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    while names and names[-1] == "":
-        names.pop()
-    graph_inputs = [
-        helper.make_tensor_value_info(name, _ONNX_TYPE[value.dtype], list(value.shape))
-        for name, value in zip(names, inputs)
-        if name
-    ]
-    main_type = _ONNX_TYPE[inputs[0].dtype]
-    outputs = [f"out{i}" for i in range(n_outputs)]
-    node = helper.make_node(op, names, outputs, domain=DOMAIN, name="node0", **attrs)
-    graph = helper.make_graph(
-        [node], "one_node", graph_inputs, [helper.make_tensor_value_info(o, main_type, None) for o in outputs]
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
-    model.ir_version = 10  # onnxruntime 1.31 reads IR <= 13
-    return model
+from tests.conftest import finish_model, one_node_model
 
 
 def _run(model: onnx.ModelProto, inputs: Sequence[Optional[np.ndarray]], threads: int = 1) -> list:
@@ -97,7 +75,7 @@ def test_spiking_activation_bit_exact(shape, time_major, with_initial):
     rates = rng.uniform(-200.0, 1200.0, _layout(shape, time_major)).astype(np.float32)
     state_shape = (shape[0], *shape[2:])
     initial = rng.uniform(0.0, 1.0, state_shape).astype(np.float32) if with_initial else None
-    spikes, final = _run(_model("SpikingActivation", [rates, initial], 2, dt=dt, time_major=int(time_major), seed=3),
+    spikes, final = _run(one_node_model("SpikingActivation", [rates, initial], 2, dt=dt, time_major=int(time_major), seed=3),
                          [rates, initial])
     want_spikes, want_final = reference.spiking_activation(
         rates, dt, initial_voltage=initial, seed=3, time_major=time_major
@@ -113,7 +91,7 @@ def test_spiking_activation_without_state_output_and_float_dt_edge():
     rng = np.random.default_rng(1)
     rates = (rng.integers(-3, 40, (4, 30, 17)) * 10.0).astype(np.float32)
     initial = rng.uniform(0.0, 1.0, (4, 17)).astype(np.float32)
-    (spikes,) = _run(_model("SpikingActivation", [rates, initial], 1, dt=0.1), [rates, initial])
+    (spikes,) = _run(one_node_model("SpikingActivation", [rates, initial], 1, dt=0.1), [rates, initial])
     _assert_bitwise(spikes, reference.spiking_activation(rates, 0.1, initial_voltage=initial)[0])
 
 
@@ -121,7 +99,7 @@ def test_spiking_activation_float64():
     rng = np.random.default_rng(2)
     rates = rng.uniform(-50.0, 900.0, (2, 40, 3, 7))
     initial = rng.uniform(0.0, 1.0, (2, 3, 7))
-    spikes, final = _run(_model("SpikingActivation", [rates, initial], 2, dt=0.002), [rates, initial])
+    spikes, final = _run(one_node_model("SpikingActivation", [rates, initial], 2, dt=0.002), [rates, initial])
     want_spikes, want_final = reference.spiking_activation(rates, np.float32(0.002), initial_voltage=initial)
     _assert_bitwise(spikes, want_spikes)
     _assert_bitwise(final, want_final)
@@ -130,7 +108,7 @@ def test_spiking_activation_float64():
 def test_spiking_activation_omitted_initial_voltage_uses_seed():
     rng = np.random.default_rng(3)
     rates = rng.uniform(0.0, 500.0, (3, 20, 11)).astype(np.float32)
-    spikes, final = _run(_model("SpikingActivation", [rates, None], 2, dt=0.001, seed=42), [rates, None])
+    spikes, final = _run(one_node_model("SpikingActivation", [rates, None], 2, dt=0.001, seed=42), [rates, None])
     want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=42)
     _assert_bitwise(spikes, want_spikes)
     _assert_bitwise(final, want_final)
@@ -145,7 +123,7 @@ def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
     expected = tf.random.stateless_uniform(state_shape, seed=(seed, seed), dtype=tf.float32).numpy()
     # One step of zero rate leaves the voltage untouched: final_voltage is the draw itself.
     rates = np.zeros((state_shape[0], 1, *state_shape[1:]), np.float32)
-    _, final = _run(_model("SpikingActivation", [rates], 2, dt=0.001, seed=seed), [rates])
+    _, final = _run(one_node_model("SpikingActivation", [rates], 2, dt=0.001, seed=seed), [rates])
     _assert_bitwise(final, expected)
 
 
@@ -217,11 +195,11 @@ def test_filters_match_reference(op, shape, time_major):
     dt = 0.001
     x = rng.uniform(-1.0, 3.0, _layout(shape, time_major)).astype(np.float32)
     state_shape = (shape[0], *shape[2:])
-    for name, tau in _tau_forms(shape[2:]).items():
+    for tau in _tau_forms(shape[2:]).values():
         tau = tau.astype(np.float32)
         for initial, state in _starts(op, rng, state_shape):
             inputs = [x, tau, initial] + ([state] if state is not None else [])
-            y, final = _run(_model(op, inputs, 2, dt=dt, time_major=int(time_major)), inputs)
+            y, final = _run(one_node_model(op, inputs, 2, dt=dt, time_major=int(time_major)), inputs)
             level = np.float32(0.0) if initial is None else initial
             want_y, want_final = _oracle(op, x, tau, level, dt, time_major, state)
             _assert_close(y, want_y, 1e-6)
@@ -239,7 +217,7 @@ def test_filters_broadcast_initial_level_and_single_output(op):
     tau = rng.uniform(0.002, 0.05, (4, 1)).astype(np.float32)  # broadcast over the last unit axis
     for initial in (np.array(0.5, np.float32), rng.uniform(0, 1, (6,)).astype(np.float32),
                     rng.uniform(0, 1, (1, 4, 6)).astype(np.float32)):
-        (y,) = _run(_model(op, [x, tau, initial], 1, dt=0.001), [x, tau, initial])
+        (y,) = _run(one_node_model(op, [x, tau, initial], 1, dt=0.001), [x, tau, initial])
         _assert_close(y, _oracle(op, x, tau, initial, 0.001)[0], 1e-6)
         _assert_bitwise(y, FILTERS[op](x, tau, initial, 0.001)[0])
 
@@ -250,13 +228,13 @@ def test_filters_float64(op):
     x = rng.uniform(-1.0, 1.0, (2, 60, 9))
     tau = rng.uniform(0.001, 0.2, (9,))
     initial = rng.uniform(-1.0, 1.0, (2, 9))
-    y, final = _run(_model(op, [x, tau, initial], 2, dt=0.001), [x, tau, initial])
+    y, final = _run(one_node_model(op, [x, tau, initial], 2, dt=0.001), [x, tau, initial])
     want_y, want_final = FILTERS[op](x, tau, initial, float(np.float32(0.001)))
     _assert_close(y, want_y, 1e-12)
     _assert_close(final, want_final, 1e-12)
     if op == "Alpha":
         state = rng.uniform(-1.0, 1.0, (2, 2, 9))
-        y, final = _run(_model(op, [x, tau, initial, state], 2, dt=0.001), [x, tau, initial, state])
+        y, final = _run(one_node_model(op, [x, tau, initial, state], 2, dt=0.001), [x, tau, initial, state])
         want_y, want_final = reference.alpha(x, tau, initial, float(np.float32(0.001)), initial_state=state)
         _assert_close(y, want_y, 1e-12)
         _assert_close(final, want_final, 1e-12)
@@ -268,7 +246,7 @@ def test_filters_tiny_and_nonpositive_tau_are_clamped(op):
     rng = np.random.default_rng(6)
     x = rng.uniform(-1.0, 1.0, (2, 10, 4)).astype(np.float32)
     tau = np.array([0.0, -1.0, 1e-9, 0.01], np.float32)
-    y, final = _run(_model(op, [x, tau], 2, dt=0.001), [x, tau])
+    y, final = _run(one_node_model(op, [x, tau], 2, dt=0.001), [x, tau])
     want_y, want_final = _oracle(op, x, tau, 0.0, 0.001)
     _assert_close(y, want_y, 1e-6)
     _assert_close(final, want_final, 1e-6)
@@ -285,7 +263,7 @@ def test_alpha_impulse_response_is_t_over_tau_squared():
     tau, dt, steps = 0.01, 0.001, 80
     x = np.zeros((1, steps, 1))
     x[0, 0, 0] = 1.0
-    (y,) = _run(_model("Alpha", [x, np.array([tau])], 1, dt=dt), [x, np.array([tau])])
+    (y,) = _run(one_node_model("Alpha", [x, np.array([tau])], 1, dt=dt), [x, np.array([tau])])
     dt = float(np.float32(dt))  # what the float attribute actually holds
     t = dt * np.arange(1, steps + 1)
 
@@ -304,14 +282,14 @@ def test_alpha_final_state_fed_back_continues_bit_for_bit(time_major):
     x = rng.uniform(-2.0, 2.0, _layout(shape, time_major)).astype(np.float32)
     tau = rng.uniform(0.002, 0.05, (4, 5)).astype(np.float32)
     level = rng.uniform(-1.0, 1.0, (3, 4, 5)).astype(np.float32)
-    whole = _run(_model("Alpha", [x, tau, level], 2, dt=0.001, time_major=int(time_major)), [x, tau, level])
+    whole = _run(one_node_model("Alpha", [x, tau, level], 2, dt=0.001, time_major=int(time_major)), [x, tau, level])
     axis = 0 if time_major else 1
     parts, state = [], None
     for start in range(0, 50, 17):
         chunk = np.ascontiguousarray(np.take(x, range(start, min(start + 17, 50)), axis=axis))
         # The first chunk starts from the level alone, the others from the carried state.
         inputs = [chunk, tau, level] + ([] if state is None else [state])
-        y, state = _run(_model("Alpha", inputs, 2, dt=0.001, time_major=int(time_major)), inputs)
+        y, state = _run(one_node_model("Alpha", inputs, 2, dt=0.001, time_major=int(time_major)), inputs)
         parts.append(y)
     _assert_bitwise(np.concatenate(parts, axis=axis), whole[0])
     _assert_bitwise(state, whole[1])
@@ -323,7 +301,7 @@ def test_alpha_constant_input_at_the_level_stays_put():
     level = np.array([[0.25, -1.5, 3.0]], np.float32)
     x = np.repeat(level[:, None, :], 200, axis=1)
     tau = np.array([0.003, 0.02, 0.1], np.float32)
-    y, final = _run(_model("Alpha", [x, tau, level], 2, dt=0.001), [x, tau, level])
+    y, final = _run(one_node_model("Alpha", [x, tau, level], 2, dt=0.001), [x, tau, level])
     np.testing.assert_allclose(y, x, rtol=2e-6)
     np.testing.assert_allclose(final, np.stack([level, level], axis=1), rtol=2e-6)
 
@@ -349,7 +327,7 @@ def test_one_and_two_threads_are_bit_identical(op, time_major, shape):
         if op == "Alpha":
             inputs.append(rng.uniform(-1, 1, (shape[0], 2, *shape[2:])).astype(np.float32))
         attrs = {}
-    model = _model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
+    model = one_node_model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
     one = _run(model, inputs, threads=1)
     two = _run(model, inputs, threads=2)
     for a, b in zip(one, two):
@@ -404,7 +382,7 @@ def test_streamed_big_outputs_are_bit_exact(op, time_major):
     rng = np.random.default_rng(11 + time_major)
     dt = 0.001
     inputs = _big_inputs(op, shape, time_major, np.float32, rng)
-    model = _model(op, inputs, 2, dt=dt, time_major=int(time_major))
+    model = one_node_model(op, inputs, 2, dt=dt, time_major=int(time_major))
     one = _run(model, inputs, threads=1)
     two = _run(model, inputs, threads=2)
     for got_one, got_two, want in zip(one, two, _want(op, inputs, dt, time_major)):
@@ -423,14 +401,14 @@ def test_streamed_and_ordinary_stores_agree_float64(op, time_major):
     assert np.prod(shape) * 8 >= _STREAM_MIN_BYTES > np.prod(shape[1:]) * 8
     rng = np.random.default_rng(21 + time_major)
     inputs = _big_inputs(op, shape, time_major, np.float64, rng)
-    model = _model(op, inputs, 2, dt=0.001, time_major=int(time_major))
+    model = one_node_model(op, inputs, 2, dt=0.001, time_major=int(time_major))
     y, final = _run(model, inputs, threads=2)
     batch_axis = 1 if time_major else 0
     for b in range(shape[0]):
         part = [value.take([b], axis=batch_axis if i == 0 else 0) for i, value in enumerate(inputs)]
         if op != "SpikingActivation":
             part[1] = inputs[1]  # tau is per unit, not per batch entry
-        small_y, small_final = _run(_model(op, part, 2, dt=0.001, time_major=int(time_major)), part)
+        small_y, small_final = _run(one_node_model(op, part, 2, dt=0.001, time_major=int(time_major)), part)
         _assert_bitwise(y.take([b], axis=batch_axis), small_y)
         _assert_bitwise(final[b : b + 1], small_final)
     # The dt attribute is a float32; the oracle works in float64 with that value.
@@ -443,11 +421,11 @@ def test_streamed_and_ordinary_stores_agree_float64(op, time_major):
 
 def test_zero_sized_axes_are_fine():
     x = np.zeros((0, 5, 3), np.float32)
-    spikes, final = _run(_model("SpikingActivation", [x], 2, dt=0.001), [x])
+    spikes, final = _run(one_node_model("SpikingActivation", [x], 2, dt=0.001), [x])
     assert spikes.shape == (0, 5, 3) and final.shape == (0, 3)
     x = np.ones((2, 0, 3), np.float32)
     initial = np.full((2, 3), 0.25, np.float32)
-    y, final = _run(_model("Lowpass", [x, np.array([0.01], np.float32), initial], 2, dt=0.001),
+    y, final = _run(one_node_model("Lowpass", [x, np.array([0.01], np.float32), initial], 2, dt=0.001),
                     [x, np.array([0.01], np.float32), initial])
     assert y.shape == (2, 0, 3)
     np.testing.assert_array_equal(final, initial)
@@ -460,7 +438,7 @@ def test_graph_inputs_without_shapes(dtype):
     rng = np.random.default_rng(8)
     x = rng.uniform(0.0, 1.0, (2, 6, 5)).astype(dtype)
     tau = np.full((5,), 0.02, dtype)
-    model = _model("Alpha", [x, tau], 2, dt=0.001)
+    model = one_node_model("Alpha", [x, tau], 2, dt=0.001)
     for value_info in model.graph.input:
         value_info.type.tensor_type.ClearField("shape")
     y, final = _run(model, [x, tau])
@@ -484,8 +462,7 @@ def test_inferred_output_shapes_agree_with_results(dims, capfd):
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
          helper.make_tensor_value_info("state", TensorProto.FLOAT, None)],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
-    model.ir_version = 10
+    model = finish_model(graph)
     options = ort.SessionOptions()
     options.register_custom_ops_library(library_path())
     options.log_severity_level = 1  # show warnings
