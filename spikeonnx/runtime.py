@@ -15,31 +15,31 @@ processed piecewise with exactly the result of a single call.
 from __future__ import annotations
 
 import json
-import os
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from google.protobuf.message import DecodeError
 
+from .contract import (
+    DOMAIN,
+    KEY_INITIAL_STATE,
+    KEY_STATE_IO,
+    KEY_TIME_AXES,
+    MAX_IR_VERSION,
+    STATE_IN_SUFFIX,
+    STATE_OUT_SUFFIX,
+    MetadataError,
+    ModelLike,
+    initial_state,
+    load_model,
+    read_metadata,
+)
 from .ops import library_path
-from .reference import tf_stateless_uniform
 
+# MAX_IR_VERSION is re-exported from spikeonnx.contract (its one home).
 __all__ = ["InferenceSession", "StreamingSession", "MAX_IR_VERSION"]
-
-#: Highest model IR version handed to onnxruntime; newer ones are lowered to it.
-MAX_IR_VERSION = 10
-
-STATE_IN_SUFFIX = "/state_in"
-STATE_OUT_SUFFIX = "/state_out"
-_KEY_TIME_AXES = "spikeonnx.time_axes"
-_KEY_BATCH_AXES = "spikeonnx.batch_axes"
-_KEY_INITIAL_STATE = "spikeonnx.initial_state"
-_KEY_STATE_IO = "spikeonnx.state_io"
-
-ModelLike = Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]
 
 # onnxruntime type strings -> NumPy dtypes (the types our feeds can have).
 _ORT_DTYPES = {
@@ -56,44 +56,6 @@ _ORT_DTYPES = {
     "tensor(uint64)": np.dtype(np.uint64),
     "tensor(bool)": np.dtype(np.bool_),
 }
-
-
-def _load_model(model: ModelLike) -> Tuple[onnx.ModelProto, str]:
-    """Return the model proto and a description of where it came from."""
-    if isinstance(model, onnx.ModelProto):
-        proto = onnx.ModelProto()
-        proto.CopyFrom(model)  # never modify the caller's model
-        return proto, "the given ModelProto"
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return _parse(bytes(model), "the given bytes"), "the given bytes"
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"ONNX model file not found: {path}")
-        with open(path, "rb") as handle:
-            proto = _parse(handle.read(), f"file {path}")
-        if any(_uses_external_data(t) for t in proto.graph.initializer):
-            onnx.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
-        return proto, f"file {path}"
-    raise TypeError(
-        f"model must be a path, bytes or onnx.ModelProto, got {type(model).__name__}"
-    )
-
-
-def _uses_external_data(tensor: onnx.TensorProto) -> bool:
-    return tensor.data_location == onnx.TensorProto.EXTERNAL
-
-
-def _parse(data: bytes, where: str) -> onnx.ModelProto:
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{where} is not an ONNX model (protobuf parse error: {err})") from None
-    # Arbitrary bytes sometimes decode as a protobuf; a real model has a graph and an IR version.
-    if not proto.HasField("graph") or proto.ir_version <= 0:
-        raise ValueError(f"{where} is not an ONNX model (no graph or IR version)")
-    return proto
 
 
 def _element_dtype(type_string: str) -> Optional[np.dtype]:
@@ -143,7 +105,7 @@ class InferenceSession:
         providers: Optional[Sequence[Any]] = None,
         **kwargs: Any,
     ) -> None:
-        self.model, self._source = _load_model(model)
+        self.model, self._source = load_model(model)
         if self.model.ir_version > MAX_IR_VERSION:
             self.model.ir_version = MAX_IR_VERSION
         options = sess_options if sess_options is not None else ort.SessionOptions()
@@ -243,7 +205,7 @@ class InferenceSession:
         shape = arg.shape
         if shape is not None:
             mismatch = value.ndim != len(shape) or any(
-                isinstance(want, int) and want != got for want, got in zip(shape, value.shape)
+                isinstance(want, int) and want != got for want, got in zip(shape, value.shape, strict=True)
             )
             if mismatch:
                 raise ValueError(
@@ -275,23 +237,32 @@ def _register_library(options: ort.SessionOptions) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _metadata(session: InferenceSession) -> Dict[str, Any]:
-    """Our JSON metadata keys, decoded; a malformed value is a clear error."""
-    out = {}
-    for prop in session.model.metadata_props:
-        if prop.key in (_KEY_TIME_AXES, _KEY_BATCH_AXES, _KEY_INITIAL_STATE, _KEY_STATE_IO):
+def _read_metadata(model: onnx.ModelProto, where: str) -> Tuple[Any, Dict[str, Any]]:
+    """Our metadata, validated by the contract, and the raw ``spikeonnx.initial_state`` entries.
+
+    The initial-state entries are checked by :func:`spikeonnx.contract.initial_state`
+    when a state is built from them, not here: a caller who passes every initial
+    state to :meth:`StreamingSession.reset` can still stream a model whose entries
+    are malformed.
+    """
+    rest = onnx.ModelProto()
+    rest.metadata_props.extend(p for p in model.metadata_props if p.key != KEY_INITIAL_STATE)
+    meta = read_metadata(rest, where)
+    initial: Dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key == KEY_INITIAL_STATE:
             try:
-                out[prop.key] = json.loads(prop.value)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"model metadata {prop.key!r} is not valid JSON: {err}") from None
-            if not isinstance(out[prop.key], dict):
-                raise ValueError(f"model metadata {prop.key!r} must be a JSON object, got {prop.value!r}")
-    return out
+                initial = json.loads(prop.value)
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise MetadataError(f"{where}: metadata {prop.key!r} is not valid JSON ({err})") from None
+            if not isinstance(initial, dict):
+                raise MetadataError(f"{where}: metadata {prop.key!r} must be a JSON object, got {prop.value[:80]!r}")
+    return meta, initial
 
 
 def _uses_time_major(model: onnx.ModelProto) -> bool:
     for node in model.graph.node:
-        if node.domain == "spikeonnx":
+        if node.domain == DOMAIN:
             for att in node.attribute:
                 if att.name == "time_major" and att.i:
                     return True
@@ -334,12 +305,12 @@ class StreamingSession:
         **kwargs: Any,
     ) -> None:
         self.session = InferenceSession(model, sess_options=sess_options, providers=providers, **kwargs)
-        meta = _metadata(self.session)
+        meta, self._initial = _read_metadata(self.session.model, self.session._source)
         inputs = {arg.name: arg for arg in self.session.get_inputs()}
         outputs = [arg.name for arg in self.session.get_outputs()]
 
-        state_io = meta.get(_KEY_STATE_IO)
-        if state_io is None:
+        state_io: Dict[str, str] = meta.state_io
+        if not any(p.key == KEY_STATE_IO for p in self.session.model.metadata_props):
             state_io = {
                 name: name[: -len(STATE_IN_SUFFIX)] + STATE_OUT_SUFFIX
                 for name in inputs
@@ -364,8 +335,8 @@ class StreamingSession:
         self.output_names = [name for name in outputs if name not in state_outputs]
 
         default_axis = 0 if _uses_time_major(self.session.model) else 1
-        time_axes = meta.get(_KEY_TIME_AXES, {})
-        batch_axes = meta.get(_KEY_BATCH_AXES, {})
+        time_axes = meta.time_axes
+        batch_axes = meta.batch_axes
         self.time_axes: Dict[str, Optional[int]] = {}
         self.batch_axes: Dict[str, Optional[int]] = {}
         for name in [*self.input_names, *self.output_names]:
@@ -374,7 +345,6 @@ class StreamingSession:
             fallback = None if axis is None else 1 - int(axis) if int(axis) in (0, 1) else 0
             batch = batch_axes.get(name, fallback)
             self.batch_axes[name] = None if batch is None else int(batch)
-        self._initial = meta.get(_KEY_INITIAL_STATE, {})
         self._state_args = {name: inputs[name] for name in state_io}
         self.states: Optional[Dict[str, np.ndarray]] = None
         self._initial_overrides: Dict[str, np.ndarray] = {}
@@ -456,29 +426,17 @@ class StreamingSession:
             raise ValueError(f"initial state {name!r}: shape {value.shape} does not broadcast to {shape}") from None
 
     def _default_state(self, name: str, batch: int, dtype: np.dtype) -> np.ndarray:
+        """State ``name`` as the model's ``spikeonnx.initial_state`` says (zeros if it says nothing)."""
         shape = self._state_shape(name, batch)
-        spec = self._initial.get(name, {"kind": "zeros"})
-        kind = spec.get("kind") if isinstance(spec, dict) else None
-        if kind == "zeros":
-            return np.zeros(shape, dtype=dtype)
-        if kind == "constant":
-            value = np.asarray(spec.get("value"), dtype=dtype)
-            try:
-                return np.broadcast_to(value, shape).copy()
-            except ValueError:
-                raise ValueError(
-                    f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: constant of shape {value.shape} "
-                    f"does not broadcast to the state shape {shape}"
-                ) from None
-        if kind == "uniform_seed":
-            seed = spec.get("seed")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ValueError(f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: 'seed' must be an int, got {seed!r}")
-            return tf_stateless_uniform(shape, seed).astype(dtype)
-        raise ValueError(
-            f"metadata {_KEY_INITIAL_STATE!r} for {name!r}: unknown initial state {spec!r} "
-            "(expected kind 'zeros', 'constant' or 'uniform_seed')"
-        )
+        spec = self._initial.get(name)
+        try:
+            return initial_state(spec, shape, dtype)
+        except MetadataError as err:
+            detail = str(err)
+            if isinstance(spec, dict) and spec.get("kind") == "uniform_seed":
+                # the seed is the only part of such an entry that can be wrong
+                detail = f"'seed' must be an int64 integer, got {spec.get('seed')!r}"
+            raise MetadataError(f"metadata {KEY_INITIAL_STATE!r} for {name!r}: {detail}") from None
 
     # -- running -------------------------------------------------------------
 
@@ -550,7 +508,7 @@ class StreamingSession:
         feed.update(self.states)
         names = [*self.output_names, *(self.state_io[name] for name in self.states)]
         values = self.session.run(names, feed)
-        results = dict(zip(names, values))
+        results = dict(zip(names, values, strict=True))
         self.states = {name: results[self.state_io[name]] for name in self.states}
         return {name: results[name] for name in self.output_names}
 
@@ -588,7 +546,7 @@ class StreamingSession:
         for name, value in feed.items():
             axis = self.time_axes.get(name)
             if axis is None:
-                raise ValueError(f"input {name!r} has no time axis (metadata {_KEY_TIME_AXES!r}); cannot split it")
+                raise ValueError(f"input {name!r} has no time axis (metadata {KEY_TIME_AXES!r}); cannot split it")
             if value.ndim <= axis:
                 raise ValueError(f"input {name!r}: shape {value.shape} has no time axis {axis}")
             lengths[name] = value.shape[axis]
