@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 from spikeonnx import reference
 from spikeonnx.cli import main
+from tests.conftest import finish_model
 
 SUBCOMMANDS = ("demo", "export", "run", "energy", "devices")
 
@@ -30,8 +31,7 @@ def lowpass_model(path, state_io: bool):
         initializers.append(helper.make_tensor("level", TensorProto.FLOAT, [1, 3], [0.0, 0.0, 0.0]))
         node = helper.make_node("Lowpass", ["x", "tau", "level"], ["y"], domain="spikeonnx", dt=0.01, name="filter")
     graph = helper.make_graph([node], "lowpass", inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("spikeonnx", 1)])
-    model.ir_version = 10
+    model = finish_model(graph)
     onnx.save(model, path)
     return path
 

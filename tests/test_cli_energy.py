@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx import devices as dev
 from spikeonnx.cli import main
+from tests.conftest import finish_model
 
 RNG = np.random.default_rng(5)
 
@@ -31,8 +32,7 @@ def model_files(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
         [numpy_helper.from_array(a, n) for n, a in (("W1", w1), ("b1", b1), ("W2", w2))],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
+    model = finish_model(graph, domains=())
     path = tmp_path / "mlp.onnx"
     onnx.save(model, path)
     x = RNG.standard_normal((6, 12)).astype(np.float32)

@@ -18,6 +18,7 @@ from onnx.reference import ReferenceEvaluator
 
 from spikeonnx import reference as ref
 from spikeonnx.schemas import DOMAIN, OPSET, make_opset_imports, register_schemas
+from tests.conftest import finish_model
 
 RNG = np.random.default_rng(1234)
 
@@ -421,10 +422,7 @@ def vi(name, shape, elem=TensorProto.FLOAT):
 
 
 def make_model(nodes, inputs, outputs, initializers=()):
-    graph = oh.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    model = oh.make_model(graph, opset_imports=make_opset_imports(17))
-    model.ir_version = 10
-    return model
+    return finish_model(oh.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers)))
 
 
 def const(name, value, elem=TensorProto.FLOAT):
