@@ -1,7 +1,7 @@
 """Our layers against outputs recorded from the original keras-spiking 0.3.0.
 
-The vectors live next to the repository, in ``shared/reference-vectors`` (see its
-README for how they were produced).
+The vectors are test data of the project, in ``tests/data`` (its README says what
+they are and how they were produced); the tests never skip for want of them.
 """
 
 from __future__ import annotations
@@ -9,21 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import keras_layers as ks
+from spikeonnx import reference
 
-import keras_layers as ks  # noqa: E402
-from spikeonnx import reference  # noqa: E402
-
-REF_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference-vectors"
-REF_FILE = REF_DIR / "keras_spiking_0.3.0.npz"
-
-pytestmark = pytest.mark.skipif(
-    not REF_FILE.is_file(), reason=f"reference vectors not found at {REF_FILE}"
-)
+REF_FILE = Path(__file__).resolve().parent / "data" / "keras_spiking_0.3.0.npz"
 
 
 def _load():
@@ -33,8 +26,6 @@ def _load():
 
 
 def _cases(kind):
-    if not REF_FILE.is_file():
-        return []
     _, cases = _load()
     return [c for c in cases if c["layer"] in kind]
 
