@@ -18,20 +18,8 @@ import pytest
 
 from spikeonnx.cli import main
 from spikeonnx.examples import digits
-from spikeonnx.ops import library_path
 
-
-def _library_available() -> bool:
-    try:
-        library_path()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            raise
-        return False
-    return True
-
-
-needs_ops = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
+needs_ops = pytest.mark.needs_ops
 
 TRAIN_STEPS = 10
 TEST_STEPS = 30

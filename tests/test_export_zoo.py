@@ -10,7 +10,8 @@ must be identical element for element, filtered/dense outputs within 1e-5
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
+from typing import Callable, Dict
 
 import keras
 import numpy as np
@@ -20,23 +21,11 @@ import tensorflow as tf
 from onnx.reference import ReferenceEvaluator
 
 from spikeonnx import export
-from spikeonnx.examples.zoo import TIME_DISTRIBUTED_INNER, ZOO
-from spikeonnx.ops import library_path
+from spikeonnx.examples.zoo import TIME_DISTRIBUTED_INNER, ZOO, ZooCase
 from spikeonnx.reference import REFERENCE_OPS, tf_stateless_uniform
 from spikeonnx.schemas import register_schemas
 
-
-def _library_available() -> bool:
-    try:
-        library_path()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            raise  # in CI the op library must have been built and installed
-        return False
-    return True
-
-
-needs_ops = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
+needs_ops = pytest.mark.needs_ops
 
 RNG = np.random.default_rng(2024)  # states fed in by the tests; the models' inputs come from the zoo
 
@@ -122,11 +111,26 @@ def uniform_voltage(shape, seed):
 
 
 # -- models ---------------------------------------------------------------------
+# One check per zoo entry (or group of entries); ``test_zoo_model`` at the end runs
+# every entry of the zoo through its check, or through ``check_matches_keras``.
+
+_CHECKS: Dict[str, Callable[[str, ZooCase, Path], None]] = {}
 
 
-@needs_ops
-def test_dense_spiking_dense_sequential():
-    case = ZOO["dense_spiking_sequential"]()
+def checks(*names: str):
+    """Register the decorated function as the check of the zoo entries ``names``."""
+
+    def register(check):
+        for name in names:
+            assert name not in _CHECKS, f"two checks for zoo entry {name!r}"
+            _CHECKS[name] = check
+        return check
+
+    return register
+
+
+@checks("dense_spiking_sequential")
+def check_dense_spiking_dense_sequential(name, case, tmp_path):
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(model=onnx_model)
@@ -158,9 +162,8 @@ def test_dense_spiking_dense_sequential():
     assert meta["spikeonnx.time_axes"] == {inp.name: 1, onnx_model.graph.output[0].name: 1}
 
 
-@needs_ops
-def test_dense_spiking_dense_functional_spikes_identical_and_reference_agrees():
-    case = ZOO["dense_spiking_functional"]()
+@checks("dense_spiking_functional")
+def check_dense_spiking_dense_functional_spikes_identical_and_reference_agrees(name, case, tmp_path):
     model, x = case.model, case.x
 
     onnx_model = export(model)
@@ -176,9 +179,8 @@ def test_dense_spiking_dense_functional_spikes_identical_and_reference_agrees():
     assert_close(out_ref, out_ort)
 
 
-@needs_ops
-def test_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_state():
-    case = ZOO["unseeded_spiking"]()
+@checks("unseeded_spiking")
+def check_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_state(name, case, tmp_path):
     model, x = case.model, case.x
     assert case.export_kwargs == {"default_seed": 7}
 
@@ -211,9 +213,8 @@ def test_unseeded_layer_gets_recorded_seed_and_state_io_takes_keras_initial_stat
     assert meta["spikeonnx.state_io"] == {"sa/state_in": "sa/state_out"}
 
 
-@needs_ops
-def test_conv_timedistributed_model_with_lowpass_readout():
-    case = ZOO["conv_lowpass_readout"]()
+@checks("conv_lowpass_readout")
+def check_conv_timedistributed_model_with_lowpass_readout(name, case, tmp_path):
     model, images = case.model, case.x
 
     onnx_model = export(model)
@@ -232,10 +233,9 @@ def test_conv_timedistributed_model_with_lowpass_readout():
     assert conv_layers == {"conv"}
 
 
-@needs_ops
-@pytest.mark.parametrize("kind", list(TIME_DISTRIBUTED_INNER))
-def test_time_distributed_matches_keras(kind):
-    case = ZOO[f"time_distributed_{kind}"]()
+@checks(*(f"time_distributed_{kind}" for kind in TIME_DISTRIBUTED_INNER))
+def check_time_distributed_matches_keras(name, case, tmp_path):
+    kind = name[len("time_distributed_"):]
     model, x = case.model, case.x
     assert x.shape == TIME_DISTRIBUTED_INNER[kind][1]
     onnx_model = export(model)
@@ -246,9 +246,8 @@ def test_time_distributed_matches_keras(kind):
     assert_close(actual, expected)
 
 
-@needs_ops
-def test_alpha_with_initial_level_and_streaming_state():
-    case = ZOO["alpha_initial_level"]()
+@checks("alpha_initial_level")
+def check_alpha_with_initial_level_and_streaming_state(name, case, tmp_path):
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -281,9 +280,9 @@ def test_alpha_with_initial_level_and_streaming_state():
     }
 
 
-@needs_ops
-def test_time_major_layers():
-    case = ZOO["time_major_layers"]()  # (T, B, 4) seen by Keras as (batch=T, time=B)
+@checks("time_major_layers")
+def check_time_major_layers(name, case, tmp_path):
+    # (T, B, 4) seen by Keras as (batch=T, time=B)
     model, x = case.model, case.x
     assert case.time_major
     onnx_model = export(model)
@@ -299,9 +298,8 @@ def test_time_major_layers():
     assert meta["spikeonnx.batch_axes"] == {name_in: 1, name_out: 1}
 
 
-@needs_ops
-def test_custom_activation_callable():
-    case = ZOO["custom_activation"]()
+@checks("custom_activation")
+def check_custom_activation_callable(name, case, tmp_path):
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -312,9 +310,8 @@ def test_custom_activation_callable():
     np.testing.assert_array_equal(actual, expected)
 
 
-@needs_ops
-def test_several_spiking_layers_with_different_dt_one_variable():
-    case = ZOO["several_dt"]()
+@checks("several_dt")
+def check_several_spiking_layers_with_different_dt_one_variable(name, case, tmp_path):
     model, x = case.model, case.x
     dt_var = case.extras["dt_var"]
     assert isinstance(dt_var, tf.Variable) and float(dt_var.numpy()) == np.float32(0.004)
@@ -331,9 +328,8 @@ def test_several_spiking_layers_with_different_dt_one_variable():
     assert_close(ref_out, out)
 
 
-@needs_ops
-def test_plain_rnn_with_spiking_cells():
-    case = ZOO["plain_rnn_cells"]()
+@checks("plain_rnn_cells")
+def check_plain_rnn_with_spiking_cells(name, case, tmp_path):
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -345,9 +341,8 @@ def test_plain_rnn_with_spiking_cells():
     assert_close(out, expected)
 
 
-@needs_ops
-def test_return_state_outputs_final_state():
-    case = ZOO["return_state"]()
+@checks("return_state")
+def check_return_state_outputs_final_state(name, case, tmp_path):
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -357,11 +352,10 @@ def test_return_state_outputs_final_state():
         assert_close(a, e)
 
 
-@needs_ops
-def test_stateful_model_streams_in_chunks_like_one_long_run():
+@checks("stateful")
+def check_stateful_model_streams_in_chunks_like_one_long_run(name, case, tmp_path):
     from spikeonnx.runtime import StreamingSession
 
-    case = ZOO["stateful"]()
     model, x = case.model, case.x
     expected_spikes, expected = keras_outputs(model, x)  # one long run from the reset state
 
@@ -374,9 +368,8 @@ def test_stateful_model_streams_in_chunks_like_one_long_run():
     assert_close(chunked["lp"], expected)
 
 
-@needs_ops
-def test_nested_model_is_walked():
-    case = ZOO["nested"]()
+@checks("nested")
+def check_nested_model_is_walked(name, case, tmp_path):
     outer, x = case.model, case.x
     onnx_model = export(outer)
     check_valid(onnx_model)
@@ -386,11 +379,10 @@ def test_nested_model_is_walked():
     assert_close(actual, expected)
 
 
-@needs_ops
-def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
+@checks("no_spiking")
+def check_model_without_spiking_layers_is_plain_onnx(name, case, tmp_path):
     import onnxruntime as ort
 
-    case = ZOO["no_spiking"]()
     model, x = case.model, case.x
     assert case.export_kwargs == {"opset": 15}
     path = tmp_path / "plain.onnx"
@@ -406,10 +398,9 @@ def test_model_without_spiking_layers_is_plain_onnx(tmp_path):
     assert_close(actual, expected)
 
 
-@needs_ops
-def test_fixed_length_model_falls_back_to_static_time():
+@checks("fixed_length_flatten")
+def check_fixed_length_model_falls_back_to_static_time(name, case, tmp_path):
     # Flatten over time needs the declared number of timesteps
-    case = ZOO["fixed_length_flatten"]()
     model, x = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -421,9 +412,8 @@ def test_fixed_length_model_falls_back_to_static_time():
     assert_close(actual, expected)
 
 
-@needs_ops
-def test_initial_state_from_a_model_input_and_keras_ops():
-    case = ZOO["initial_state_input"]()
+@checks("initial_state_input")
+def check_initial_state_from_a_model_input_and_keras_ops(name, case, tmp_path):
     model, (x, v) = case.model, case.x
     onnx_model = export(model)
     check_valid(onnx_model)
@@ -444,11 +434,10 @@ def test_export_is_the_function_in_any_import_order():
     assert isinstance(spikeonnx.export(plain), onnx.ModelProto)
 
 
-@needs_ops
-def test_time_major_alpha_streams_in_chunks():
+@checks("time_major_alpha")
+def check_time_major_alpha_streams_in_chunks(name, case, tmp_path):
     from spikeonnx.runtime import StreamingSession
 
-    case = ZOO["time_major_alpha"]()
     model, x = case.model, case.x
     assert case.time_major and x.shape == (40, 2, 3)  # (T, B, S)
     onnx_model = export(model, state_io=True)
@@ -465,12 +454,11 @@ def test_time_major_alpha_streams_in_chunks():
     assert_close(chunked, expected)
 
 
-@needs_ops
-@pytest.mark.parametrize("time_major", [False, True])
-def test_alpha_between_dense_layers_streams_exactly(time_major):
+@checks("alpha_between_dense", "alpha_between_dense_time_major")
+def check_alpha_between_dense_layers_streams_exactly(name, case, tmp_path):
     from spikeonnx.runtime import StreamingSession
 
-    case = ZOO["alpha_between_dense" + ("_time_major" if time_major else "")]()
+    time_major = name.endswith("_time_major")
     model, x = case.model, case.x
     assert case.time_major == time_major and x.shape == ((30, 3, 5) if time_major else (3, 30, 5))
     plain = export(model)
@@ -498,23 +486,8 @@ def test_alpha_between_dense_layers_streams_exactly(time_major):
     assert_close(chunked["d_out"], expected)
 
 
-# zoo entries without a test of their own above; every other entry has one
-_GENERIC = ["fixed_length_dense", "digits_classifier", "demo_conv"]
-
-
-def test_every_zoo_model_is_tested():
-    with open(__file__, encoding="utf-8") as f:
-        source = f.read()
-    for name in ZOO:
-        assert name in _GENERIC or f'ZOO["{name}"]' in source or name.startswith(
-            ("time_distributed_", "alpha_between_dense")
-        ), name
-
-
-@needs_ops
-@pytest.mark.parametrize("name", _GENERIC)
-def test_other_zoo_models_match_keras(name):
-    case = ZOO[name]()
+def check_matches_keras(name, case, tmp_path):
+    """The check of a zoo entry without one of its own: Keras and onnxruntime agree."""
     onnx_model = export(case.model, **case.export_kwargs)
     check_valid(onnx_model)
     assert [n.op_type for n in spiking_nodes(onnx_model)].count("SpikingActivation") >= 1
@@ -528,3 +501,15 @@ def test_other_zoo_models_match_keras(name):
         assert metadata(onnx_model)["spikeonnx.time_axes"][onnx_model.graph.input[0].name] == 1
         (longer,) = ort_outputs(onnx_model, {onnx_model.graph.input[0].name: np.concatenate([case.x] * 2, 1)})
         assert longer.shape == (case.x.shape[0], 2 * case.x.shape[1], 3)
+
+
+@needs_ops
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_model(name, tmp_path):
+    """Every zoo entry, by construction: its own check above, or the generic one."""
+    case = ZOO[name]()
+    _CHECKS.get(name, check_matches_keras)(name, case, tmp_path)
+
+
+def test_every_check_is_of_a_zoo_entry():
+    assert set(_CHECKS) <= set(ZOO), sorted(set(_CHECKS) - set(ZOO))
