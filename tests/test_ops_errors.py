@@ -199,9 +199,8 @@ def test_time_major_out_of_range():
     _assert_mentions(message, "Lowpass", "'time_major'", "0 or 1", "2")
 
 
-def test_integer_dt_is_accepted():
-    # helper.make_node(dt=1) stores an int attribute; it means 1.0.
-    x = np.full((1, 4, 2), 0.5, np.float32)
-    initial = np.zeros((1, 2), np.float32)
-    (spikes,) = _session(one_node_model("SpikingActivation", [x, initial], name="bad_node", dt=1)).run(None, {"in0": x, "in1": initial})
-    np.testing.assert_array_equal(spikes[0, :, 0], [0.0, 1.0, 0.0, 1.0])
+def test_integer_dt_is_rejected():
+    # helper.make_node(dt=1) stores an INT attribute; the schema says FLOAT, and a kernel
+    # that quietly converted it would disagree with onnx.checker, so it is refused.
+    message = _error_of("SpikingActivation", [X], dt=1)
+    _assert_mentions(message, "SpikingActivation", "bad_node", "'dt'", "FLOAT", "INT")

@@ -53,8 +53,12 @@ struct AlphaKernel {
       const SeqGeometry g = check_filter_inputs(kOp, attrs_.node, attrs_.time_major, x, tau, initial);
       if (state.present) check_initial_state(attrs_.node, state, x.type, g);
       // Every input is valid from here on: only now are the outputs allocated and written.
-      void* y = get_output(ctx, 0, g.shape, true);
-      void* final_state = get_output(ctx, 1, g.state_shape(2), false);
+      const size_t element_size = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(double);
+      void* y = allocate_output(ctx, 0, g.shape, true, element_size, {kOp, attrs_.node, "y", "x", x.shape});
+      void* final_state =
+          attrs_.state_output ? allocate_output(ctx, 1, g.state_shape(2), false, element_size,
+                                                {kOp, attrs_.node, "final_state", "x", x.shape})
+                              : nullptr;
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
         run<float>(ctx, g, x, tau, initial, state, static_cast<float*>(y), static_cast<float*>(final_state));
       } else {
@@ -71,6 +75,10 @@ struct AlphaKernel {
   void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& x_in,
            const InputView& tau_in, const InputView& initial_in, const InputView& state_in, T* y,
            T* final_state) const {
+    if (g.empty()) {
+      if (final_state != nullptr && g.time == 0) write_start_state(g, initial_in, state_in, final_state);
+      return;
+    }
     const T* x = static_cast<const T*>(x_in.data);
     const T dt = static_cast<T>(attrs_.dt);
     const std::vector<T> tau = broadcast_to<T>(tau_in, g.unit_param_shape());
@@ -129,6 +137,40 @@ struct AlphaKernel {
       }
     };
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);
+  }
+
+  // T = 0: the final state is the start state, written straight into the output (no
+  // per-unit buffer): (s1, s2) from initial_state (a batch of 1 repeated), else both stages
+  // at the initial level, else zeros.
+  template <typename T>
+  static void write_start_state(const SeqGeometry& g, const InputView& initial_in, const InputView& state_in,
+                                T* out) {
+    const int64_t per_entry = 2 * g.units;  // one batch entry of (B, 2, *S)
+    if (state_in.present) {
+      const T* state = static_cast<const T*>(state_in.data);
+      for (int64_t b = 0; b < g.batch; ++b) {
+        const T* from = state + (state_in.shape[0] == 1 ? 0 : b) * per_entry;
+        std::copy(from, from + per_entry, out + b * per_entry);
+      }
+    } else if (initial_in.present) {
+      const std::vector<int64_t> unit_shape = g.state_shape();
+      // Each stage gets the level: broadcast the level of entry b into both halves.
+      std::vector<int64_t> one_entry = unit_shape;
+      one_entry[0] = 1;
+      for (int64_t b = 0; b < g.batch; ++b) {
+        InputView entry = initial_in;
+        // The level broadcasts to (B, *S); pick entry b (or the shared one) by offsetting.
+        const size_t rank = unit_shape.size();
+        if (entry.shape.size() == rank && entry.shape[0] != 1) {
+          entry.shape[0] = 1;
+          entry.data = static_cast<const T*>(initial_in.data) + b * checked_count(entry.shape);
+        }
+        broadcast_into<T>(entry, one_entry, out + b * per_entry);
+        std::copy(out + b * per_entry, out + b * per_entry + g.units, out + b * per_entry + g.units);
+      }
+    } else {
+      std::fill(out, out + g.batch * per_entry, static_cast<T>(0));
+    }
   }
 
   CommonAttributes attrs_;

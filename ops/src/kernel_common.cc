@@ -73,6 +73,69 @@ bool try_int(const OrtApi* api, const OrtKernelInfo* info, const char* name, int
   return false;
 }
 
+bool try_string(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  size_t size = 0;
+  OrtStatus* status = api->KernelInfoGetAttribute_string(info, name, nullptr, &size);
+  if (status == nullptr) return true;
+  api->ReleaseStatus(status);
+  return false;
+}
+
+bool try_float_array(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  size_t size = 0;
+  OrtStatus* status = api->KernelInfoGetAttributeArray_float(info, name, nullptr, &size);
+  if (status == nullptr) return true;
+  api->ReleaseStatus(status);
+  return false;
+}
+
+bool try_int_array(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  size_t size = 0;
+  OrtStatus* status = api->KernelInfoGetAttributeArray_int64(info, name, nullptr, &size);
+  if (status == nullptr) return true;
+  api->ReleaseStatus(status);
+  return false;
+}
+
+// What the node stores under `name` when it is not of the expected type: "a FLOAT",
+// "an INT", ..., or nullptr if the node has no such attribute.  The kernel API cannot list
+// a node's attributes or tell their type, so each typed getter is tried in turn (the
+// scalar getters fail on a type mismatch; the array getters succeed for any attribute that
+// exists in the onnxruntime versions we know, and otherwise only for arrays).
+const char* other_attribute_type(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  float f = 0.0f;
+  int64_t i = 0;
+  if (try_float(api, info, name, &f)) return "a FLOAT";
+  if (try_int(api, info, name, &i)) return "an INT";
+  if (try_string(api, info, name)) return "a STRING";
+  if (try_float_array(api, info, name) || try_int_array(api, info, name)) return "a non-scalar";
+  return nullptr;
+}
+
+[[noreturn]] void wrong_type(const std::string& where_text, const char* name, const char* expected,
+                             const char* got, const char* hint = "") {
+  throw Ort::Exception(where_text + ": attribute '" + name + "' must be of type " + expected + "; got " + got +
+                           " attribute" + hint,
+                       ORT_INVALID_ARGUMENT);
+}
+
+bool output_named(const OrtApi* api, const OrtKernelInfo* info, size_t index) {
+  size_t count = 0;
+  OrtStatus* status = api->KernelInfo_GetOutputCount(info, &count);
+  if (status != nullptr) {
+    api->ReleaseStatus(status);
+    return true;  // cannot tell: compute it
+  }
+  if (index >= count) return false;
+  size_t size = 0;
+  status = api->KernelInfo_GetOutputName(info, index, nullptr, &size);
+  if (status != nullptr) {
+    api->ReleaseStatus(status);
+    return true;
+  }
+  return size > 1;  // the size counts the terminating NUL
+}
+
 std::string node_name(const OrtApi* api, const OrtKernelInfo* info) {
   size_t size = 0;
   OrtStatus* status = api->KernelInfo_GetNodeName(info, nullptr, &size);
@@ -95,38 +158,61 @@ std::string node_name(const OrtApi* api, const OrtKernelInfo* info) {
 CommonAttributes read_common_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op) {
   CommonAttributes attrs;
   attrs.node = node_name(api, info);
+  const std::string at = where(op, attrs.node);
   float dt = 0.0f;
-  int64_t dt_int = 0;
-  if (try_float(api, info, "dt", &dt)) {
-    // ok
-  } else if (try_int(api, info, "dt", &dt_int)) {
-    dt = static_cast<float>(dt_int);
-  } else {
-    throw Ort::Exception(where(op, attrs.node) +
-                             ": required attribute 'dt' (float > 0, the simulation time step) is "
-                             "missing or not a number",
+  if (!try_float(api, info, "dt", &dt)) {
+    if (const char* got = other_attribute_type(api, info, "dt")) {
+      wrong_type(at, "dt", "FLOAT", got, " (write the time step in seconds as a float, e.g. dt=1.0)");
+    }
+    throw Ort::Exception(at + ": required attribute 'dt' (FLOAT > 0, the simulation time step) is missing",
                          ORT_INVALID_ARGUMENT);
   }
   if (!std::isfinite(dt) || !(dt > 0.0f)) {
     std::ostringstream msg;
-    msg << where(op, attrs.node) << ": attribute 'dt' must be a finite float > 0; got " << dt;
+    msg << at << ": attribute 'dt' must be a finite float > 0; got " << dt;
     throw Ort::Exception(msg.str(), ORT_INVALID_ARGUMENT);
   }
   attrs.dt = dt;
-  const int64_t time_major = read_int_attribute(api, info, "time_major", 0);
+  const int64_t time_major = read_int_attribute(api, info, op, "time_major", 0);
   if (time_major != 0 && time_major != 1) {
-    throw Ort::Exception(where(op, attrs.node) + ": attribute 'time_major' must be 0 or 1; got " +
-                             std::to_string(time_major),
+    throw Ort::Exception(at + ": attribute 'time_major' must be 0 or 1; got " + std::to_string(time_major),
                          ORT_INVALID_ARGUMENT);
   }
   attrs.time_major = time_major == 1;
+  attrs.state_output = output_named(api, info, 1);
   return attrs;
+}
+
+int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, const char* name,
+                           int64_t fallback) {
+  int64_t value = fallback;
+  if (try_int(api, info, name, &value)) return value;
+  if (const char* got = other_attribute_type(api, info, name)) {
+    wrong_type(where(op, node_name(api, info)), name, "INT", got);
+  }
+  return fallback;
 }
 
 int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name,
                            int64_t fallback) {
   int64_t value = fallback;
-  return try_int(api, info, name, &value) ? value : fallback;
+  if (try_int(api, info, name, &value)) return value;
+  if (const char* got = other_attribute_type(api, info, name)) {
+    wrong_type("node '" + node_name(api, info) + "'", name, "INT", got);
+  }
+  return fallback;
+}
+
+int64_t checked_count(const std::vector<int64_t>& dims) {
+  for (int64_t d : dims) {
+    if (d == 0) return 0;
+  }
+  int64_t count = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || count > INT64_MAX / d) return -1;
+    count *= d;
+  }
+  return count;
 }
 
 InputView get_input(const Ort::KernelContext& ctx, size_t index) {
@@ -165,9 +251,28 @@ SeqGeometry check_sequence(const char* op, const std::string& node, const char* 
   g.batch = input.shape[time_major ? 1 : 0];
   g.time = input.shape[time_major ? 0 : 1];
   g.unit_shape.assign(input.shape.begin() + 2, input.shape.end());
-  g.units = 1;
-  for (int64_t d : g.unit_shape) g.units *= d;
+  g.units = checked_count(g.unit_shape);
+  if (g.units < 0 && g.batch != 0 && g.time != 0) {
+    // Unreachable through onnxruntime, which cannot hold such a tensor; kept so that no
+    // loop below ever sees a wrapped size.
+    throw OpError(where(op, node) + ": input '" + name + "' of shape " + shape_str(input.shape) +
+                  " has more elements than int64 can count");
+  }
   return g;
+}
+
+void check_exact_shape(const char* op, const std::string& node, const char* name, const InputView& input,
+                       ONNXTensorElementDataType type, const std::vector<int64_t>& target, const char* label) {
+  const std::string expected = std::string(label) + " = " + shape_str(target);
+  if (input.type != type) {
+    throw OpError(where(op, node) + ": input '" + name + "' must be a " + dtype_str(type) +
+                  " tensor (the element type of the sequence input) of shape " + expected + "; got " +
+                  dtype_str(input.type) + " of shape " + shape_str(input.shape));
+  }
+  if (input.shape != target) {
+    throw OpError(where(op, node) + ": input '" + name + "' must have exactly the shape " + expected +
+                  " (no broadcasting); got shape " + shape_str(input.shape));
+  }
 }
 
 void check_broadcast(const char* op, const std::string& node, const char* name,
@@ -221,6 +326,25 @@ void check_not_nan(const char* op, const std::string& node, const char* name, co
   if (nan) {
     throw OpError(where(op, node) + ": input '" + name + "' (shape " + shape_str(input.shape) +
                   ", broadcastable to " + label + " = " + shape_str(target) + ") contains NaN");
+  }
+}
+
+void* allocate_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
+                      bool required, size_t element_size, const OutputOrigin& origin) {
+  const std::string context = where(origin.op, origin.node) + ": output '" + origin.output + "' of shape " +
+                              shape_str(shape) + " (from input '" + origin.input + "' of shape " +
+                              shape_str(origin.input_shape) + ")";
+  const int64_t count = checked_count(shape);
+  if (count < 0 || count > INT64_MAX / static_cast<int64_t>(element_size)) {
+    throw OpError(context + " is too large: its size in bytes does not fit in int64");
+  }
+  try {
+    return get_output(ctx, index, shape, required);
+  } catch (const std::exception& e) {
+    std::ostringstream msg;
+    msg << context << " cannot be allocated (" << count * static_cast<int64_t>(element_size)
+        << " bytes): " << e.what();
+    throw OpError(msg.str());
   }
 }
 

@@ -86,15 +86,28 @@ struct CommonAttributes {
   float dt = 0.0f;
   bool time_major = false;
   std::string node;  // node name, for messages
+  // Whether the node names its output 1 (the final state): an optional output left out or
+  // given the empty name is never computed.
+  bool state_output = false;
 };
 
-// Reads `dt` (required, finite, > 0; an int attribute is accepted too) and `time_major`
-// (0 or 1).  Throws Ort::Exception naming `op` on any problem.
+// Reads `dt` (required FLOAT, finite, > 0) and `time_major` (INT, 0 or 1), and whether
+// output 1 is named.  An attribute of another type (e.g. `time_major=1.0`, `dt=1`) is an
+// error, never a silent default.  Throws Ort::Exception naming `op` on any problem.
 CommonAttributes read_common_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op);
 
-// Reads an optional int attribute.
+// Reads an optional INT attribute; throws Ort::Exception naming `op`, the node and the
+// attribute when the node has it with another type (e.g. `seed=3.0`).
+int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, const char* name,
+                           int64_t fallback);
+
+// The same without an op name for messages (they then name the node only).
 int64_t read_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name,
                            int64_t fallback);
+
+// Number of elements of a tensor of shape `dims`: 0 if any dimension is 0, -1 if the product
+// does not fit in int64.
+int64_t checked_count(const std::vector<int64_t>& dims);
 
 // One input as the kernel sees it (`present` is false for an omitted optional input).
 struct InputView {
@@ -110,7 +123,10 @@ InputView get_input(const Ort::KernelContext& ctx, size_t index);
 struct SeqGeometry {
   int64_t batch = 0;
   int64_t time = 0;
-  int64_t units = 0;  // prod(S)
+  // prod(S); -1 when it does not fit in int64, which only an empty sequence (B = 0 or
+  // T = 0) can have: such a sequence has no work, and its state output is refused by
+  // allocate_output when it cannot be sized.
+  int64_t units = 0;
   bool time_major = false;
   std::vector<int64_t> shape;       // as given
   std::vector<int64_t> unit_shape;  // S
@@ -123,6 +139,8 @@ struct SeqGeometry {
   // (1, *S): what per-unit parameters broadcast to.
   std::vector<int64_t> unit_param_shape() const;
   std::string layout() const { return time_major ? "(T, B, *S)" : "(B, T, *S)"; }
+  // No element to compute: B = 0, T = 0 or some unit axis is 0.
+  bool empty() const { return batch == 0 || time == 0 || units == 0; }
 };
 
 // Checks the main sequence input (present, float32/float64, rank >= 2) and returns its
@@ -147,12 +165,16 @@ void check_not_nan(const char* op, const std::string& node, const char* name, co
 SeqGeometry check_filter_inputs(const char* op, const std::string& node, bool time_major, const InputView& x,
                                 const InputView& tau, const InputView& initial_level);
 
-// Copies `input` broadcast to `target` into a dense row-major vector.
+// Checks that `input` has the sequence's element type and exactly the shape `target`,
+// described as `label` (e.g. "(B, *S)"): no broadcasting.
+void check_exact_shape(const char* op, const std::string& node, const char* name, const InputView& input,
+                       ONNXTensorElementDataType type, const std::vector<int64_t>& target, const char* label);
+
+// Writes `input` broadcast to `target` (already checked) into `out`, dense row-major.
 template <typename T>
-std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& target) {
-  int64_t total = 1;
-  for (int64_t d : target) total *= d;
-  std::vector<T> out(static_cast<size_t>(total));
+void broadcast_into(const InputView& input, const std::vector<int64_t>& target, T* out) {
+  const int64_t total = checked_count(target);
+  if (total <= 0) return;
   const T* src = static_cast<const T*>(input.data);
   const size_t rank = target.size();
   const size_t offset = rank - input.shape.size();
@@ -166,7 +188,7 @@ std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& 
   std::vector<int64_t> index(rank, 0);
   int64_t src_pos = 0;
   for (int64_t i = 0; i < total; ++i) {
-    out[static_cast<size_t>(i)] = src[src_pos];
+    out[i] = src[src_pos];
     // Odometer step over the target index.
     for (size_t k = rank; k-- > 0;) {
       ++index[k];
@@ -176,12 +198,37 @@ std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& 
       index[k] = 0;
     }
   }
+}
+
+// Copies `input` broadcast to `target` into a dense row-major vector.  Only called for
+// targets no larger than an input or output tensor, so the size is representable.
+template <typename T>
+std::vector<T> broadcast_to(const InputView& input, const std::vector<int64_t>& target) {
+  const int64_t total = checked_count(target);
+  std::vector<T> out(static_cast<size_t>(total > 0 ? total : 0));
+  broadcast_into<T>(input, target, out.data());
   return out;
 }
 
 // Output `index` if the node has it (optional outputs may be absent or unnamed).
 void* get_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
                  bool required);
+
+// Where an output's shape comes from, for messages: the op, the node, the output's name
+// and the input whose shape determines it.
+struct OutputOrigin {
+  const char* op;
+  const std::string& node;
+  const char* output;
+  const char* input;
+  const std::vector<int64_t>& input_shape;
+};
+
+// get_output after checking that the output's element and byte counts fit in int64, and
+// with allocation failures reported as errors naming the op, node, output and input
+// (never a bare std::bad_alloc).
+void* allocate_output(const Ort::KernelContext& ctx, size_t index, const std::vector<int64_t>& shape,
+                      bool required, size_t element_size, const OutputOrigin& origin);
 
 // Runs fn(i) for i in [0, total) on the session's intra-op thread pool (serially when the
 // pool has one thread).  Every i must touch a disjoint part of the outputs, which keeps the

@@ -28,8 +28,12 @@ struct LowpassKernel {
       const InputView tau = get_input(ctx, 1);
       const InputView initial = get_input(ctx, 2);
       const SeqGeometry g = check_filter_inputs(kOp, attrs_.node, attrs_.time_major, x, tau, initial);
-      void* y = get_output(ctx, 0, g.shape, true);
-      void* final_level = get_output(ctx, 1, g.state_shape(), false);
+      const size_t element_size = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(double);
+      void* y = allocate_output(ctx, 0, g.shape, true, element_size, {kOp, attrs_.node, "y", "x", x.shape});
+      void* final_level =
+          attrs_.state_output ? allocate_output(ctx, 1, g.state_shape(), false, element_size,
+                                                {kOp, attrs_.node, "final_level", "x", x.shape})
+                              : nullptr;
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
         run<float>(ctx, g, x, tau, initial, static_cast<float*>(y), static_cast<float*>(final_level));
       } else {
@@ -45,6 +49,19 @@ struct LowpassKernel {
   template <typename T>
   void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& x_in,
            const InputView& tau_in, const InputView& initial_in, T* y, T* final_level) const {
+    if (g.empty()) {
+      // No step to compute, so no per-unit buffer either: with T = 0 the final level is the
+      // initial one (written straight into the output), otherwise it is empty too.
+      if (final_level != nullptr && g.time == 0) {
+        const std::vector<int64_t> state_shape = g.state_shape();
+        if (initial_in.present) {
+          broadcast_into<T>(initial_in, state_shape, final_level);
+        } else {
+          std::fill(final_level, final_level + checked_count(state_shape), static_cast<T>(0));
+        }
+      }
+      return;
+    }
     const T* x = static_cast<const T*>(x_in.data);
     const T dt = static_cast<T>(attrs_.dt);
     // Per-unit coefficients, computed once instead of at every step.

@@ -21,7 +21,7 @@ struct SpikingActivationKernel {
 
   SpikingActivationKernel(const OrtApi* api, const OrtKernelInfo* info)
       : attrs_(read_common_attributes(api, info, kOp)),
-        seed_(read_int_attribute(api, info, "seed", 0)) {}
+        seed_(read_int_attribute(api, info, kOp, "seed", 0)) {}
 
   Ort::Status Compute(OrtKernelContext* context) {
     try {
@@ -31,11 +31,24 @@ struct SpikingActivationKernel {
       const SeqGeometry g = check_sequence(kOp, attrs_.node, "rates", rates, attrs_.time_major);
       const std::vector<int64_t> state_shape = g.state_shape();
       if (initial.present) {
-        check_broadcast(kOp, attrs_.node, "initial_voltage", initial, rates.type, state_shape, "(B, *S)");
+        // The contract's (B, *S) exactly: a broadcast voltage is almost always a state
+        // from another batch size or layer, so it is refused rather than guessed at.
+        check_exact_shape(kOp, attrs_.node, "initial_voltage", initial, rates.type, state_shape, "(B, *S)");
       }
       // All checks passed: only now are outputs allocated and written.
-      void* spikes = get_output(ctx, 0, g.shape, true);
-      void* final_voltage = get_output(ctx, 1, state_shape, false);
+      const size_t element_size = rates.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(double);
+      void* spikes = allocate_output(ctx, 0, g.shape, true, element_size,
+                                     {kOp, attrs_.node, "spikes", "rates", rates.shape});
+      void* final_voltage =
+          attrs_.state_output ? allocate_output(ctx, 1, state_shape, false, element_size,
+                                                {kOp, attrs_.node, "final_voltage", "rates", rates.shape})
+                              : nullptr;
+      // Empty work is free: with no element to compute and no final voltage to report
+      // (T = 0 without that output, or B = 0, or a zero unit axis) no voltage is drawn.
+      // With T = 0 the final voltage is the initial one (for a seeded node: the draw).
+      if (g.empty() && (final_voltage == nullptr || checked_count(state_shape) == 0)) {
+        return Ort::Status{nullptr};
+      }
       if (rates.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
         run<float>(ctx, g, rates, initial, static_cast<float*>(spikes), static_cast<float*>(final_voltage));
       } else {
@@ -52,17 +65,7 @@ struct SpikingActivationKernel {
   void run(const Ort::KernelContext& ctx, const SeqGeometry& g, const InputView& rates_in,
            const InputView& initial_in, T* spikes, T* final_voltage) const {
     const T* rates = static_cast<const T*>(rates_in.data);
-    // A broadcast initial voltage is expanded once; a full-shape one is read in place.
-    std::vector<T> expanded;
-    const T* initial = nullptr;
-    if (initial_in.present) {
-      if (initial_in.shape == g.state_shape()) {
-        initial = static_cast<const T*>(initial_in.data);
-      } else {
-        expanded = broadcast_to<T>(initial_in, g.state_shape());
-        initial = expanded.data();
-      }
-    }
+    const T* initial = initial_in.present ? static_cast<const T*>(initial_in.data) : nullptr;
     const Philox4x32 philox = tf_seed_to_philox(seed_, seed_);
     const T dt = static_cast<T>(attrs_.dt);
     const int64_t block = block_units(g.batch, g.units);
