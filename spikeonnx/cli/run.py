@@ -9,7 +9,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from . import CLIError, subcommand
+from ..shards import is_shard_spec
+from . import CLIError, positive_int, subcommand
 
 
 def load_arrays(path: str, input_names: List[str]) -> Dict[str, np.ndarray]:
@@ -54,8 +55,15 @@ def load_arrays(path: str, input_names: List[str]) -> Dict[str, np.ndarray]:
 @subcommand("run", help="Run an ONNX model (with spikeonnx ops) on .npy/.npz input; write outputs to .npz.")
 def configure(parser: argparse.ArgumentParser):
     parser.add_argument("model", help="the .onnx file")
-    parser.add_argument("data", help=".npy (single input) or .npz (one array per input name)")
-    parser.add_argument("-o", "--output", default="outputs.npz", help="where to write the outputs (.npz)")
+    parser.add_argument("data", help=".npy (single input) or .npz (one array per input name); or a folder "
+                                     "or quoted glob ('shards/*.npy') of .npy shards, rows on axis 0")
+    parser.add_argument("-o", "--output", default=None,
+                        help="where to write the outputs: a .npz (default outputs.npz); for shards a folder "
+                             "that gets one <shard name>.npz per shard")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="shards: rows per model call (default 256)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="shards: write into a non-empty output folder, replacing files of the same names")
     parser.add_argument("--stream", type=int, metavar="CHUNK",
                         help="feed the input in chunks of CHUNK timesteps through the streaming session, "
                              "carrying layer state between chunks (needs a model exported with --state-io)")
@@ -70,6 +78,10 @@ def configure(parser: argparse.ArgumentParser):
             raise CLIError(f"model file not found: {args.model}")
         if args.stream is not None and args.stream <= 0:
             raise CLIError(f"--stream needs a positive number of timesteps, got {args.stream}")
+        if is_shard_spec(args.data):
+            return _run_shards(args)
+        if args.output is None:
+            args.output = "outputs.npz"
         options = ort.SessionOptions()
         if args.threads:
             options.intra_op_num_threads = args.threads
@@ -92,3 +104,25 @@ def configure(parser: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _run_shards(args: argparse.Namespace) -> int:
+    """``spikeonnx run model 'shards/*.npy' -o out/``: one output .npz per shard."""
+    import onnxruntime as ort
+
+    from ..runtime import InferenceSession
+    from ..shards import run_shards
+
+    if args.output is None:
+        raise CLIError("running shards needs -o/--output: the folder for one .npz per shard")
+    if args.stream:
+        raise CLIError("--stream runs one file; it does not combine with shards")
+    options = ort.SessionOptions()
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+    start = time.perf_counter()
+    session = InferenceSession(args.model, sess_options=options)
+    written = run_shards(session, args.data, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {len(written)} output files to {args.output} ({elapsed:.3f} s)")
+    return 0
