@@ -88,9 +88,10 @@ def test_registered_handler_exports_a_custom_layer():
         assert export(keras.Model(inp2, Tripler(name="sub")(inp2))) is not None
         assert calls[-1] == "sub"
     finally:
-        from spikeonnx.exporter import handlers
+        from spikeonnx.exporter.handlers import HANDLERS
 
-        handlers._HANDLERS.pop(Doubler, None)
+        if Doubler in HANDLERS:
+            HANDLERS.unregister(Doubler)
 
 
 def test_register_export_handler_rejects_non_classes_and_non_callables():

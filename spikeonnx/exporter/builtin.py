@@ -1,137 +1,24 @@
-"""Built-in export handlers: spiking layers, spiking cells in ``keras.layers.RNN``, nested models.
+"""Built-in export handlers: spiking layers, spiking cells in ``keras.layers.RNN``, nested
+models and ``TimeDistributed``.
 
-Importing this module registers the handlers (it is imported lazily by
-:mod:`spikeonnx.exporter.handlers` on first use).
+:func:`register_builtins` puts them into a handler table; the exporter's table
+(:data:`spikeonnx.exporter.handlers.HANDLERS`) calls it once, before its first use.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from .handlers import ExportError, _register_builtin
+from ..registry import Registry
+from .errors import ExportError
+from .kinds import ALPHA, CLASSES, SPIKING, cell_of, layer_dt, layer_seed, spiking_kind, unit_shape, value_of
 from .timedistributed import time_distributed_handler
+from .walk import functional_of, trace_model
 
-__all__ = ["spiking_kind", "state_shape", "initial_state_description", "spiking_handler"]
-
-SPIKING = "SpikingActivation"
-LOWPASS = "Lowpass"
-ALPHA = "Alpha"
-
-
-def _spiking_classes() -> Dict[str, Tuple[type, ...]]:
-    """kind -> (layer class, cell class) from ``keras_layers`` (empty if not importable)."""
-    try:
-        from keras_layers import layers as kl
-    except ImportError:  # keras_layers missing: models can only hold standard layers
-        return {}
-    table = {}
-    for kind in (SPIKING, LOWPASS, ALPHA):
-        classes = tuple(c for c in (getattr(kl, kind, None), getattr(kl, kind + "Cell", None)) if c)
-        if classes:
-            table[kind] = classes
-    return table
-
-
-_CLASSES = _spiking_classes()
-
-
-def _kind_of_cell(cell: Any) -> Optional[str]:
-    # Alpha before Lowpass: an Alpha cell class may derive from the Lowpass one.
-    for kind in (ALPHA, LOWPASS, SPIKING):
-        classes = _CLASSES.get(kind, ())
-        if len(classes) > 1 and isinstance(cell, classes[1]):
-            return kind
-    return None
-
-
-def spiking_kind(layer: Any) -> Optional[str]:
-    """``"SpikingActivation"``, ``"Lowpass"``, ``"Alpha"`` or ``None`` for other layers.
-
-    Recognises the ``keras_layers`` layers and ``keras.layers.RNN`` wrapping one
-    of their cells.
-    """
-    cell = getattr(layer, "cell", None)
-    if cell is not None and (
-        isinstance(layer, keras.layers.RNN) or any(isinstance(layer, c[0]) for c in _CLASSES.values())
-    ):
-        kind = _kind_of_cell(cell)
-        if kind is not None:
-            return kind
-    for kind in (ALPHA, LOWPASS, SPIKING):
-        classes = _CLASSES.get(kind, ())
-        if classes and isinstance(layer, classes[0]):
-            return kind
-    return None
-
-
-def _cell(layer: Any) -> Any:
-    cell = getattr(layer, "cell", None)
-    if cell is None:
-        raise ExportError(
-            f"spiking layer {layer.name!r} is not built (it has no cell yet); build the model before exporting"
-        )
-    return cell
-
-
-def _unit_shape(layer: Any) -> Tuple[int, ...]:
-    size = getattr(_cell(layer), "size", None)
-    if size is None:
-        raise ExportError(f"spiking layer {layer.name!r}: its cell has no 'size'; is it built?")
-    size = tuple(int(d) for d in (size if isinstance(size, (tuple, list)) else (size,)))
-    return size
-
-
-def state_shape(layer: Any, kind: str) -> Tuple[Optional[int], ...]:
-    """Shape of ``layer``'s state input: (B, *S), or (B, 2, *S) for Alpha."""
-    size = _unit_shape(layer)
-    return (None, 2, *size) if kind == ALPHA else (None, *size)
-
-
-def _value(x: Any) -> np.ndarray:
-    """Current value of a variable/tensor as float32 NumPy (read eagerly, even while tracing)."""
-    with tf.init_scope():  # variables are frozen into constants at their current value
-        return np.asarray(tf.convert_to_tensor(keras.ops.convert_to_tensor(x)).numpy(), dtype=np.float32)
-
-
-def _dt(layer: Any) -> float:
-    cell = _cell(layer)
-    dt = getattr(cell, "dt", None)
-    if dt is None:
-        dt = getattr(layer, "dt", None)
-    if dt is None:
-        raise ExportError(f"spiking layer {layer.name!r} has no dt")
-    # A tf.Variable is exported at its current value; the float32 value is what the
-    # layer computes with, written with the shortest decimal that rounds back to it.
-    value = float(str(_value(dt).reshape(())))
-    if not np.isfinite(value) or value <= 0:
-        raise ExportError(f"spiking layer {layer.name!r} has dt={value}; it must be finite and > 0")
-    return value
-
-
-def _seed(layer: Any, default_seed: int) -> int:
-    seed = getattr(_cell(layer), "seed", None)
-    return int(default_seed if seed is None else seed)
-
-
-def initial_state_description(layer: Any, kind: str, default_seed: int) -> Dict[str, Any]:
-    """How ``layer``'s state starts, for the ``spikeonnx.initial_state`` metadata.
-
-    ``{"kind": "uniform_seed", "seed": s}`` (TensorFlow's stateless uniform draw,
-    shape (B, *S)), ``{"kind": "zeros"}`` or ``{"kind": "constant", "value": v}``
-    where ``v`` (nested lists) has the state shape without the batch axis.
-    """
-    if kind == SPIKING:
-        return {"kind": "uniform_seed", "seed": _seed(layer, default_seed)}
-    level = _value(_cell(layer).initial_level).reshape(_unit_shape(layer))
-    # keras_layers starts both alpha stages at the initial level (filter at rest).
-    value = np.stack([level, level]) if kind == ALPHA else level
-    if not value.any():
-        return {"kind": "zeros"}
-    return {"kind": "constant", "value": value.tolist()}
+__all__ = ["spiking_handler", "model_handler", "register_builtins"]
 
 
 def _first(x: Any) -> Any:
@@ -196,7 +83,7 @@ def spiking_handler(
         raise ExportError(f"spiking layer {layer.name!r}: masked inputs cannot be exported")
     if getattr(layer, "go_backwards", False):
         raise ExportError(f"spiking layer {layer.name!r}: go_backwards=True cannot be exported")
-    cell = _cell(layer)
+    cell = cell_of(layer)
     x = tf.cast(_first(inputs), tf.float32)
     if x.shape.rank is None or x.shape.rank < 2:
         raise ExportError(f"spiking layer {layer.name!r}: input must be (batch, time, ...), got shape {x.shape}")
@@ -205,7 +92,7 @@ def spiking_handler(
     batch = x.shape[batch_axis]
     units = tuple(x.shape[2:])
     state_dims = (batch, 2, *units) if kind == ALPHA else (batch, *units)
-    dt = _dt(layer)
+    dt = layer_dt(layer)
     attrs: Dict[str, Any] = {"dt": dt, "time_major": int(time_major)}
 
     state_in = ctx.state_input(layer)
@@ -220,11 +107,11 @@ def spiking_handler(
         if state_in is not None:
             node_inputs.append(state_in)
         else:
-            attrs["seed"] = _seed(layer, ctx.default_seed)
+            attrs["seed"] = layer_seed(layer, ctx.default_seed)
     else:
-        unit_param = (1, *_unit_shape(layer))
-        tau = _value(cell.tau).reshape(unit_param)
-        level = _value(cell.initial_level).reshape(unit_param)
+        unit_param = (1, *unit_shape(layer))
+        tau = value_of(cell.tau).reshape(unit_param)
+        level = value_of(cell.initial_level).reshape(unit_param)
         if state_in is None:
             # Both ops start at the level: Lowpass at y = level, Alpha at rest (s1 = s2 = level).
             node_inputs = [x, tf.constant(tau), tf.constant(level)]
@@ -262,7 +149,7 @@ def _keras_state_to_tensor(initial_state: Any, kind: str) -> Any:
 
 def _tensor_to_keras_state(state: Any, kind: str, layer: Any) -> List[Any]:
     """The (B, *S) / (B, 2, *S) final state -> the list of states the Keras layer returns."""
-    n_states = len(tf.nest.flatten(getattr(_cell(layer), "state_size", [None])))
+    n_states = len(tf.nest.flatten(getattr(cell_of(layer), "state_size", [None])))
     if kind == ALPHA and n_states == 2:
         return [state[:, 0], state[:, 1]]
     return [state]
@@ -270,15 +157,15 @@ def _tensor_to_keras_state(state: Any, kind: str, layer: Any) -> List[Any]:
 
 def model_handler(layer: Any, ctx: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
     """Nested Functional/Sequential models are walked layer by layer like the outer one."""
-    from .core import _functional_of, trace_model
-
-    if _functional_of(layer) is None or args or any(v is not None for k, v in kwargs.items() if k != "training"):
+    if functional_of(layer) is None or args or any(v is not None for k, v in kwargs.items() if k != "training"):
         return ctx.call_default(layer, inputs, *args, **kwargs)
     return trace_model(layer, ctx, tf.nest.flatten(inputs))
 
 
-for _classes in _CLASSES.values():
-    _register_builtin(_classes[0], spiking_handler)
-_register_builtin(keras.layers.RNN, spiking_handler)
-_register_builtin(keras.Model, model_handler)
-_register_builtin(keras.layers.TimeDistributed, time_distributed_handler)
+def register_builtins(registry: Registry) -> None:
+    """Register the built-in handlers in ``registry``, under the registry's own policy."""
+    for classes in CLASSES.values():
+        registry.register(classes[0], spiking_handler)
+    registry.register(keras.layers.RNN, spiking_handler)
+    registry.register(keras.Model, model_handler)
+    registry.register(keras.layers.TimeDistributed, time_distributed_handler)

@@ -1,36 +1,59 @@
-"""Registry of export handlers: how one Keras layer is traced for ONNX export.
+"""The table of export handlers: how one Keras layer is traced for ONNX export.
 
 An export handler is a function ``handler(layer, ctx, *args, **kwargs)`` that
-receives the layer, the :class:`~spikeonnx.exporter.core.ExportContext` of the
+receives the layer, the :class:`~spikeonnx.exporter.context.ExportContext` of the
 export in progress and the arguments the layer is called with in the model
 graph (TensorFlow tensors), and returns what the layer would return, computed
 with TensorFlow ops that tf2onnx can convert (or with
 :meth:`ExportContext.spiking_op` markers that become ``spikeonnx`` nodes).
 
-Handlers are looked up along the layer's method resolution order, so a handler
-registered for a base class serves all of its subclasses unless a subclass has
-its own. Layers without a handler are called as they are, in inference mode.
+The table is a :class:`spikeonnx.registry.Registry`: handlers are looked up along
+the layer's method resolution order, so a handler registered for a base class
+serves all of its subclasses unless a subclass has its own; layers without a
+handler are called as they are, in inference mode. Registering a class that
+already has a handler (a built-in one included) warns and replaces it;
+``replace=True`` replaces silently.
+
+The built-in handlers (:mod:`spikeonnx.exporter.builtin`) are keyed by Keras
+classes, so they are registered, once, just before the table is first used for
+something that involves Keras: a registration, a lookup, or
+:func:`registered_handlers` once Keras has been imported. Asking for the table
+never imports TensorFlow by itself.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Dict, Optional, Type
 
-__all__ = ["register_export_handler", "find_handler", "registered_handlers", "ExportError"]
+from ..registry import Registry
 
-
-class ExportError(ValueError):
-    """A model (or one of its layers) cannot be exported to ONNX."""
-
+__all__ = ["HANDLERS", "register_export_handler", "find_handler", "registered_handlers", "Handler"]
 
 Handler = Callable[..., Any]
 
-# class -> handler; user registrations and the built-ins share this table.
-_HANDLERS: Dict[type, Handler] = {}
-_BUILTINS_LOADED = False
+#: Keras class -> export handler; user registrations and the built-ins share it.
+HANDLERS: Registry[Handler] = Registry("export handler")
+_builtins_loaded = False
 
 
-def register_export_handler(layer_class: Type, handler: Optional[Handler] = None):
+def _load_builtins() -> None:
+    """Register the built-in handlers (once), before any other registration or lookup."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    try:
+        # Imported here, not at the top: the built-ins import TensorFlow and Keras.
+        from . import builtin
+
+        builtin.register_builtins(HANDLERS)
+    except BaseException:
+        _builtins_loaded = False
+        raise
+
+
+def register_export_handler(layer_class: Type, handler: Optional[Handler] = None, *, replace: bool = False):
     """Register how layers of ``layer_class`` (and its subclasses) are exported.
 
     Parameters
@@ -41,6 +64,9 @@ def register_export_handler(layer_class: Type, handler: Optional[Handler] = None
         ``handler(layer, ctx, *args, **kwargs) -> outputs``. When omitted the
         function returns a decorator, so both ``register_export_handler(C, f)``
         and ``@register_export_handler(C)`` work.
+    replace : bool
+        Replace an existing handler for ``layer_class`` (a built-in one, too)
+        silently. Without it, replacing one warns.
 
     Returns
     -------
@@ -58,8 +84,8 @@ def register_export_handler(layer_class: Type, handler: Optional[Handler] = None
     def decorator(fn: Handler) -> Handler:
         if not callable(fn):
             raise TypeError(f"export handler for {layer_class.__name__} must be callable, got {fn!r}")
-        _load_builtins()  # so a user registration is never overwritten by a later built-in load
-        _HANDLERS[layer_class] = fn
+        _load_builtins()  # first, so that a user's handler replaces a built-in and not the reverse
+        HANDLERS.register(layer_class, fn, replace=replace)
         return fn
 
     if handler is None:
@@ -70,28 +96,15 @@ def register_export_handler(layer_class: Type, handler: Optional[Handler] = None
 def find_handler(layer: Any) -> Optional[Handler]:
     """Return the handler for ``layer`` (nearest class in its MRO), or ``None``."""
     _load_builtins()
-    for cls in type(layer).__mro__:
-        fn = _HANDLERS.get(cls)
-        if fn is not None:
-            return fn
-    return None
+    return HANDLERS.find(type(layer))
 
 
 def registered_handlers() -> Dict[type, Handler]:
-    """Return a copy of the class -> handler table (built-ins included)."""
-    _load_builtins()
-    return dict(_HANDLERS)
+    """Return a copy of the class -> handler table.
 
-
-def _load_builtins() -> None:
-    # Built-in handlers import Keras and keras_layers, so load them on first use only.
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    from . import builtin  # noqa: F401  (registers through _register_builtin)
-
-
-def _register_builtin(layer_class: type, handler: Handler) -> None:
-    # setdefault: a user handler registered earlier for the same class wins.
-    _HANDLERS.setdefault(layer_class, handler)
+    The built-in handlers are included once Keras has been imported (they are
+    keyed by Keras classes); this function never imports TensorFlow itself.
+    """
+    if "keras" in sys.modules:
+        _load_builtins()
+    return HANDLERS.as_dict()

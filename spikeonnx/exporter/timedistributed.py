@@ -13,7 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from .handlers import ExportError
+from .errors import ExportError
+from .kinds import spiking_kind
 
 __all__ = ["time_distributed_handler"]
 
@@ -26,11 +27,10 @@ def _static_or_dynamic(tensor: Any, start: int) -> Any:
     return tf.shape(tensor)[start:]
 
 
-def time_distributed_handler(layer: Any, ctx: Any, inputs: Any, *args: Any, training: Any = None,
-                             mask: Any = None, **kwargs: Any) -> Any:
+def time_distributed_handler(
+    layer: Any, ctx: Any, inputs: Any, *args: Any, training: Any = None, mask: Any = None, **kwargs: Any
+) -> Any:
     """Trace ``TimeDistributed(inner)`` as reshape -> inner -> reshape."""
-    from .builtin import spiking_kind
-
     inner = layer.layer
     if spiking_kind(inner) is not None or getattr(inner, "stateful", False):
         raise ExportError(
