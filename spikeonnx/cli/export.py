@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..contract import DOMAIN
 from . import CLIError, subcommand
 
 
@@ -48,7 +49,7 @@ def configure(parser: argparse.ArgumentParser):
 
         model = _load_keras_model(source)
         onnx_model = export(model, target, state_io=args.state_io, opset=args.opset, default_seed=args.seed)
-        spiking = [n for n in onnx_model.graph.node if n.domain == "spikeonnx"]
+        spiking = [n for n in onnx_model.graph.node if n.domain == DOMAIN]
         print(f"wrote {target}: {len(onnx_model.graph.node)} nodes, {len(spiking)} spiking "
               f"({', '.join(n.op_type + ' ' + n.name for n in spiking) or 'none'}); "
               f"inputs {[i.name for i in onnx_model.graph.input]}, "
