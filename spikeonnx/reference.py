@@ -40,6 +40,8 @@ __all__ = [
     "Lowpass",
     "Alpha",
     "REFERENCE_OPS",
+    "check_node_attributes",
+    "check_model_attributes",
     "DOMAIN",
     "TAU_MIN",
 ]
@@ -103,11 +105,23 @@ def _check_broadcast(op: str, name: str, value: Any, target: Tuple[int, ...], dt
     return out
 
 
+def _allocating(op: str, output: str, shape: Tuple[int, ...], input_shape: Tuple[int, ...], name: str, make: Any) -> Any:
+    """``make()``, with running out of memory reported naming the op, output and input."""
+    try:
+        return make()
+    except MemoryError:
+        raise MemoryError(
+            f"{op}: output '{output}' of shape {shape} (from input '{name}' of shape {input_shape}) "
+            "cannot be allocated"
+        ) from None
+
+
 def _check_tau(op: str, tau: Any, unit_shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    tau = _check_broadcast(op, "tau", tau, (1, *unit_shape), dtype)
-    if np.isnan(tau).any():
+    checked = _check_broadcast(op, "tau", tau, (1, *unit_shape), dtype)
+    # On the given values, not the broadcast view: that may be far larger.
+    if np.isnan(np.asarray(tau).astype(dtype, copy=False)).any():
         raise ValueError(f"{op}: input 'tau' contains NaN")
-    return tau
+    return checked
 
 
 # ---------------------------------------------------------------------------
@@ -156,6 +170,18 @@ def spiking_activation(
         On a non-float or low-rank ``rates``, a bad ``dt``, a wrongly shaped
         ``initial_voltage`` or an invalid ``time_major``.
     """
+    return _spiking_activation(rates, dt, initial_voltage, seed, time_major, want_final=True)
+
+
+def _spiking_activation(
+    rates: Any, dt: Any, initial_voltage: Any, seed: Any, time_major: Any, *, want_final: bool
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`spiking_activation`; without ``want_final`` an empty input draws nothing.
+
+    The final voltage is then ``None`` when there is no step to compute: empty work is
+    free, as in the C++ kernel (with T = 0 the final voltage is the initial one, so it is
+    drawn only when asked for).
+    """
     op = "SpikingActivation"
     rates = _check_main(op, "rates", rates)
     dtype = rates.dtype
@@ -163,7 +189,10 @@ def spiking_activation(
     steps = _as_batch_first(rates, time_major)  # (T, B, *S)
     state_shape = steps.shape[1:]
     if initial_voltage is None:
-        voltage = tf_stateless_uniform(state_shape, seed).astype(dtype)
+        if steps.size == 0 and not want_final:
+            return np.ascontiguousarray(rates.copy()), None
+        voltage = _allocating(op, "final_voltage", state_shape, rates.shape, "rates",
+                              lambda: tf_stateless_uniform(state_shape, seed).astype(dtype))
     else:
         initial_voltage = np.asarray(initial_voltage)
         if initial_voltage.dtype.kind not in "fiu":
@@ -198,7 +227,8 @@ def _filter_setup(
     """Checks shared by the filter ops; returns ``(steps, level, a, r)``.
 
     ``steps`` is the input as (T, B, *S), ``level`` the initial level broadcast to
-    (B, *S) (read-only), and ``a``, ``r`` the per-unit coefficients of `_smoothing`.
+    (B, *S) (read-only), and ``a``, ``r`` the per-unit coefficients of `_smoothing`, or
+    ``None`` for an empty input (no step to compute, so no per-unit arrays either).
     """
     x = _check_main(op, "x", x)
     dtype = x.dtype
@@ -207,6 +237,8 @@ def _filter_setup(
     state_shape = steps.shape[1:]
     tau = _check_tau(op, tau, state_shape[1:], dtype)
     level = _check_broadcast(op, "initial_level", initial_level, state_shape, dtype)
+    if steps.size == 0:
+        return steps, level, None, None
     a, r = _smoothing(tau, dt_value, dtype)
     return steps, level, a, r
 
@@ -245,8 +277,20 @@ def lowpass(
     ValueError
         On bad shapes, dtypes, ``dt``, NaN ``tau`` or an invalid ``time_major``.
     """
+    return _lowpass(x, tau, initial_level, dt, time_major, want_final=True)
+
+
+def _lowpass(
+    x: Any, tau: Any, initial_level: Any, dt: Any, time_major: Any, *, want_final: bool
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`lowpass`; the final level is ``None`` for an empty input unless ``want_final``."""
     steps, level, a, _ = _filter_setup("Lowpass", x, tau, initial_level, dt, time_major)
     dtype = steps.dtype
+    if a is None:  # empty input: the final level is the initial one
+        y = np.asarray(x).copy()
+        if not want_final:
+            return y, None
+        return y, _allocating("Lowpass", "final_level", level.shape, y.shape, "x", level.copy)
     level = level.copy()
     one_minus_a = dtype.type(1) - a
     y = np.empty(steps.shape, dtype=dtype)
@@ -257,11 +301,12 @@ def lowpass(
 
 
 def _check_alpha_state(
-    initial_state: Any, state_shape: Tuple[int, ...], dtype: np.dtype
+    initial_state: Any, state_shape: Tuple[int, ...], dtype: np.dtype, copy: bool = True
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Validate an Alpha ``initial_state`` and return ``(s1, s2)``, each (B, *S).
 
     Accepted shapes are (B, 2, *S) and (1, 2, *S) (one state shared by the batch).
+    Without ``copy`` the two stages are read-only broadcast views.
     """
     op = "Alpha"
     batch, units = state_shape[0], state_shape[1:]
@@ -276,6 +321,8 @@ def _check_alpha_state(
             f"(or (1, 2, *S)), got {state.shape}"
         )
     state = np.broadcast_to(state.astype(dtype, copy=False), expected)
+    if not copy:
+        return state[:, 0], state[:, 1]
     return state[:, 0].copy(), state[:, 1].copy()
 
 
@@ -324,12 +371,32 @@ def alpha(
     ValueError
         On bad shapes, dtypes, ``dt``, NaN ``tau`` or an invalid ``time_major``.
     """
+    return _alpha(x, tau, initial_level, dt, time_major, initial_state, want_final=True)
+
+
+def _alpha(
+    x: Any, tau: Any, initial_level: Any, dt: Any, time_major: Any, initial_state: Any, *, want_final: bool
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`alpha`; the final state is ``None`` for an empty input unless ``want_final``."""
     steps, level, a, r = _filter_setup("Alpha", x, tau, initial_level, dt, time_major)
     dtype = steps.dtype
+    if initial_state is not None:
+        checked_state = _check_alpha_state(initial_state, steps.shape[1:], dtype, copy=a is not None)
+    if a is None:  # empty input: the final state is the start state
+        y = np.asarray(x).copy()
+        if not want_final:
+            return y, None
+        full = (steps.shape[1], 2, *steps.shape[2:])
+
+        def start() -> np.ndarray:
+            stages = checked_state if initial_state is not None else (level, level)
+            return np.stack(stages, axis=1)
+
+        return y, _allocating("Alpha", "final_state", full, y.shape, "x", start)
     if initial_state is None:
         s1, s2 = level.copy(), level.copy()
     else:
-        s1, s2 = _check_alpha_state(initial_state, steps.shape[1:], dtype)
+        s1, s2 = checked_state
     one = dtype.type(1)
     ra = r * a
     b1 = one - a
@@ -352,10 +419,103 @@ def _present(value: Any) -> bool:
     return value is not None
 
 
+def _attribute_types(op_type: str) -> Optional[dict]:
+    """``{name: AttributeProto type}`` of a ``spikeonnx`` op from its schema, or None if unknown."""
+    import onnx.defs
+
+    from .schemas import register_schemas  # the schemas are the one list of attributes
+
+    register_schemas()
+    try:
+        schema = onnx.defs.get_schema(op_type, 1, DOMAIN)
+    except onnx.defs.SchemaError:
+        return None
+    return {name: int(attr.type.value) for name, attr in schema.attributes.items()}
+
+
+def check_node_attributes(node: Any) -> None:
+    """Refuse a ``spikeonnx`` node's unknown attributes and attributes of the wrong type.
+
+    onnxruntime gives custom ops no way to list a node's attributes, so the kernels can
+    refuse a wrongly typed attribute they read (``time_major=1.0``) but not one they do
+    not know (a misspelt ``time_mayor``); this check covers both, from the op schemas.
+    Nodes of other domains or unknown op types are left alone.
+
+    Parameters
+    ----------
+    node : onnx.NodeProto
+        The node to check.
+
+    Raises
+    ------
+    ValueError
+        Naming the op, the node and the attribute.
+    """
+    if node.domain != DOMAIN:
+        return
+    types = _attribute_types(node.op_type)
+    if types is None:
+        return
+    from onnx import AttributeProto
+
+    for att in node.attribute:
+        if att.name not in types:
+            raise ValueError(
+                f"{node.op_type} node {node.name!r}: unknown attribute {att.name!r} "
+                f"(the op has {', '.join(sorted(types))})"
+            )
+        if att.type != types[att.name]:
+            want = AttributeProto.AttributeType.Name(types[att.name])
+            got = AttributeProto.AttributeType.Name(att.type)
+            raise ValueError(
+                f"{node.op_type} node {node.name!r}: attribute {att.name!r} must be of type {want}, got {got}"
+            )
+
+
+def check_model_attributes(model: Any) -> None:
+    """:func:`check_node_attributes` on every node of ``model``, subgraphs and functions included.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model to check.
+
+    Raises
+    ------
+    ValueError
+        For the first offending node, naming the op, the node and the attribute.
+    """
+    from onnx import AttributeProto
+
+    def walk(nodes: Any) -> None:
+        for node in nodes:
+            check_node_attributes(node)
+            for att in node.attribute:
+                if att.type == AttributeProto.GRAPH:
+                    walk(att.g.node)
+                elif att.type == AttributeProto.GRAPHS:
+                    for graph in att.graphs:
+                        walk(graph.node)
+
+    walk(model.graph.node)
+    for function in model.functions:
+        walk(function.node)
+
+
 class _SpikeOnnxOp(OpRun):
-    """Common plumbing: trim results to the outputs the node actually declares."""
+    """Common plumbing: attribute checks, and results trimmed to the declared outputs."""
 
     op_domain = DOMAIN
+
+    def _load_attributes(self) -> None:
+        # Before OpRun stores them: a FLOAT time_major would otherwise be honoured, and an
+        # unknown attribute would be set on the instance (even over a method's name).
+        check_node_attributes(self.onnx_node)
+        super()._load_attributes()
+
+    def _wants_state(self) -> bool:
+        outputs = list(self.onnx_node.output)
+        return len(outputs) > 1 and bool(outputs[1])
 
     def _select_outputs(self, results: Tuple[np.ndarray, np.ndarray]) -> tuple:
         outputs = list(self.onnx_node.output)
@@ -378,12 +538,13 @@ class SpikingActivation(_SpikeOnnxOp):
     """``spikeonnx::SpikingActivation`` for :class:`onnx.reference.ReferenceEvaluator`."""
 
     def _run(self, rates, initial_voltage=None, dt=None, time_major=0, seed=0):  # type: ignore[override]
-        results = spiking_activation(
+        results = _spiking_activation(
             rates,
             self._dt(dt),
-            initial_voltage=initial_voltage if _present(initial_voltage) else None,
-            seed=int(seed),
-            time_major=time_major,
+            initial_voltage if _present(initial_voltage) else None,
+            int(seed),
+            time_major,
+            want_final=self._wants_state(),
         )
         return self._select_outputs(results)
 
@@ -396,7 +557,8 @@ class Lowpass(_SpikeOnnxOp):
             raise ValueError(
                 f"Lowpass node {self.onnx_node.name!r}: inputs 'tau' and 'initial_level' are required"
             )
-        return self._select_outputs(lowpass(x, tau, initial_level, self._dt(dt), time_major=time_major))
+        results = _lowpass(x, tau, initial_level, self._dt(dt), time_major, want_final=self._wants_state())
+        return self._select_outputs(results)
 
 
 class Alpha(_SpikeOnnxOp):
@@ -409,13 +571,14 @@ class Alpha(_SpikeOnnxOp):
             raise ValueError(
                 f"Alpha node {self.onnx_node.name!r}: inputs 'tau' and 'initial_level' are required"
             )
-        results = alpha(
+        results = _alpha(
             x,
             tau,
             initial_level,
             self._dt(dt),
-            time_major=time_major,
-            initial_state=initial_state if _present(initial_state) else None,
+            time_major,
+            initial_state if _present(initial_state) else None,
+            want_final=self._wants_state(),
         )
         return self._select_outputs(results)
 
