@@ -37,6 +37,7 @@ from .contract import (
     read_metadata,
 )
 from .ops import library_path
+from .reference import check_model_attributes
 
 # MAX_IR_VERSION is re-exported from spikeonnx.contract (its one home).
 __all__ = ["InferenceSession", "StreamingSession", "MAX_IR_VERSION"]
@@ -95,7 +96,8 @@ class InferenceSession:
     FileNotFoundError
         If ``model`` is a path that does not exist, or the op library is missing.
     ValueError
-        If ``model`` is not an ONNX model.
+        If ``model`` is not an ONNX model, or a ``spikeonnx`` node has an unknown
+        attribute or one of the wrong type.
     """
 
     def __init__(
@@ -106,6 +108,12 @@ class InferenceSession:
         **kwargs: Any,
     ) -> None:
         self.model, self._source = load_model(model)
+        # onnxruntime cannot tell our kernels about attributes they do not read (a
+        # misspelt `time_mayor`); the schemas can.
+        try:
+            check_model_attributes(self.model)
+        except ValueError as err:
+            raise ValueError(f"{self._source}: {err}") from None
         if self.model.ir_version > MAX_IR_VERSION:
             self.model.ir_version = MAX_IR_VERSION
         options = sess_options if sess_options is not None else ort.SessionOptions()
