@@ -2,6 +2,7 @@
 // options load this file (SessionOptions.register_custom_ops_library).
 #include <onnxruntime_lite_custom_op.h>
 
+#include "event_common.h"
 #include "op_factory.h"
 
 // KernelContext_ParallelFor and the shape-inference API arrived with API version 17.
@@ -17,7 +18,8 @@ OrtStatus* build_domain(const OrtApi* api, OrtCustomOpDomain** out) {
   OrtCustomOpDomain* domain = nullptr;
   if (OrtStatus* status = api->CreateCustomOpDomain(kDomain, &domain)) return status;
   for (const OrtCustomOp* op : {spikeonnx::spiking_activation_op(), spikeonnx::lowpass_op(),
-                                spikeonnx::alpha_op()}) {
+                                spikeonnx::alpha_op(), spikeonnx::event_matmul_op(),
+                                spikeonnx::event_gemm_op(), spikeonnx::event_conv_op()}) {
     if (OrtStatus* status = api->CustomOpDomain_Add(domain, op)) {
       api->ReleaseCustomOpDomain(domain);
       return status;

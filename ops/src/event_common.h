@@ -1,0 +1,197 @@
+// Shared parts of the event-driven ops: the event-driven (sparse-input) matrix product,
+// counting nonzeros, weights that are constant initialisers, and running one of
+// onnxruntime's own kernels (MatMul, Gemm, Conv) for dense inputs.
+//
+// An event-driven op skips zero inputs: every nonzero input element adds its weight row
+// (or kernel slice) to the output.  The result is the same sum as the dense product (in
+// another order); only a zero input times an infinite or NaN weight differs (it
+// contributes nothing instead of NaN).  Each call counts the nonzeros first and hands
+// inputs denser than the op's break-even density to onnxruntime's kernel, so a dense
+// input costs one extra read of the input.
+#pragma once
+
+#include <onnxruntime_lite_custom_op.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "event_loops.h"
+#include "kernel_common.h"
+
+namespace spikeonnx {
+
+// Node name from the kernel info ("" if unavailable), for messages.
+std::string event_node_name(const OrtApi* api, const OrtKernelInfo* info);
+
+// Reads an optional attribute of the given kind; false if the node does not have it.
+// Throws Ort::Exception (naming op and node) if it has it with another type (kernel creation only).
+bool event_int_attribute(const OrtApi* api, const OrtKernelInfo* info, const std::string& at, const char* name,
+                         int64_t* out);
+bool event_float_attribute(const OrtApi* api, const OrtKernelInfo* info, const std::string& at,
+                           const char* name, float* out);
+bool event_ints_attribute(const OrtApi* api, const OrtKernelInfo* info, const std::string& at, const char* name,
+                          std::vector<int64_t>* out);
+bool event_string_attribute(const OrtApi* api, const OrtKernelInfo* info, const std::string& at,
+                            const char* name, std::string* out);
+
+// A constant-initialiser input as seen when the kernel is created (present == false if the
+// input is not constant).  The data belongs to the session and outlives the kernel.
+InputView constant_input(const OrtApi* api, const OrtKernelInfo* info, size_t index);
+
+// One of onnxruntime's built-in CPU kernels, created once per element type with fixed
+// attributes and run on this op's inputs/outputs (the dense path).
+class NativeOp {
+ public:
+  struct Attribute {
+    std::string name;
+    OrtOpAttrType type;
+    std::vector<int64_t> ints;  // INT (one value) or INTS
+    float f = 0.0f;
+    std::string s;
+  };
+
+  NativeOp() = default;
+  NativeOp(const OrtApi* api, const OrtKernelInfo* info, const char* op, int version,
+           ONNXTensorElementDataType type, const std::vector<Attribute>& attributes, int inputs);
+  NativeOp(const NativeOp&) = delete;
+  NativeOp& operator=(const NativeOp&) = delete;
+  ~NativeOp();
+
+  bool available() const { return op_ != nullptr; }
+  // Runs the kernel on the context's inputs [0, inputs) into `output` (allocated by the
+  // caller with the right shape).
+  void run(OrtKernelContext* context, int inputs, OrtValue* output) const;
+
+ private:
+  const OrtApi* api_ = nullptr;
+  OrtOp* op_ = nullptr;
+};
+
+// Counts the nonzeros of x[0, n) on the intra-op thread pool.
+template <typename T>
+int64_t count_nonzero(const Ort::KernelContext& ctx, const T* x, int64_t n) {
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) return event_loops().count(x, n);
+  std::vector<int64_t> counts(static_cast<size_t>(chunks), 0);
+  auto work = [&](size_t i) {
+    const int64_t start = static_cast<int64_t>(i) * kChunk;
+    counts[i] = event_loops().count(x + start, std::min(kChunk, n - start));
+  };
+  parallel_for(ctx, static_cast<size_t>(chunks), work);
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  return total;
+}
+
+// Whether `nonzeros` of `total` inputs is sparse enough for the event path, given the
+// measured break-even density (a fraction in (0, 1]).
+inline bool use_events(int64_t nonzeros, int64_t total, double break_even) {
+  return static_cast<double>(nonzeros) < break_even * static_cast<double>(total);
+}
+
+// Event-driven product y = x w for x (M, K) and w (K, N), both row-major, followed by
+// `finish(row, y_row)` for every output row (bias, scaling).  Rows are split into blocks
+// and columns into groups so that every pool thread gets work; each block lists its rows'
+// nonzeros once, then sweeps the columns tile by tile (a tile of w stays in cache across
+// the block's rows, the tile's accumulators stay in registers).
+template <typename T, typename Finish>
+void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, int64_t M, int64_t K, int64_t N,
+                  Finish& finish) {
+  const EventLoops& loops = event_loops();
+  const int64_t tile = loops.tile_width(T(0));
+  const int64_t tiles = (N + tile - 1) / tile;
+  constexpr int64_t kRowBlock = 256;
+  const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
+  // Column groups only when there are few row blocks (small batches): at least 16 items.
+  int64_t groups = 1;
+  if (row_blocks < 16) groups = std::min(tiles, (16 + row_blocks - 1) / row_blocks);
+  const int64_t tiles_per_group = (tiles + groups - 1) / groups;
+  groups = (tiles + tiles_per_group - 1) / tiles_per_group;
+  auto work = [&](size_t item) {
+    const int64_t block = static_cast<int64_t>(item) / groups;
+    const int64_t group = static_cast<int64_t>(item) % groups;
+    const int64_t r0 = block * kRowBlock;
+    const int64_t r1 = std::min(M, r0 + kRowBlock);
+    std::vector<int32_t> idx;
+    std::vector<T> val;
+    std::vector<int64_t> start(static_cast<size_t>(r1 - r0 + 1), 0);
+    idx.reserve(static_cast<size_t>(K));
+    val.reserve(static_cast<size_t>(K));
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* row = x + r * K;
+      for (int64_t k = 0; k < K; ++k) {
+        if (row[k] != T(0)) {
+          idx.push_back(static_cast<int32_t>(k));
+          val.push_back(row[k]);
+        }
+      }
+      start[static_cast<size_t>(r - r0 + 1)] = static_cast<int64_t>(idx.size());
+    }
+    const int64_t c0 = group * tiles_per_group * tile;
+    const int64_t c1 = std::min(N, c0 + tiles_per_group * tile);
+    for (int64_t j = c0; j < c1; j += tile) {
+      const int64_t width = std::min(tile, c1 - j);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t s = start[static_cast<size_t>(r - r0)];
+        const int64_t e = start[static_cast<size_t>(r - r0 + 1)];
+        loops.tile(idx.data() + s, val.data() + s, e - s, w + j, N, width, y + r * N + j);
+      }
+    }
+    for (int64_t r = r0; r < r1; ++r) finish(r, y + r * N, c0, c1);
+  };
+  parallel_for(ctx, static_cast<size_t>(row_blocks * groups), work);
+}
+
+}  // namespace spikeonnx
+
+namespace spikeonnx {
+
+// Type and shape of input `index` during shape inference (ok == false if unavailable).
+// A dimension is "known" if it is a number or named.
+struct InferredShape {
+  bool ok = false;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> dims;
+  std::vector<std::string> symbols;
+  bool known(size_t k) const { return dims[k] >= 0 || !symbols[k].empty(); }
+};
+
+InferredShape inferred_input(OrtShapeInferContext* ctx, size_t index);
+
+// Declares output `index` (no-op on failure: onnxruntime then infers the type itself).
+void set_inferred_output(OrtShapeInferContext* ctx, size_t index, ONNXTensorElementDataType type,
+                         const std::vector<int64_t>& dims, const std::vector<std::string>& symbols);
+
+// An attribute during shape inference (false if absent or of another type).
+bool inferred_int_attribute(OrtShapeInferContext* ctx, const char* name, int64_t* out);
+bool inferred_ints_attribute(OrtShapeInferContext* ctx, const char* name, std::vector<int64_t>* out);
+bool inferred_string_attribute(OrtShapeInferContext* ctx, const char* name, std::string* out);
+
+// Custom-op descriptor for an event op: inputs/outputs typed at run time (the kernel
+// checks them), leading ones required, and Kernel::infer for the output's type and shape.
+template <typename Kernel>
+struct EventOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
+  explicit EventOp(const char* name) : Ort::Custom::OrtLiteCustomStruct<Kernel>(name, "CPUExecutionProvider") {
+    this->input_types_.assign(Kernel::kInputs, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED);
+    this->output_types_.assign(1, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED);
+    OrtCustomOp::GetInputCharacteristic = [](const OrtCustomOp*, size_t index) {
+      return index < Kernel::kRequiredInputs ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+    };
+    OrtCustomOp::GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
+    OrtCustomOp::InferOutputShapeFn = &Kernel::infer;
+  }
+};
+
+// Descriptors of the event ops (process lifetime, never modified).
+const OrtCustomOp* event_matmul_op();
+const OrtCustomOp* event_gemm_op();
+const OrtCustomOp* event_conv_op();
+
+// Checks that `input` is present and float32/float64 (`type` == UNDEFINED) or of `type`.
+void check_float_input(const std::string& at, const char* name, const InputView& input,
+                       ONNXTensorElementDataType type, const char* shape_label);
+
+}  // namespace spikeonnx

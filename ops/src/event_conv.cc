@@ -1,0 +1,351 @@
+// EventConv: ONNX Conv, 1-D (N, C, W) or 2-D (N, C, H, W), event-driven over the nonzeros
+// of the input (see event_common.h): every nonzero input element adds its kernel slice
+// (all output channels of its group, each kernel tap that reaches a valid output position)
+// to the output, accumulated per sample in (positions, channels) order so that each
+// addition runs over contiguous output channels, then written out as (channels,
+// positions).  Attributes as ONNX Conv: auto_pad, dilations, group, kernel_shape, pads,
+// strides.
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event_common.h"
+
+namespace spikeonnx {
+namespace {
+
+constexpr const char* kOp = "EventConv";
+
+// float32 inputs denser than this go to onnxruntime's Conv (measured with
+// benchmarks/bench_events.py); float64 always takes the event path (onnxruntime has no
+// float64 Conv on the CPU).
+constexpr double kBreakEven = 0.15;
+
+// Geometry of one call, spatial axes as 2-D (a 1-D conv has H = KH = 1).
+struct ConvGeometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;     // input
+  int64_t m = 0, kh = 1, kw = 1;          // output channels, kernel
+  int64_t group = 1, cg = 0, mg = 0;      // groups, channels per group in and out
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1;  // strides, dilations
+  int64_t pt = 0, pl = 0;                  // leading pads
+  int64_t oh = 1, ow = 1;                  // output
+};
+
+struct ConvAttributes {
+  std::string auto_pad = "NOTSET";
+  std::vector<int64_t> dilations, kernel_shape, pads, strides;
+  int64_t group = 1;
+};
+
+// Output size along one axis and the leading pad (ONNX Conv rules); -1 if empty.
+int64_t output_size(const ConvAttributes& a, size_t axis, size_t spatial, int64_t in, int64_t kernel,
+                    int64_t* pad_begin) {
+  const int64_t stride = a.strides.empty() ? 1 : a.strides[axis];
+  const int64_t dilation = a.dilations.empty() ? 1 : a.dilations[axis];
+  const int64_t span = dilation * (kernel - 1) + 1;
+  if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+    const int64_t out = (in + stride - 1) / stride;
+    const int64_t total = std::max<int64_t>(0, (out - 1) * stride + span - in);
+    *pad_begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    return out;
+  }
+  int64_t begin = 0, end = 0;
+  if (a.auto_pad == "NOTSET" && !a.pads.empty()) {
+    begin = a.pads[axis];
+    end = a.pads[axis + spatial];
+  }
+  *pad_begin = begin;
+  const int64_t padded = in + begin + end;
+  return padded < span ? -1 : (padded - span) / stride + 1;
+}
+
+struct EventConvKernel {
+  static constexpr size_t kInputs = 3;  // X, W, B
+  static constexpr size_t kRequiredInputs = 2;
+
+  EventConvKernel(const OrtApi* api, const OrtKernelInfo* info) : at_(where(kOp, event_node_name(api, info))) {
+    event_string_attribute(api, info, at_, "auto_pad", &attrs_.auto_pad);
+    event_ints_attribute(api, info, at_, "dilations", &attrs_.dilations);
+    event_ints_attribute(api, info, at_, "kernel_shape", &attrs_.kernel_shape);
+    event_ints_attribute(api, info, at_, "pads", &attrs_.pads);
+    event_ints_attribute(api, info, at_, "strides", &attrs_.strides);
+    event_int_attribute(api, info, at_, "group", &attrs_.group);
+    auto fail = [this](const std::string& what) { throw Ort::Exception(at_ + ": " + what, ORT_INVALID_ARGUMENT); };
+    const std::string& ap = attrs_.auto_pad;
+    if (ap != "NOTSET" && ap != "VALID" && ap != "SAME_UPPER" && ap != "SAME_LOWER") {
+      fail("attribute 'auto_pad' must be NOTSET, VALID, SAME_UPPER or SAME_LOWER; got '" + ap + "'");
+    }
+    if (attrs_.group < 1) fail("attribute 'group' must be >= 1; got " + std::to_string(attrs_.group));
+    for (int64_t s : attrs_.strides) {
+      if (s < 1) fail("attribute 'strides' must be >= 1; got " + shape_str(attrs_.strides));
+    }
+    for (int64_t d : attrs_.dilations) {
+      if (d < 1) fail("attribute 'dilations' must be >= 1; got " + shape_str(attrs_.dilations));
+    }
+    for (int64_t p : attrs_.pads) {
+      if (p < 0) fail("attribute 'pads' must be >= 0; got " + shape_str(attrs_.pads));
+    }
+    if (!attrs_.pads.empty() && ap != "NOTSET") fail("attributes 'pads' and 'auto_pad' = '" + ap + "' exclude each other");
+    std::vector<NativeOp::Attribute> native{{"auto_pad", ORT_OP_ATTR_STRING, {}, 0.0f, ap},
+                                            {"group", ORT_OP_ATTR_INT, {attrs_.group}, 0.0f, {}}};
+    if (!attrs_.dilations.empty()) native.push_back({"dilations", ORT_OP_ATTR_INTS, attrs_.dilations, 0.0f, {}});
+    if (!attrs_.kernel_shape.empty()) {
+      native.push_back({"kernel_shape", ORT_OP_ATTR_INTS, attrs_.kernel_shape, 0.0f, {}});
+    }
+    if (!attrs_.pads.empty()) native.push_back({"pads", ORT_OP_ATTR_INTS, attrs_.pads, 0.0f, {}});
+    if (!attrs_.strides.empty()) native.push_back({"strides", ORT_OP_ATTR_INTS, attrs_.strides, 0.0f, {}});
+    for (int inputs = 2; inputs <= 3; ++inputs) {
+      dense_[inputs - 2] =
+          std::make_unique<NativeOp>(api, info, "Conv", 11, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, native, inputs);
+    }
+    // A constant weight is repacked once, here.
+    const InputView w = constant_input(api, info, 1);
+    if (w.present && (w.shape.size() == 3 || w.shape.size() == 4) && w.shape[0] % attrs_.group == 0) {
+      packed_source_ = w.data;
+      if (w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        packed_float_ = pack(static_cast<const float*>(w.data), w.shape, attrs_.group);
+      } else if (w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE) {
+        packed_double_ = pack(static_cast<const double*>(w.data), w.shape, attrs_.group);
+      }
+    }
+  }
+
+  Ort::Status Compute(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      const InputView x = get_input(ctx, 0);
+      const InputView w = get_input(ctx, 1);
+      const InputView b = get_input(ctx, 2);
+      const ConvGeometry g = check(x, w, b);
+      std::vector<int64_t> shape{g.n, g.m};
+      if (x.shape.size() == 4) shape.push_back(g.oh);
+      shape.push_back(g.ow);
+      Ort::UnownedValue out = ctx.GetOutput(0, shape);
+      if (g.n == 0 || g.m == 0) return Ort::Status{nullptr};
+      if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        run<float>(context, ctx, g, x, w, b, out, packed_float_);
+      } else {
+        run<double>(context, ctx, g, x, w, b, out, packed_double_);
+      }
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
+    }
+    return Ort::Status{nullptr};
+  }
+
+  // Output type and shape (N, M, *spatial) when the input's spatial sizes are numbers.
+  static OrtStatusPtr infer(const OrtCustomOp*, OrtShapeInferContext* ctx) {
+    const InferredShape x = inferred_input(ctx, 0);
+    const InferredShape w = inferred_input(ctx, 1);
+    if (!x.ok || !w.ok || (x.dims.size() != 3 && x.dims.size() != 4) || w.dims.size() != x.dims.size()) {
+      return nullptr;
+    }
+    ConvAttributes a;
+    inferred_string_attribute(ctx, "auto_pad", &a.auto_pad);
+    inferred_ints_attribute(ctx, "dilations", &a.dilations);
+    inferred_ints_attribute(ctx, "pads", &a.pads);
+    inferred_ints_attribute(ctx, "strides", &a.strides);
+    const size_t spatial = x.dims.size() - 2;
+    if ((!a.dilations.empty() && a.dilations.size() != spatial) || (!a.strides.empty() && a.strides.size() != spatial) ||
+        (!a.pads.empty() && a.pads.size() != 2 * spatial) || !x.known(0) || w.dims[0] < 0) {
+      return nullptr;
+    }
+    std::vector<int64_t> dims{x.dims[0], w.dims[0]};
+    std::vector<std::string> symbols{x.symbols[0], ""};
+    for (size_t k = 0; k < spatial; ++k) {
+      int64_t pad = 0;
+      if (x.dims[2 + k] < 0 || w.dims[2 + k] < 0) return nullptr;
+      const int64_t o = output_size(a, k, spatial, x.dims[2 + k], w.dims[2 + k], &pad);
+      if (o < 1) return nullptr;
+      dims.push_back(o);
+      symbols.emplace_back();
+    }
+    set_inferred_output(ctx, 0, x.type, dims, symbols);
+    return nullptr;
+  }
+
+ private:
+  // Weight (M, C/g, [KH,] KW) as [c][kh][kw][m'] (c = g * C/g + c', m = g * M/g + m'):
+  // the output channels of one input channel's kernel tap are contiguous.
+  template <typename T>
+  static std::vector<T> pack(const T* w, const std::vector<int64_t>& shape, int64_t group) {
+    const int64_t m = shape[0], cg = shape[1];
+    const int64_t taps = shape.size() == 4 ? shape[2] * shape[3] : shape[2];
+    const int64_t mg = m / group;
+    std::vector<T> out(static_cast<size_t>(m * cg * taps));
+    for (int64_t oc = 0; oc < m; ++oc) {
+      const int64_t grp = oc / mg, mo = oc % mg;
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        for (int64_t t = 0; t < taps; ++t) {
+          out[static_cast<size_t>(((grp * cg + ci) * taps + t) * mg + mo)] = w[(oc * cg + ci) * taps + t];
+        }
+      }
+    }
+    return out;
+  }
+
+  ConvGeometry check(const InputView& x, const InputView& w, const InputView& b) const {
+    check_float_input(at_, "X", x, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, "(N, C, [H,] W)");
+    check_float_input(at_, "W", w, x.type, "(M, C/group, [KH,] KW)");
+    const size_t rank = x.shape.size();
+    if (rank != 3 && rank != 4) {
+      throw OpError(at_ + ": input 'X' must be (N, C, W) or (N, C, H, W) (1-D or 2-D convolution); got shape " +
+                    shape_str(x.shape));
+    }
+    if (w.shape.size() != rank) {
+      throw OpError(at_ + ": weight 'W' must have the rank of X (" + std::to_string(rank) + "); got shape " +
+                    shape_str(w.shape));
+    }
+    const size_t spatial = rank - 2;
+    auto sized = [&](const std::vector<int64_t>& v, size_t n, const char* name) {
+      if (!v.empty() && v.size() != n) {
+        throw OpError(at_ + ": attribute '" + name + "' has " + std::to_string(v.size()) + " values; the " +
+                      std::to_string(spatial) + "-D convolution needs " + std::to_string(n));
+      }
+    };
+    sized(attrs_.strides, spatial, "strides");
+    sized(attrs_.dilations, spatial, "dilations");
+    sized(attrs_.kernel_shape, spatial, "kernel_shape");
+    sized(attrs_.pads, 2 * spatial, "pads");
+    for (size_t k = 0; k < attrs_.kernel_shape.size(); ++k) {
+      if (attrs_.kernel_shape[k] != w.shape[2 + k]) {
+        throw OpError(at_ + ": attribute 'kernel_shape' " + shape_str(attrs_.kernel_shape) +
+                      " does not match the weight's shape " + shape_str(w.shape));
+      }
+    }
+    ConvGeometry g;
+    g.n = x.shape[0];
+    g.c = x.shape[1];
+    g.h = rank == 4 ? x.shape[2] : 1;
+    g.w = x.shape[rank - 1];
+    g.m = w.shape[0];
+    g.kh = rank == 4 ? w.shape[2] : 1;
+    g.kw = w.shape[rank - 1];
+    g.group = attrs_.group;
+    if (g.c != w.shape[1] * g.group || g.m % g.group != 0) {
+      throw OpError(at_ + ": X has " + std::to_string(g.c) + " channels and W has shape " + shape_str(w.shape) +
+                    " with group = " + std::to_string(g.group) +
+                    "; need C = W.shape[1] * group and M = W.shape[0] divisible by group");
+    }
+    for (size_t k = 1; k < rank; ++k) {
+      if (w.shape[k] < 1) throw OpError(at_ + ": weight 'W' has an empty kernel axis: " + shape_str(w.shape));
+    }
+    g.cg = w.shape[1];
+    g.mg = g.m / g.group;
+    if (rank == 4) {
+      g.sh = attrs_.strides.empty() ? 1 : attrs_.strides[0];
+      g.dh = attrs_.dilations.empty() ? 1 : attrs_.dilations[0];
+      g.oh = output_size(attrs_, 0, spatial, g.h, g.kh, &g.pt);
+    }
+    const size_t last = spatial - 1;
+    g.sw = attrs_.strides.empty() ? 1 : attrs_.strides[last];
+    g.dw = attrs_.dilations.empty() ? 1 : attrs_.dilations[last];
+    g.ow = output_size(attrs_, last, spatial, g.w, g.kw, &g.pl);
+    if (g.oh < 1 || g.ow < 1) {
+      throw OpError(at_ + ": the kernel " + shape_str(w.shape) + " (with dilations and pads) does not fit the input " +
+                    shape_str(x.shape) + ": the output would be empty");
+    }
+    if (b.present) {
+      check_float_input(at_, "B", b, x.type, "(M,)");
+      if (b.shape.size() != 1 || b.shape[0] != g.m) {
+        throw OpError(at_ + ": bias 'B' must have shape (" + std::to_string(g.m) + ",); got " + shape_str(b.shape));
+      }
+    }
+    return g;
+  }
+
+  template <typename T>
+  void run(OrtKernelContext* context, const Ort::KernelContext& ctx, const ConvGeometry& g, const InputView& x_in,
+           const InputView& w_in, const InputView& b_in, Ort::UnownedValue& out,
+           const std::vector<T>& packed) const {
+    const T* x = static_cast<const T*>(x_in.data);
+    const int64_t in_size = g.c * g.h * g.w;
+    const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
+    if (sizeof(T) == sizeof(float) && dense->available()) {
+      const int64_t nonzeros = count_nonzero(ctx, x, g.n * in_size);
+      if (!use_events(nonzeros, g.n * in_size, kBreakEven)) {
+        dense->run(context, b_in.present ? 3 : 2, out);
+        return;
+      }
+    }
+    std::vector<T> local;
+    const T* wp = packed.data();
+    if (packed.empty() || w_in.data != packed_source_) {
+      local = pack(static_cast<const T*>(w_in.data), w_in.shape, g.group);
+      wp = local.data();
+    }
+    const T* bias = static_cast<const T*>(b_in.data);
+    T* y = out.GetTensorMutableData<T>();
+    const int64_t positions = g.oh * g.ow;
+    const int64_t taps = g.kh * g.kw;
+    const EventLoops& loops = event_loops();
+    // Samples in chunks: one accumulator buffer per chunk.
+    constexpr int64_t kMaxItems = 256;
+    const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
+    const int64_t items = (g.n + chunk - 1) / chunk;
+    auto work = [&](size_t item) {
+      std::vector<T> acc(static_cast<size_t>(positions * g.m));
+      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
+      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
+        for (int64_t p = 0; p < positions; ++p) {
+          T* a = acc.data() + p * g.m;
+          if (bias != nullptr) {
+            std::copy(bias, bias + g.m, a);
+          } else {
+            std::fill(a, a + g.m, T(0));
+          }
+        }
+        for (int64_t c = 0; c < g.c; ++c) {
+          const T* xc = x + (n * g.c + c) * g.h * g.w;
+          const T* wc = wp + c * taps * g.mg;
+          T* ac = acc.data() + (c / g.cg) * g.mg;  // this channel's group of outputs
+          for (int64_t ih = 0; ih < g.h; ++ih) {
+            for (int64_t iw = 0; iw < g.w; ++iw) {
+              const T v = xc[ih * g.w + iw];
+              if (v == T(0)) continue;
+              // Tap kh reaches output row (ih + pt - kh * dh) / sh when that is a whole,
+              // in-range number; the row only decreases with kh.
+              for (int64_t kh = 0; kh < g.kh; ++kh) {
+                const int64_t th = ih + g.pt - kh * g.dh;
+                if (th < 0) break;
+                if (th % g.sh != 0 || th / g.sh >= g.oh) continue;
+                const int64_t oh = th / g.sh;
+                for (int64_t kw = 0; kw < g.kw; ++kw) {
+                  const int64_t tw = iw + g.pl - kw * g.dw;
+                  if (tw < 0) break;
+                  if (tw % g.sw != 0 || tw / g.sw >= g.ow) continue;
+                  loops.axpy(v, wc + (kh * g.kw + kw) * g.mg, ac + (oh * g.ow + tw / g.sw) * g.m, g.mg);
+                }
+              }
+            }
+          }
+        }
+        // (positions, M) -> (M, positions)
+        T* yn = y + n * g.m * positions;
+        for (int64_t p = 0; p < positions; ++p) {
+          const T* a = acc.data() + p * g.m;
+          for (int64_t m = 0; m < g.m; ++m) yn[m * positions + p] = a[m];
+        }
+      }
+    };
+    parallel_for(ctx, static_cast<size_t>(items), work);
+  }
+
+  std::string at_;
+  ConvAttributes attrs_;
+  std::unique_ptr<NativeOp> dense_[2];  // float32 Conv without / with B
+  const void* packed_source_ = nullptr;
+  std::vector<float> packed_float_;
+  std::vector<double> packed_double_;
+};
+
+}  // namespace
+
+const OrtCustomOp* event_conv_op() {
+  static const EventOp<EventConvKernel> op(kOp);
+  return &op;
+}
+
+}  // namespace spikeonnx

@@ -1,0 +1,72 @@
+// Inner loops of the event-driven ops (EventMatMul, EventGemm, EventConv), compiled once
+// per x86 instruction set in its own translation unit (event_loops_avx512.cc,
+// event_loops_avx2.cc; event_loops.cc holds the portable build and the run-time choice).
+// Unlike the spiking loops, these may fuse multiply-adds: a matrix product's rounding
+// depends on the summation order anyway, and onnxruntime's own MatMul/Conv fuse too.
+#pragma once
+
+#include <cstdint>
+
+namespace spikeonnx {
+
+#define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
+  /* Columns per tile_sum call (accumulators held in registers). */                               \
+  int64_t tile_width_float();                                                                     \
+  int64_t tile_width_double();                                                                    \
+  /* Number of nonzero values among x[0, n). */                                                   \
+  int64_t count_nonzero(const float* x, int64_t n);                                               \
+  int64_t count_nonzero(const double* x, int64_t n);                                              \
+  /* out[j] = sum_e val[e] * w[idx[e] * ldw + j] for j < width (width <= the tile width). */      \
+  void tile_sum(const int32_t* idx, const float* val, int64_t count, const float* w, int64_t ldw, \
+                int64_t width, float* out);                                                       \
+  void tile_sum(const int32_t* idx, const double* val, int64_t count, const double* w,            \
+                int64_t ldw, int64_t width, double* out);                                         \
+  /* out[j] += v * w[j] for j < n. */                                                             \
+  void axpy(float v, const float* w, float* out, int64_t n);                                      \
+  void axpy(double v, const double* w, double* out, int64_t n);
+
+namespace event_avx512 {
+SPIKEONNX_DECLARE_EVENT_LOOPS
+}  // namespace event_avx512
+
+namespace event_avx2 {
+SPIKEONNX_DECLARE_EVENT_LOOPS
+}  // namespace event_avx2
+
+namespace event_generic {
+SPIKEONNX_DECLARE_EVENT_LOOPS
+}  // namespace event_generic
+
+#undef SPIKEONNX_DECLARE_EVENT_LOOPS
+
+// The loops for the CPU this process runs on (chosen once).
+struct EventLoops {
+  int64_t (*tile_width_float)();
+  int64_t (*tile_width_double)();
+  int64_t (*count_float)(const float*, int64_t);
+  int64_t (*count_double)(const double*, int64_t);
+  void (*tile_float)(const int32_t*, const float*, int64_t, const float*, int64_t, int64_t, float*);
+  void (*tile_double)(const int32_t*, const double*, int64_t, const double*, int64_t, int64_t, double*);
+  void (*axpy_float)(float, const float*, float*, int64_t);
+  void (*axpy_double)(double, const double*, double*, int64_t);
+
+  int64_t tile_width(float) const { return tile_width_float(); }
+  int64_t tile_width(double) const { return tile_width_double(); }
+  int64_t count(const float* x, int64_t n) const { return count_float(x, n); }
+  int64_t count(const double* x, int64_t n) const { return count_double(x, n); }
+  void tile(const int32_t* i, const float* v, int64_t c, const float* w, int64_t l, int64_t n, float* o) const {
+    tile_float(i, v, c, w, l, n, o);
+  }
+  void tile(const int32_t* i, const double* v, int64_t c, const double* w, int64_t l, int64_t n, double* o) const {
+    tile_double(i, v, c, w, l, n, o);
+  }
+  void axpy(float v, const float* w, float* o, int64_t n) const { axpy_float(v, w, o, n); }
+  void axpy(double v, const double* w, double* o, int64_t n) const { axpy_double(v, w, o, n); }
+};
+
+const EventLoops& event_loops();
+
+// Name of the instruction set event_loops() uses ("avx512", "avx2" or "generic").
+const char* event_loops_isa();
+
+}  // namespace spikeonnx
