@@ -38,6 +38,7 @@ This module imports only onnx, NumPy and the contract; it never needs TensorFlow
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -511,7 +512,7 @@ def _used_names(model: onnx.ModelProto) -> set:
     return names
 
 
-def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+def attach_functions(model: onnx.ModelProto, *, skip_unsupported: bool = False) -> onnx.ModelProto:
     """Add the model-local function of every ``spikeonnx`` op the model uses (in place).
 
     One :class:`onnx.FunctionProto` per op type serves all its nodes (attributes are
@@ -528,6 +529,10 @@ def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     ----------
     model : onnx.ModelProto
         The model, changed in place.
+    skip_unsupported : bool
+        Instead of raising, warn and leave an op type without a function when its
+        nodes differ in the optional inputs they supply (then the model needs the op
+        library for that op type; nodes of the other types still get functions).
 
     Returns
     -------
@@ -578,10 +583,14 @@ def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
                 f"{', '.join(repr(n) for n in names)} with {', '.join(i for i, p in zip(inputs, pat, strict=True) if p)}"
                 for pat, names in patterns.items()
             )
-            raise ValueError(
+            message = (
                 f"{op_type} nodes differ in the optional inputs they supply ({described}); "
                 "one model-local function cannot serve them all"
             )
+            if not skip_unsupported:
+                raise ValueError(message)
+            warnings.warn(f"{message}: {op_type} gets no function and needs the spikeonnx op library", stacklevel=2)
+            continue
         (present,) = patterns
         for node in nodes[op_type]:
             # The reference evaluator ignores a function's attribute defaults: spell them out.

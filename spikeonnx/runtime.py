@@ -67,6 +67,18 @@ def _describe_shape(shape: Sequence[Any]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
 
 
+def _check_portable(model: onnx.ModelProto, source: str) -> None:
+    """Without the library every ``spikeonnx`` op type needs its model-local function."""
+    defined = {f.name for f in model.functions if f.domain == DOMAIN}
+    missing = sorted({n.op_type for n in model.graph.node if n.domain == DOMAIN} - defined)
+    if missing:
+        raise ValueError(
+            f"{source}: spikeonnx ops {', '.join(missing)} have no model-local function, so they run only "
+            "with the op library; re-export with functions=True (spikeonnx export without --no-functions) "
+            "or use library=True"
+        )
+
+
 class InferenceSession:
     """An :class:`onnxruntime.InferenceSession` that can run ``spikeonnx`` ops.
 
@@ -81,6 +93,10 @@ class InferenceSession:
         options object). By default fresh options are created.
     providers : list, optional
         Execution providers; defaults to ``["CPUExecutionProvider"]``.
+    library : bool
+        Register the op library (the default). With ``False`` the session is stock
+        onnxruntime: ``spikeonnx`` nodes run their model-local function bodies (see
+        :mod:`spikeonnx.functions`), so every one of them needs one.
     **kwargs
         Passed on to :class:`onnxruntime.InferenceSession`.
 
@@ -105,9 +121,13 @@ class InferenceSession:
         model: ModelLike,
         sess_options: Optional[ort.SessionOptions] = None,
         providers: Optional[Sequence[Any]] = None,
+        *,
+        library: bool = True,
         **kwargs: Any,
     ) -> None:
         self.model, self._source = load_model(model)
+        if not library:
+            _check_portable(self.model, self._source)
         # onnxruntime cannot tell our kernels about attributes they do not read (a
         # misspelt `time_mayor`); the schemas can.
         try:
@@ -117,7 +137,8 @@ class InferenceSession:
         if self.model.ir_version > MAX_IR_VERSION:
             self.model.ir_version = MAX_IR_VERSION
         options = sess_options if sess_options is not None else ort.SessionOptions()
-        _register_library(options)
+        if library:
+            _register_library(options)
         self.session = ort.InferenceSession(
             self.model.SerializeToString(),
             sess_options=options,

@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser):
     parser.add_argument("--state-io", action="store_true",
                         help="give every spiking layer a state input/output for streaming")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the default domain (13-21; default 17)")
+    parser.add_argument("--no-functions", dest="functions", action="store_false",
+                        help="do not attach the spiking ops' definitions in standard ONNX ops "
+                             "(the model then runs only where the spikeonnx op library is loaded)")
     parser.add_argument("--seed", type=int, default=0,
                         help="initial-voltage seed for SpikingActivation layers created without one (default 0)")
 
@@ -48,7 +51,8 @@ def configure(parser: argparse.ArgumentParser):
         from ..exporter import export
 
         model = _load_keras_model(source)
-        onnx_model = export(model, target, state_io=args.state_io, opset=args.opset, default_seed=args.seed)
+        onnx_model = export(model, target, state_io=args.state_io, opset=args.opset, default_seed=args.seed,
+                            functions=args.functions)
         spiking = [n for n in onnx_model.graph.node if n.domain == DOMAIN]
         print(f"wrote {target}: {len(onnx_model.graph.node)} nodes, {len(spiking)} spiking "
               f"({', '.join(n.op_type + ' ' + n.name for n in spiking) or 'none'}); "

@@ -68,6 +68,9 @@ def configure(parser: argparse.ArgumentParser):
                         help="feed the input in chunks of CHUNK timesteps through the streaming session, "
                              "carrying layer state between chunks (needs a model exported with --state-io)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's default)")
+    parser.add_argument("--no-library", dest="library", action="store_false",
+                        help="stock onnxruntime without the spikeonnx op library: the spiking ops run their "
+                             "model-local function bodies (models exported with functions, the default)")
 
     def run(args: argparse.Namespace) -> int:
         import onnxruntime as ort
@@ -87,11 +90,11 @@ def configure(parser: argparse.ArgumentParser):
             options.intra_op_num_threads = args.threads
         start = time.perf_counter()
         if args.stream:
-            session = StreamingSession(args.model, sess_options=options)
+            session = StreamingSession(args.model, sess_options=options, library=args.library)
             feed = load_arrays(args.data, session.input_names)
             outputs = session.run_chunked(feed, chunk=args.stream)
         else:
-            session = InferenceSession(args.model, sess_options=options)
+            session = InferenceSession(args.model, sess_options=options, library=args.library)
             names = [i.name for i in session.get_inputs()]
             feed = load_arrays(args.data, names)
             values = session.run(None, feed)
@@ -121,7 +124,7 @@ def _run_shards(args: argparse.Namespace) -> int:
     if args.threads:
         options.intra_op_num_threads = args.threads
     start = time.perf_counter()
-    session = InferenceSession(args.model, sess_options=options)
+    session = InferenceSession(args.model, sess_options=options, library=args.library)
     written = run_shards(session, args.data, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
     elapsed = time.perf_counter() - start
     print(f"wrote {len(written)} output files to {args.output} ({elapsed:.3f} s)")

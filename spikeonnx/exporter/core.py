@@ -24,6 +24,7 @@ import onnx
 from .. import __version__
 from ..contract import Metadata, write_metadata
 from ..fileio import atomic_write
+from ..functions import attach_functions
 from . import passes
 from .errors import ExportError
 
@@ -39,6 +40,7 @@ def export(
     default_seed: int = 0,
     dynamic_time: bool = True,
     check: bool = True,
+    functions: bool = True,
 ) -> onnx.ModelProto:
     """Export a Keras model (with KerasSpiking layers) to ONNX.
 
@@ -67,6 +69,11 @@ def export(
         declared length is used instead.
     check : bool
         Run :func:`onnx.checker.check_model` (full check) on the result.
+    functions : bool
+        Attach every ``spikeonnx`` op's definition in standard ONNX ops as a
+        model-local function (:func:`spikeonnx.functions.attach_functions`), so the
+        model also runs without our op library (stock onnxruntime, other runtimes,
+        ``onnx.reference``). Needs ``opset >= 15`` when the model has spiking layers.
 
     Returns
     -------
@@ -100,6 +107,8 @@ def export(
     passes.rename_io(onnx_model, converted.input_names, converted.output_names)
     passes.name_dynamic_dims(onnx_model, converted.axes, converted.output_shapes)
     passes.fix_opsets_and_ir(onnx_model)
+    if functions:
+        attach_functions(onnx_model, skip_unsupported=True)
     onnx_model.graph.name = model.name
     spiking_layers = {spec.node_name: spec.layer_name for spec in ctx.markers.values()}
     metadata = Metadata(
