@@ -38,6 +38,7 @@ __all__ = [
     "prepare_output_dir",
     "output_path",
     "ShardOutputs",
+    "Shards",
     "run_shards",
 ]
 
@@ -84,6 +85,29 @@ class InputSpec:
         arg = inputs[0]
         shape = tuple(d if isinstance(d, int) else None for d in arg.shape) if arg.shape is not None else ()
         return cls(arg.name, shape, _element_dtype(arg.type))
+
+    @classmethod
+    def from_graph(cls, graph: Any) -> "InputSpec":
+        """The single data input of an :class:`~spikeonnx.analysis.AnalysisGraph`
+        (state inputs start from their initial values), whose batch axis must be 0.
+
+        Raises
+        ------
+        ValueError
+            If the model has several data inputs, or a batch axis other than 0.
+        """
+        names = [n for n in graph.input_names if n not in graph.state_inputs]
+        if len(names) != 1:
+            raise ValueError(f"shards feed a model with one data input; this model has inputs {names}")
+        name = names[0]
+        if graph.batch_axes.get(name) != 0:
+            raise ValueError(
+                f"shards hold rows on axis 0, but the batch axis of input {name!r} is "
+                f"{graph.batch_axes.get(name)}"
+            )
+        info = graph.tensors.get(name)
+        shape = tuple(d if isinstance(d, int) else None for d in (info.shape or ())) if info is not None else ()
+        return cls(name, shape, None)  # the analyzer casts data to the input's type
 
     def describe(self) -> str:
         """The shape as text, ``?`` for dynamic axes."""
@@ -390,6 +414,63 @@ def _progress(total: int, enabled: Optional[bool]) -> Any:
     # disable=None: tqdm shows the bar only when stderr is a terminal
     return tqdm(total=total, unit="row", disable=None if enabled is None else not enabled,
                 dynamic_ncols=True)
+
+
+class Shards:
+    """A dataset of ``.npy`` shards as example data of :class:`~spikeonnx.analysis.GraphEnergy`.
+
+    The rates are accumulated exactly over every row of every shard, streaming
+    (one memory-mapped shard and one batch at a time), so they equal the rates of
+    one call on the concatenated data (see :mod:`spikeonnx.analysis.rates`).
+
+    Parameters
+    ----------
+    spec : folder, glob pattern or list of ``.npy`` paths
+        The dataset (see :func:`expand_shards`).
+    batch_size : int
+        Rows per model call.
+    progress : bool or None
+        Progress bar over rows; None shows it only when stderr is a terminal.
+
+    Examples
+    --------
+    >>> GraphEnergy("model.onnx", Shards("shards/*.npy")).summary()   # doctest: +SKIP
+    """
+
+    def __init__(self, spec: ShardSpec, *, batch_size: int = 256, progress: Optional[bool] = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.spec = spec
+        self.batch_size = int(batch_size)
+        self.progress = progress
+
+    def rate_sums(self, graph: Any) -> Any:
+        """Stream every shard through ``graph``'s model; returns the
+        :class:`~spikeonnx.analysis.rates.RateSums`.
+
+        Raises
+        ------
+        ValueError
+            For a bad shard (naming its file) or a model whose input does not fit shards.
+        """
+        from .analysis.rates import RateAccumulator
+
+        spec = InputSpec.from_graph(graph)
+        batch_size = spec.shape[0] if spec.shape and spec.shape[0] is not None else self.batch_size
+        planned = plan_shards(self.spec, spec)
+        accumulator = RateAccumulator(graph)
+        with _progress(sum(s.rows for s in planned), self.progress) as bar:
+            for shard in planned:
+                for batch in iter_batches(open_shard(shard), batch_size):
+                    try:
+                        accumulator.add({spec.name: batch})
+                    except ValueError as err:
+                        raise ValueError(f"shard {shard.path}: {err}") from None
+                    bar.update(len(batch))
+        return accumulator.sums
+
+    def __repr__(self) -> str:
+        return f"Shards({self.spec!r}, batch_size={self.batch_size})"
 
 
 def run_shards(

@@ -208,3 +208,95 @@ def test_progress_bar_counts_rows(dataset, tmp_path, capsys):
     shards.run_shards(model, folder, tmp_path / "out", batch_size=4, progress=True)
     err = capsys.readouterr().err
     assert f"{sum(ROWS)}/{sum(ROWS)}" in err
+
+
+# -- streaming energy -------------------------------------------------------------------
+
+
+def mlp_model(path):
+    """x (batch, 4, 6) -> MatMul -> Relu -> Lowpass -> MatMul -> y: layers with different input rates."""
+    rng = np.random.default_rng(3)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [6, 5], rng.normal(size=30).astype(np.float32).tolist())
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [5, 2], rng.normal(size=10).astype(np.float32).tolist())
+    tau = helper.make_tensor("tau", TensorProto.FLOAT, [1, 5], [0.05] * 5)
+    level = helper.make_tensor("level", TensorProto.FLOAT, [1, 5], [0.0] * 5)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="d1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Lowpass", ["r", "tau", "level"], ["f"], domain="spikeonnx", dt=0.01, name="filter"),
+        helper.make_node("MatMul", ["f", "w2"], ["y"], name="d2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 2])], [w1, w2, tau, level],
+    )
+    path.write_bytes(finish_model(graph).SerializeToString())
+    return path
+
+
+def test_streamed_energy_equals_one_call_on_the_concatenation(tmp_path):
+    from fractions import Fraction
+
+    from spikeonnx.analysis import GraphEnergy
+    from spikeonnx.analysis.rates import RateSums
+
+    model = mlp_model(tmp_path / "mlp.onnx")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    arrays = [(rng.normal(size=(rows, 4, 6)) * 10.0 ** rng.integers(-3, 4, size=(rows, 4, 6))).astype(np.float32)
+              for rows in (5, 2, 9, 3, 6)]
+    for i, x in enumerate(arrays):
+        np.save(folder / f"s{i}.npy", x)
+    whole = np.concatenate(arrays)
+    one = GraphEnergy(model, whole)
+    for batch_size in (2, 3, 100):
+        streamed = GraphEnergy(model, shards.Shards(folder, batch_size=batch_size, progress=False))
+        assert streamed.layer_rates == one.layer_rates  # exactly
+        devices = ["cpu", "loihi"]
+        assert streamed.to_dict(devices, 4, 0.01) == one.to_dict(devices, 4, 0.01)
+    # the input layer's rate is the correctly rounded mean |x| (independent exact arithmetic)
+    exact = sum(Fraction(float(v)) for v in np.abs(whole).ravel()) / whole.size
+    first = next(name for name in one.layer_rates if name in ("x", "d1"))
+    assert one.layer_rates[first] == float(exact)
+    assert len(set(one.layer_rates.values())) > 2  # the layers do have different rates
+    # partial sums merge in any order to the same rates
+    sums = [shards.Shards([folder / f"s{i}.npy"], progress=False).rate_sums(one.graph) for i in range(5)]
+    merged = RateSums()
+    for part in reversed(sums):
+        merged.merge(part)
+    assert merged.rows == len(whole)
+    assert GraphEnergy(model, merged).layer_rates == one.layer_rates
+
+
+def test_streamed_energy_names_a_bad_shard(tmp_path):
+    from spikeonnx.analysis import GraphEnergy
+
+    model = mlp_model(tmp_path / "mlp.onnx")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.ones((2, 4, 6), np.float32))
+    np.save(folder / "b.npy", np.ones((2, 4, 7), np.float32))
+    with pytest.raises(ValueError, match=r"shard .*b\.npy: shape \(2, 4, 7\)"):
+        GraphEnergy(model, shards.Shards(folder, progress=False))
+
+
+def test_cli_energy_over_shards(tmp_path, capsys):
+    import json
+
+    from spikeonnx.analysis import GraphEnergy
+
+    model = mlp_model(tmp_path / "mlp.onnx")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=(rows, 4, 6)).astype(np.float32) for rows in (3, 4)]
+    for i, x in enumerate(arrays):
+        np.save(folder / f"s{i}.npy", x)
+    code = main(["energy", str(model), "--data", str(folder / "*.npy"), "--json", "--device", "loihi",
+                 "--batch-size", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    expected = GraphEnergy(model, np.concatenate(arrays)).to_dict(["loihi"])
+    assert report == json.loads(json.dumps(expected))

@@ -42,9 +42,11 @@ class GraphEnergy(_energy.EnergyEstimator):
     ----------
     model : onnx.ModelProto, path or bytes
         The model to analyse.
-    example_data : array, dict of arrays, or path to .npy/.npz, optional
+    example_data : array, dict of arrays, path to .npy/.npz, or RateSums, optional
         Input used to measure each layer's mean input rate; required for energy
-        estimates on spiking devices.
+        estimates on spiking devices. Data larger than memory: rates accumulated
+        batch by batch (:class:`~spikeonnx.analysis.rates.RateSums`), or any object
+        with a ``rate_sums(graph)`` method such as :class:`spikeonnx.shards.Shards`.
     batch_axis : int, dict or None
         Batch axis of the graph inputs (default 0); the exporter's metadata takes
         precedence where present.
@@ -71,7 +73,10 @@ class GraphEnergy(_energy.EnergyEstimator):
         self.graph.warn_unknown()
         self.example_data = example_data
         self.layer_rates: Dict[str, float] = {}
-        if example_data is not None:
+        if hasattr(example_data, "rate_sums"):
+            # accumulated elsewhere (RateSums, shards streamed or on a Ray cluster)
+            self.layer_rates = example_data.rate_sums(self.graph).layer_rates(self.graph)
+        elif example_data is not None:
             feeds = load_example_data(example_data, self.graph)
             self.layer_rates = compute_rates(self.graph, feeds)
 

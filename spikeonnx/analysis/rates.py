@@ -5,13 +5,20 @@ example data (batch, time and units), as ``ModelEnergy`` defines it: for a layer
 fed by spikes of height ``1/dt`` this is the mean firing rate in Hz. The model runs
 once in onnxruntime (with the ``spikeonnx`` op library when the model uses our
 ops), with every tensor that enters a layer exposed as an extra graph output.
+
+Rates over data that does not fit in memory are accumulated batch by batch
+(:class:`RateAccumulator`): each tensor's sum of ``|x|`` is kept *exactly* (as an
+integer multiple of the smallest float64) together with its element count
+(:class:`RateSums`), so the rates do not depend on how the data was split into
+batches or shards, nor on the order partial sums are merged in; a rate is rounded
+once, when it is read. :func:`compute_rates` is one batch of the same accumulation.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -19,8 +26,10 @@ import onnx
 from .graph import AnalysisGraph, _dims, _elem_type
 from .stats import TensorInfo
 
-__all__ = ["ExampleData", "load_example_data", "compute_rates"]
+__all__ = ["ExampleData", "load_example_data", "compute_rates", "RateSums", "RateAccumulator"]
 
+# (GraphEnergy also takes any object with a ``rate_sums(graph) -> RateSums`` method,
+# e.g. a RateSums or a dataset of shards.)
 ExampleData = Union[np.ndarray, Mapping[str, Any], str, os.PathLike, Sequence[Any]]
 
 # onnxruntime reads IR versions up to 13; models written by newer onnx say 14.
@@ -204,55 +213,234 @@ def compute_rates(graph: AnalysisGraph, feeds: Dict[str, np.ndarray]) -> Dict[st
     -------
     dict
         Layer name -> rate (mean of ``|x|`` over every element of the tensors entering
-        the layer; 0 for a layer no float tensor enters).
+        the layer, correctly rounded; 0 for a layer no float tensor enters).
     """
-    needed: List[str] = []
-    for layer in graph.layers:
-        for name in layer.inputs:
-            if name not in feeds and name not in needed:
-                needed.append(name)
-    model = graph.model
-    values: Dict[str, np.ndarray] = dict(feeds)
-    if needed:
-        n_outputs = len(model.graph.output)
-        n_nodes = len(model.graph.node)
-        old_ir = model.ir_version
-        taken = {o for node in model.graph.node for o in node.output} | {v.name for v in model.graph.input}
-        probes = []
-        try:
-            # Expose each layer input through an Identity of its own: onnxruntime drops
-            # the declared shape of a tensor that is itself a graph output, which breaks
-            # its shape propagation after custom ops. The caller's proto is extended for
-            # one serialization (no copy of the weights) and then put back.
-            for i, name in enumerate(needed):
-                probe = f"{name}__spikeonnx_rate_probe"
-                while probe in taken:
-                    probe += "_"
-                probes.append(probe)
-                model.graph.node.append(
-                    onnx.helper.make_node("Identity", [name], [probe], name=f"spikeonnx_rate_probe_{i}")
+    accumulator = RateAccumulator(graph)
+    accumulator.add_feeds(feeds)
+    return accumulator.rates()
+
+
+# -- exact accumulation -----------------------------------------------------------------
+# A finite |x| of IEEE type with ``bits`` mantissa bits and biased exponent E is
+# (2**bits * [E > 0] + frac) * 2**(max(E, 1) - bias - bits); times 2**_SCALE_BITS
+# (2**-1126 is below the smallest float64 step) this is an integer, shifted left by
+# max(E, 1) + base. Summing those integers per exponent gives the exact sum as a
+# Python int: any split of the data, in any order, gives the same sum.
+_SCALE_BITS = 1126
+# dtype -> (unsigned view, mantissa bits, base shift); float16 and float32 go through
+# float32 (exactly), everything else through float64.
+_LAYOUT = {4: (np.uint32, 23, _SCALE_BITS - 150), 8: (np.uint64, 52, _SCALE_BITS - 1075)}
+_HALF = 26  # float64 fractions are summed as two halves below 2**26 ...
+_CHUNK = 1 << 26  # ... so a chunk's per-exponent sums stay below 2**52: exact in float64
+
+
+def _exact_abs_sum(values: np.ndarray) -> Tuple[int, float]:
+    """``(sum of |x| over finite x, times 2**_SCALE_BITS, as an int; sum of |x| over non-finite x)``."""
+    a = np.asarray(values)
+    a = np.abs(a.astype(np.float32 if a.dtype in (np.float16, np.float32) else np.float64, copy=False)).ravel()
+    special = 0.0
+    finite = np.isfinite(a)
+    if not finite.all():
+        special = float(a[~finite].sum())  # inf, or nan if any nan
+        a = a[finite]
+    view, bits, base = _LAYOUT[a.itemsize]
+    total = 0
+    for start in range(0, a.size, _CHUNK):
+        raw = a[start:start + _CHUNK].view(view)
+        exponent = (raw >> bits).astype(np.intp)
+        frac = raw & view((1 << bits) - 1)
+        counts = np.bincount(exponent)
+        if bits > 2 * _HALF - 1:
+            high = np.bincount(exponent, weights=(frac >> view(_HALF)).astype(np.float64))
+            low = np.bincount(exponent, weights=(frac & view((1 << _HALF) - 1)).astype(np.float64))
+        else:
+            high = np.zeros(len(counts))
+            low = np.bincount(exponent, weights=frac.astype(np.float64))
+        for e in np.flatnonzero(counts):
+            e = int(e)
+            m = (int(high[e]) << _HALF) + int(low[e]) + ((int(counts[e]) << bits) if e else 0)
+            total += m << (max(e, 1) + base)
+    return total, special
+
+
+class RateSums:
+    """Exact per-tensor sums of ``|x|`` and element counts, mergeable in any order.
+
+    The state of a rate measurement over many batches: picklable, and independent
+    of how the data was split (sums are exact, see the module notes). Pass it to
+    :class:`~spikeonnx.analysis.GraphEnergy` as ``example_data``.
+
+    Attributes
+    ----------
+    sums : dict
+        Tensor name -> ``sum |x|`` of finite elements times ``2**1126`` (an int).
+    counts : dict
+        Tensor name -> number of elements.
+    special : dict
+        Tensor name -> sum of ``|x|`` over non-finite elements (0, inf or nan).
+    rows : int
+        Number of samples (rows) added.
+    """
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, int] = {}
+        self.counts: Dict[str, int] = {}
+        self.special: Dict[str, float] = {}
+        self.rows = 0
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        """Add the elements of one tensor."""
+        total, special = _exact_abs_sum(values)
+        self.sums[name] = self.sums.get(name, 0) + total
+        self.counts[name] = self.counts.get(name, 0) + int(np.size(values))
+        self.special[name] = self.special.get(name, 0.0) + special
+
+    def merge(self, other: "RateSums") -> "RateSums":
+        """Add ``other``'s sums and counts to these; returns ``self``."""
+        for name, total in other.sums.items():
+            self.sums[name] = self.sums.get(name, 0) + total
+            self.counts[name] = self.counts.get(name, 0) + other.counts[name]
+            self.special[name] = self.special.get(name, 0.0) + other.special.get(name, 0.0)
+        self.rows += other.rows
+        return self
+
+    def mean(self, names: Iterable[str]) -> float:
+        """Mean of ``|x|`` over every element of the tensors ``names``, rounded once."""
+        names = list(names)
+        count = sum(self.counts[n] for n in names)
+        special = sum(self.special[n] for n in names)
+        if special != 0.0:  # inf or nan: as a float sum would give
+            return special
+        if not count:
+            return 0.0
+        return sum(self.sums[n] for n in names) / (count << _SCALE_BITS)  # int division: correctly rounded
+
+    def layer_rates(self, graph: AnalysisGraph) -> Dict[str, float]:
+        """Layer name -> rate for the layers of ``graph``.
+
+        Raises
+        ------
+        ValueError
+            If a tensor entering a layer was never added (sums of another model).
+        """
+        rates = {}
+        for layer in graph.layers:
+            missing = [n for n in layer.inputs if n not in self.counts]
+            if missing:
+                raise ValueError(
+                    f"{graph.label}: the rate sums have no values for tensor(s) {missing} entering layer "
+                    f"{layer.name!r} (were they measured on another model, or on no data?)"
                 )
-                info = graph.tensors.get(name)
-                model.graph.output.append(onnx.helper.make_tensor_value_info(probe, info.elem_type, None))
-            model.ir_version = min(old_ir, _MAX_IR_VERSION)
-            blob = model.SerializeToString()
-        finally:
-            del model.graph.output[n_outputs:]
-            del model.graph.node[n_nodes:]
-            model.ir_version = old_ir
-        session = _make_session(blob, _uses_spikeonnx_ops(model))
-        try:
-            results = session.run(probes, feeds)
-        except Exception as err:
-            raise ValueError(f"{graph.label}: running the model on the example data failed: {err}") from None
-        values.update(zip(needed, results))
-    rates: Dict[str, float] = {}
-    for layer in graph.layers:
-        total = 0.0
-        count = 0
-        for name in layer.inputs:
-            arr = np.asarray(values[name])
-            total += float(np.abs(arr, dtype=np.float64).sum())
-            count += arr.size
-        rates[layer.name] = total / count if count else 0.0
-    return rates
+            rates[layer.name] = self.mean(layer.inputs)
+        return rates
+
+    def rate_sums(self, graph: AnalysisGraph) -> "RateSums":
+        """These sums (the protocol ``GraphEnergy`` reads ``example_data`` through)."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"RateSums({len(self.counts)} tensors, {self.rows} rows)"
+
+
+class RateAccumulator:
+    """Accumulate layer input magnitudes of a model over batches of data.
+
+    Parameters
+    ----------
+    graph : AnalysisGraph
+        The analysed model. One onnxruntime session (with every layer input exposed
+        as an output) is built on the first batch and reused.
+
+    Attributes
+    ----------
+    sums : RateSums
+        The accumulated sums and counts.
+
+    Examples
+    --------
+    >>> acc = RateAccumulator(graph)                        # doctest: +SKIP
+    >>> for batch in batches:                               # doctest: +SKIP
+    ...     acc.add(batch)
+    >>> GraphEnergy(model, acc.sums).summary()              # doctest: +SKIP
+    """
+
+    def __init__(self, graph: AnalysisGraph) -> None:
+        self.graph = graph
+        self.sums = RateSums()
+        self._session: Optional[Any] = None
+        self._probes: Dict[str, str] = {}
+
+    def add(self, data: ExampleData) -> None:
+        """Add one batch of data (any form :func:`load_example_data` accepts)."""
+        self.add_feeds(load_example_data(data, self.graph))
+
+    def add_feeds(self, feeds: Dict[str, np.ndarray]) -> None:
+        """Add one batch of checked feeds (from :func:`load_example_data`)."""
+        values: Dict[str, np.ndarray] = dict(feeds)
+        needed = [n for n in self._layer_inputs() if n not in feeds]
+        if needed:
+            if self._session is None:
+                self._session, self._probes = _probe_session(self.graph, needed)
+            try:
+                results = self._session.run([self._probes[n] for n in needed], feeds)
+            except Exception as err:
+                raise ValueError(f"{self.graph.label}: running the model on the example data failed: {err}") from None
+            values.update(zip(needed, results, strict=True))
+        for name in self._layer_inputs():
+            self.sums.add(name, values[name])
+        batch = self._batch_size(feeds)
+        self.sums.rows += batch
+
+    def rates(self) -> Dict[str, float]:
+        """Layer name -> mean input magnitude over everything added so far."""
+        return self.sums.layer_rates(self.graph)
+
+    def _layer_inputs(self) -> List[str]:
+        names: List[str] = []
+        for layer in self.graph.layers:
+            for name in layer.inputs:
+                if name not in names:
+                    names.append(name)
+        return names
+
+    def _batch_size(self, feeds: Dict[str, np.ndarray]) -> int:
+        for name, arr in feeds.items():
+            axis = self.graph.batch_axes.get(name)
+            if axis is not None and name not in self.graph.state_inputs and arr.ndim > axis:
+                return int(arr.shape[axis])
+        return 0
+
+
+def _probe_session(graph: AnalysisGraph, needed: Sequence[str]) -> Tuple[Any, Dict[str, str]]:
+    """A session of ``graph``'s model with each tensor of ``needed`` exposed as an output.
+
+    Returns the session and tensor name -> name of the output exposing it.
+    """
+    model = graph.model
+    n_outputs = len(model.graph.output)
+    n_nodes = len(model.graph.node)
+    old_ir = model.ir_version
+    taken = {o for node in model.graph.node for o in node.output} | {v.name for v in model.graph.input}
+    probes: Dict[str, str] = {}
+    try:
+        # Expose each layer input through an Identity of its own: onnxruntime drops
+        # the declared shape of a tensor that is itself a graph output, which breaks
+        # its shape propagation after custom ops. The caller's proto is extended for
+        # one serialization (no copy of the weights) and then put back.
+        for i, name in enumerate(needed):
+            probe = f"{name}__spikeonnx_rate_probe"
+            while probe in taken:
+                probe += "_"
+            probes[name] = probe
+            model.graph.node.append(
+                onnx.helper.make_node("Identity", [name], [probe], name=f"spikeonnx_rate_probe_{i}")
+            )
+            info = graph.tensors.get(name)
+            model.graph.output.append(onnx.helper.make_tensor_value_info(probe, info.elem_type, None))
+        model.ir_version = min(old_ir, _MAX_IR_VERSION)
+        blob = model.SerializeToString()
+    finally:
+        del model.graph.output[n_outputs:]
+        del model.graph.node[n_nodes:]
+        model.ir_version = old_ir
+    return _make_session(blob, _uses_spikeonnx_ops(model)), probes

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, List
 
+from ..shards import Shards, is_shard_spec
 from . import CLIError, positive_float, positive_int, subcommand
 
 
@@ -25,7 +26,10 @@ def _plot(report: dict, path: Path, devices: List[str]) -> None:
 @subcommand("energy", help="Estimate per-layer energy of an ONNX model on neuromorphic and standard devices.")
 def configure(parser: argparse.ArgumentParser):
     parser.add_argument("model", help="the ONNX model file")
-    parser.add_argument("--data", help="example input (.npy, or .npz with one array per input) to measure firing rates")
+    parser.add_argument("--data", help="example input (.npy, or .npz with one array per input) to measure firing "
+                                       "rates; or a folder or quoted glob ('shards/*.npy') of .npy shards, streamed")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="shards: rows per model call (default 256)")
     parser.add_argument("--device", action="append", dest="devices", metavar="D",
                         help="device to estimate for (repeatable; default: every device the data allows)")
     parser.add_argument("--timesteps", type=positive_int, default=1, help="timesteps per inference (default 1)")
@@ -42,7 +46,10 @@ def configure(parser: argparse.ArgumentParser):
 
         if not Path(args.model).exists():
             raise CLIError(f"model file not found: {args.model}")
-        if args.data is not None and not Path(args.data).is_file():
+        data: Any = args.data
+        if args.data is not None and is_shard_spec(args.data):
+            data = Shards(args.data, batch_size=args.batch_size)
+        elif args.data is not None and not Path(args.data).is_file():
             raise CLIError(f"data file not found: {args.data}")
         if args.devices:
             devices = [get_device(d).name for d in args.devices]
@@ -54,7 +61,7 @@ def configure(parser: argparse.ArgumentParser):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                energy = GraphEnergy(args.model, args.data, batch_axis=args.batch_axis, time_axis=args.time_axis)
+                energy = GraphEnergy(args.model, data, batch_axis=args.batch_axis, time_axis=args.time_axis)
                 report: Any = energy.to_dict(devices, args.timesteps, args.dt)
             except (ValueError, TypeError, OSError) as err:
                 # one line on stderr, whatever the message of the underlying library
