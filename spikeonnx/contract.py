@@ -146,7 +146,7 @@ def _seed(key: str, name: str, value: Any) -> int:
     try:
         return check_seed(value)
     except ValueError as err:
-        raise MetadataError(f"metadata {key!r}: seed of {name!r}: {err}") from None
+        raise MetadataError(f"metadata {key!r} for {name!r}: {err}") from None
 
 
 def _state_spec(key: str, name: str, value: Any) -> Dict[str, Any]:
@@ -254,13 +254,15 @@ def check_seed(seed: Any) -> int:
         If ``seed`` is not an integer or does not fit in int64.
     """
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise ValueError(f"'seed' must be an integer, got {seed!r}")
     if not SEED_MIN <= int(seed) <= SEED_MAX:
-        raise ValueError(f"seed must fit in a signed 64-bit integer, got {seed}")
+        raise ValueError(f"'seed' must fit in a signed 64-bit integer, got {seed}")
     return int(seed)
 
 
-def initial_state(spec: Optional[Mapping[str, Any]], shape: Sequence[int], dtype: Any) -> np.ndarray:
+def initial_state(
+    spec: Optional[Mapping[str, Any]], shape: Sequence[int], dtype: Any, *, name: str = "state"
+) -> np.ndarray:
     """The value a state input starts from, as its ``spikeonnx.initial_state`` entry says.
 
     Parameters
@@ -274,6 +276,8 @@ def initial_state(spec: Optional[Mapping[str, Any]], shape: Sequence[int], dtype
         Shape of the state tensor, batch axis included.
     dtype : numpy dtype
         Element type of the state input.
+    name : str
+        The state input's name, for error messages.
 
     Returns
     -------
@@ -287,7 +291,7 @@ def initial_state(spec: Optional[Mapping[str, Any]], shape: Sequence[int], dtype
     """
     shape = tuple(int(d) for d in shape)
     dtype = np.dtype(dtype)
-    spec = _state_spec(KEY_INITIAL_STATE, "state", {"kind": "zeros"} if spec is None else spec)
+    spec = _state_spec(KEY_INITIAL_STATE, name, {"kind": "zeros"} if spec is None else spec)
     kind = spec["kind"]
     if kind == "zeros":
         return np.zeros(shape, dtype=dtype)
@@ -297,7 +301,7 @@ def initial_state(spec: Optional[Mapping[str, Any]], shape: Sequence[int], dtype
             return np.ascontiguousarray(np.broadcast_to(value, shape))
         except ValueError:
             raise MetadataError(
-                f"metadata {KEY_INITIAL_STATE!r}: constant of shape {value.shape} does not broadcast "
+                f"metadata {KEY_INITIAL_STATE!r} for {name!r}: constant of shape {value.shape} does not broadcast "
                 f"to the state shape {shape}"
             ) from None
     return tf_stateless_uniform(shape, spec["seed"]).astype(dtype, copy=False)

@@ -458,14 +458,7 @@ class StreamingSession:
         """State ``name`` as the model's ``spikeonnx.initial_state`` says (zeros if it says nothing)."""
         shape = self._state_shape(name, batch)
         spec = self._initial.get(name)
-        try:
-            return initial_state(spec, shape, dtype)
-        except MetadataError as err:
-            detail = str(err)
-            if isinstance(spec, dict) and spec.get("kind") == "uniform_seed":
-                # the seed is the only part of such an entry that can be wrong
-                detail = f"'seed' must be an int64 integer, got {spec.get('seed')!r}"
-            raise MetadataError(f"metadata {KEY_INITIAL_STATE!r} for {name!r}: {detail}") from None
+        return initial_state(spec, shape, dtype, name=name)
 
     # -- running -------------------------------------------------------------
 
