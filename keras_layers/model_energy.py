@@ -220,9 +220,18 @@ class ModelEnergy(_energy.EnergyEstimator):
 
     Examples
     --------
-    >>> inp = keras.Input((784,))  # doctest: +SKIP
-    >>> model = keras.Model(inp, keras.layers.Dense(128, activation="relu")(inp))  # doctest: +SKIP
-    >>> ModelEnergy(model).summary(line_length=80)  # doctest: +SKIP
+    >>> inp = keras.Input((784,), name="pixels")
+    >>> model = keras.Model(inp, keras.layers.Dense(128, activation="relu", name="dense")(inp))
+    >>> ModelEnergy(model).summary(line_length=80)  # doctest: +NORMALIZE_WHITESPACE
+    Layer (type)       |Output shape|Param #|Conn #|Neuron #|J/inf (cpu)
+    -------------------|------------|-------|------|--------|-----------
+    pixels (InputLayer)| (None, 784)|      0|     0|       0|          0
+    dense (Dense)      | (None, 128)| 100480|100352|     128|    0.00086
+    ====================================================================
+    Total energy per inference [Joules/inf] (cpu): 8.64e-04
+    * Rough estimates only: they use published per-operation energies and ignore
+      overheads such as moving data on and off the device; see the ModelEnergy
+      documentation for the assumptions.
     """
 
     #: Registered statistics handlers, by layer class (looked up along the MRO).
@@ -292,10 +301,10 @@ class ModelEnergy(_energy.EnergyEstimator):
 
         Examples
         --------
-        >>> inp = keras.Input([None, 10])  # doctest: +SKIP
-        >>> layer = keras.layers.TimeDistributed(keras.layers.Dense(5, "relu"))  # doctest: +SKIP
-        >>> model = keras.Model(inp, [layer(inp)])  # doctest: +SKIP
-        >>> ModelEnergy.compute_layer_stats(layer)  # doctest: +SKIP
+        >>> inp = keras.Input([None, 10])
+        >>> layer = keras.layers.TimeDistributed(keras.layers.Dense(5, "relu"))
+        >>> model = keras.Model(inp, [layer(inp)])
+        >>> ModelEnergy.compute_layer_stats(layer)
         {'connections': 50, 'neurons': 5, 'spiking': False}
         """
         handler = None
@@ -376,9 +385,14 @@ class ModelEnergy(_energy.EnergyEstimator):
         --------
         Count one synaptic operation per output element of ``UpSampling2D``:
 
-        >>> @ModelEnergy.register_layer(keras.layers.UpSampling2D)  # doctest: +SKIP
+        >>> @ModelEnergy.register_layer(keras.layers.UpSampling2D)
         ... def upsampling2d_stats(node):
-        ...     return {"connections": np.prod(node.output_shapes[1:]), "neurons": 0}
+        ...     return {"connections": int(np.prod(node.output_shapes[1:])), "neurons": 0}
+        >>> inp = keras.Input((4, 4, 3))
+        >>> layer = keras.layers.UpSampling2D(size=(2, 2))
+        >>> model = keras.Model(inp, layer(inp))
+        >>> ModelEnergy.compute_layer_stats(layer)  # 8 * 8 * 3 outputs
+        {'connections': 192, 'neurons': 0}
         """
         if not isinstance(layer_class, type):
             raise TypeError(f"register_layer needs a layer class, got {layer_class!r}")

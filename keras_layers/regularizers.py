@@ -346,8 +346,18 @@ class Percentile(L1L2):
     --------
     Keep the maximum firing rate of each neuron (over the batch) within 5-10 Hz:
 
-    >>> reg = Percentile(target=(5, 10), l2=0.01)  # doctest: +SKIP
-    >>> layer = keras_layers.SpikingActivation("relu", dt=1, activity_regularizer=reg)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> import keras_layers
+    >>> reg = Percentile(target=(5, 10), l2=0.01)
+    >>> layer = keras_layers.SpikingActivation("relu", dt=1, activity_regularizer=reg)
+
+    Rates of shape (batch 2, time 1, 3 neurons): the neurons peak at 4, 30 and 8 Hz,
+    1 Hz below and 20 Hz above the range and inside it, so the penalty is
+    ``0.01 * (1**2 + 20**2)``:
+
+    >>> rates = np.array([[[2.0, 20.0, 7.0]], [[4.0, 30.0, 8.0]]], np.float32)
+    >>> round(float(reg(rates)), 4)
+    4.01
     """
 
     def __init__(

@@ -8,11 +8,18 @@ benchmark and the demo.
 
 Example
 -------
+A few epochs already take the classifier well above chance (0.1):
+
+>>> import keras
 >>> from spikeonnx.examples import digits
+>>> keras.utils.set_random_seed(0)
 >>> data = digits.load_data(n_steps=10)
+>>> data.x_train.shape, data.x_test.shape
+((1347, 10, 64), (450, 10, 64))
 >>> model = digits.build_model()
->>> digits.train(model, data, epochs=30)              # doctest: +SKIP
->>> digits.accuracy(model.predict(data.x_test), data.y_test)  # doctest: +SKIP
+>>> history = digits.train(model, data, epochs=3)
+>>> digits.accuracy(model.predict(data.x_test, verbose=0), data.y_test) > 0.3
+True
 """
 
 from __future__ import annotations

@@ -21,8 +21,11 @@ weights.
 Example
 -------
 >>> from spikeonnx.examples.zoo import ZOO
->>> case = ZOO["dense_spiking_sequential"]()      # doctest: +SKIP
->>> case.model(case.x, training=False)             # doctest: +SKIP
+>>> case = ZOO["dense_spiking_sequential"]()
+>>> case.x.shape  # (batch, time, features)
+(3, 17, 5)
+>>> tuple(case.model(case.x, training=False).shape)
+(3, 17, 2)
 """
 
 from __future__ import annotations
