@@ -3,14 +3,18 @@
 A device is described by the energy of one synaptic operation, the energy of one
 neuron update, and whether it is event-based ("spiking"). This module has no
 TensorFlow dependency so the ONNX analyzer and the Keras estimator read one table.
+The table is a :class:`spikeonnx.registry.Registry`: registering a known name again
+warns and replaces its figures, ``replace=True`` replaces silently.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterator, Optional
+from typing import Any, Hashable, Iterator, List, Optional
 
-__all__ = ["Device", "register_device", "get_device", "devices", "DEVICES"]
+from .registry import Registry
+
+__all__ = ["Device", "DeviceTable", "register_device", "get_device", "devices", "DEVICES"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,40 @@ class Device:
     source: str = "user-registered"
 
 
+class DeviceTable(Registry[Device]):
+    """The device registry, also usable as a mutable mapping name -> `Device`.
+
+    Item assignment replaces silently (as ``register(..., replace=True)``), so a
+    test can patch the table with ``monkeypatch.setitem``; :func:`register_device`
+    is the checked way to add a device.
+    """
+
+    def __setitem__(self, name: Hashable, device: Device) -> None:
+        self.register(name, device, replace=True)
+
+    def __delitem__(self, name: Hashable) -> None:
+        self.unregister(name)
+
+    def pop(self, name: Hashable, *default: Any) -> Any:
+        """Remove and return the device called ``name`` (or ``default``)."""
+        if name not in self and default:
+            return default[0]
+        return self.unregister(name)
+
+    def values(self) -> List[Device]:
+        """The devices, in registration order."""
+        return [device for _, device in self.items()]
+
+
 # The single, module-level table. Registering mutates it in place so that every
 # consumer (Keras estimator, ONNX analyzer, CLI) sees user devices.
-DEVICES: Dict[str, Device] = {}
+DEVICES = DeviceTable(
+    "device",
+    overwrite_message=lambda name: (
+        f"Device '{name}' already registered. Overwriting. The new figures replace the old "
+        "ones (pass replace=True to do this silently)"
+    ),
+)
 
 _DEGNAN = (
     "Degnan, Marr & Hasler (2015), Assessing trends in performance per watt for "
@@ -60,6 +95,8 @@ def register_device(
     energy_per_neuron: float,
     spiking: bool,
     source: Optional[str] = None,
+    *,
+    replace: bool = False,
 ) -> Device:
     """Add a device to the table, or replace the figures of an existing one.
 
@@ -75,6 +112,8 @@ def register_device(
         Whether the device is event-based (only processes incoming spikes).
     source : str, optional
         Where the figures come from (shown by ``spikeonnx devices``).
+    replace : bool
+        Replace an existing device silently (otherwise a warning says so).
 
     Returns
     -------
@@ -94,7 +133,7 @@ def register_device(
         bool(spiking),
         source if source is not None else "user-registered",
     )
-    DEVICES[device_name] = device
+    DEVICES.register(device_name, device, replace=replace)
     return device
 
 
@@ -110,14 +149,14 @@ def get_device(device_name: str) -> Device:
         return DEVICES[device_name]
     except KeyError:
         raise ValueError(
-            f"unknown device {device_name!r}; known devices: {', '.join(sorted(DEVICES))} "
-            "(add one with register_device)"
+            f"Energy specs unknown for device {device_name!r} (unknown device {device_name!r}; "
+            f"known devices: {', '.join(sorted(DEVICES))}; add one with register_device)"
         ) from None
 
 
 def devices() -> Iterator[Device]:
     """Iterate over the registered devices in registration order."""
-    return iter(list(DEVICES.values()))
+    return iter(DEVICES.values())
 
 
 # Published figures, as listed in the KerasSpiking reference (synop / neuron, Joules).

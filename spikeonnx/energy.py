@@ -4,7 +4,17 @@ Both estimators (``keras_layers.ModelEnergy`` for Keras models and
 :class:`spikeonnx.analysis.GraphEnergy` for ONNX graphs) count, per layer, the
 synaptic *connections* and the *neuron* updates per timestep, and measure the mean
 input magnitude ("rate") on example data. Everything that turns those numbers into
-energies and into the printed table lives here, once, so the two cannot drift apart.
+energies and into the printed table lives here, once, so the two cannot drift apart:
+
+- what a stat function may return (:func:`check_stats`), how stats of several ops or
+  layer calls add up (:func:`sum_stats`), and which axes of a shape count
+  (:func:`counted_axes`: all but batch and time, an unknown size right after the
+  batch axis being time);
+- the plain per-layer record both estimators produce (:class:`LayerRecord`: name,
+  kind, output shape, params, connections and rate per application, neurons,
+  spiking);
+- the energy formula (:func:`layer_energy`) and :class:`EnergyEstimator`, which
+  turns a list of records into energies, totals and the summary table.
 
 The energy of one layer per inference on a device with energies ``E_synop`` and
 ``E_neuron`` per operation is::
@@ -26,7 +36,8 @@ from __future__ import annotations
 import math
 import numbers
 import textwrap
-from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import devices as _devices
 
@@ -43,10 +54,11 @@ __all__ = [
     "parse_columns",
     "layer_energy",
     "sum_energy",
-    "summary_rows",
-    "assumption_notes",
-    "format_summary",
-    "summary_table",
+    "STATS",
+    "check_stats",
+    "sum_stats",
+    "counted_axes",
+    "LayerRecord",
     "EnergyEstimator",
 ]
 
@@ -72,15 +84,17 @@ COLUMN_TITLES = {
 #: Column kinds that take a device argument (``"energy cpu"``).
 DEVICE_COLUMNS = ("synop_energy", "neuron_energy", "energy")
 
+# The first sentence of each note is KerasSpiking's (scripts match on it).
 _GENERAL_NOTE = (
-    "* Rough estimates only: they use published per-operation energies and ignore "
-    "overheads such as moving data on and off the device; see the ModelEnergy "
-    "documentation for the assumptions."
+    "* These are estimates only; see the documentation for a list of the assumptions "
+    "being made. They use published per-operation energies and ignore overheads such "
+    "as moving data on and off the device."
 )
 _NON_SPIKING_NOTE = (
-    "* The model has non-spiking activations; the spiking-device figures assume they "
-    "are replaced by spiking equivalents (make this explicit with "
-    "keras_layers.SpikingActivation)."
+    "* This model contains non-spiking activations that would not actually behave in "
+    "the manner we assume in these calculations; we assume these layers will be "
+    "converted to spiking equivalents. Make this explicit with "
+    "keras_layers.SpikingActivation."
 )
 
 
@@ -254,7 +268,11 @@ def parse_columns(
         parts = str(column).split()
         kind = parts[0] if parts else ""
         if kind not in COLUMN_TITLES:
-            raise ValueError(f"unknown {noun} {column!r}; valid columns: {list(COLUMN_TITLES)}")
+            # KerasSpiking's wording first
+            raise ValueError(
+                f"Unknown column type {column!r} (unknown {noun} {column!r}; valid columns: "
+                f"{list(COLUMN_TITLES)})"
+            )
         arg = " ".join(parts[1:])
         if kind in DEVICE_COLUMNS:
             if not arg:
@@ -346,7 +364,7 @@ def layer_energy(
             raise ValueError(f"rate must be a finite number >= 0 (Hz), got {r!r}")
     # energy/op * (ops/event * events/s * s/step, summed over applications) * steps;
     # this exact operation order is what the Keras/ONNX parity tests compare.
-    events_per_step = sum(c * r * dt for c, r in zip(conns, rates))
+    events_per_step = sum(c * r * dt for c, r in zip(conns, rates, strict=True))
     synop = spec.energy_per_synop * events_per_step * timesteps
     neuron = spec.energy_per_neuron * neurons * timesteps
     return float(synop), float(neuron)
@@ -368,10 +386,156 @@ def sum_energy(layer_energies: Iterable[Tuple[float, float]]) -> float:
     return float(sum(synop + neuron for synop, neuron in layer_energies))
 
 
+# ------------------------------------------------------------------- stats, records
+
+#: The statistics a stat function (Keras layer handler or ONNX op) may return.
+STATS = ("connections", "neurons", "spiking")
+
+
+def check_stats(raw: Any, source: str, *, complete: bool = False) -> Dict[str, Any]:
+    """Validate what a stat function returned.
+
+    Parameters
+    ----------
+    raw : mapping
+        Some of "connections" and "neurons" (non-negative integers; NumPy integers
+        and integral floats are accepted) and "spiking" (truthy).
+    source : str
+        Who returned it, for messages (e.g. ``"stats handler 'f' for layer 'd'"``).
+    complete : bool
+        Fill in the defaults (0, 0, True) of the keys ``raw`` leaves out.
+
+    Returns
+    -------
+    dict
+        The given keys (all three if ``complete``) as plain ``int``/``bool``.
+
+    Raises
+    ------
+    ValueError
+        If ``raw`` is not a mapping, has a key outside `STATS`, or a count that is
+        not a non-negative integer.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{source} returned {type(raw).__name__}, expected a dict")
+    checked: Dict[str, Any] = {"connections": 0, "neurons": 0, "spiking": True} if complete else {}
+    for key, value in raw.items():
+        if key not in STATS:
+            raise ValueError(f"{source} returned an invalid stat {key!r}; valid stats are {STATS}")
+        if key == "spiking":
+            checked[key] = bool(value)
+            continue
+        # handlers often return NumPy integers (np.prod) or integral floats
+        if (
+            isinstance(value, bool)
+            or type(value).__name__ == "bool_"
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or value < 0
+            or value != int(value)
+        ):
+            raise ValueError(f"{source} returned {key}={value!r}; stat {key!r} must be a non-negative integer")
+        checked[key] = int(value)
+    return checked
+
+
+def sum_stats(stats: Iterable[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Stats of several ops or layer calls counted as one: counts add up, and the
+    whole is spiking only if every part is (missing keys take the defaults)."""
+    total = {"connections": 0, "neurons": 0, "spiking": True}
+    for part in stats:
+        total["connections"] += int(part.get("connections", 0))
+        total["neurons"] += int(part.get("neurons", 0))
+        total["spiking"] = total["spiking"] and bool(part.get("spiking", True))
+    return total
+
+
+def counted_axes(
+    shape: Sequence[Any], batch_axis: Optional[int] = 0, time_axis: Optional[int] = None, *,
+    time_fallback: bool = True,
+) -> List[int]:
+    """Axes of ``shape`` counted per sample and timestep: all but batch and time.
+
+    Parameters
+    ----------
+    shape : sequence
+        Sizes; an ``int`` is known, anything else (None, a symbol) is not.
+    batch_axis, time_axis : int or None
+        The batch and time axes, if the tensor has them.
+    time_fallback : bool
+        With no ``time_axis``: an unknown size right after the batch axis is time
+        (the convention of Keras, where time is the leading unknown axis).
+
+    Returns
+    -------
+    list of int
+        The counted axes, in order (their sizes may still be unknown).
+    """
+    rank = len(shape)
+    excluded = {a for a in (batch_axis, time_axis) if a is not None}
+    if time_axis is None and time_fallback:
+        after = 0 if batch_axis is None else batch_axis + 1
+        if after < rank and not isinstance(shape[after], int):
+            excluded.add(after)
+    return [axis for axis in range(rank) if axis not in excluded]
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One row of an estimate: what both estimators hand to :class:`EnergyEstimator`.
+
+    Parameters
+    ----------
+    name : str
+        Layer name.
+    kind : str
+        Layer type (Keras class name, ONNX op type, ``"Input"``).
+    output_shape : str
+        The output shape as shown in the table.
+    params : int
+        Number of parameters.
+    connections : tuple of int
+        Synaptic connections per application of the layer (a layer called twice
+        has two entries, each charged at its own input rate).
+    neurons : int
+        Neuron updates per timestep, all applications together.
+    spiking : bool
+        Whether the layer could run as it is on a spiking device.
+    rates : tuple of float or None
+        Input rate (Hz) per application, None when not measured.
+    rate : float or None
+        The layer's mean input rate over all its applications (shown in the
+        table), None when not measured.
+    """
+
+    name: str
+    kind: str
+    output_shape: str
+    params: int
+    connections: Tuple[int, ...]
+    neurons: int
+    spiking: bool
+    rates: Optional[Tuple[float, ...]] = None
+    rate: Optional[float] = None
+
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """``{"connections": total, "neurons", "spiking"}``."""
+        return {"connections": sum(self.connections), "neurons": self.neurons, "spiking": self.spiking}
+
+    def describe(self, kind: str) -> Any:
+        """Value of the non-energy summary column ``kind``."""
+        if kind == "name":
+            return f"{self.name} ({self.kind})"
+        if kind in ("connections", "neurons", "spiking"):
+            return self.stats[kind]
+        return getattr(self, kind)
+
+
 # -------------------------------------------------------------------------- table
 
 
-def summary_rows(
+def _summary_rows(
     columns: Sequence[Column],
     layers: Iterable[Any],
     describe: Callable[[Any, str], Any],
@@ -416,7 +580,7 @@ def summary_rows(
     return rows
 
 
-def assumption_notes(columns: Sequence[Column], all_layers_spiking: bool) -> List[str]:
+def _assumption_notes(columns: Sequence[Column], all_layers_spiking: bool) -> List[str]:
     """The notes on the assumptions behind the estimates a table shows.
 
     Parameters
@@ -440,7 +604,7 @@ def assumption_notes(columns: Sequence[Column], all_layers_spiking: bool) -> Lis
     return notes
 
 
-def format_summary(
+def _format_summary(
     columns: Sequence[Column],
     rows: Sequence[Sequence[str]],
     totals: Sequence[Tuple[str, float]] = (),
@@ -460,11 +624,11 @@ def format_summary(
     columns : sequence of Column
         The columns (their titles are the header).
     rows : sequence of sequence of str
-        One row of cells per layer (see `summary_rows`).
+        One row of cells per layer (see `_summary_rows`).
     totals : sequence of (str, float)
         ``(device, Joules per inference)`` lines to print under the table.
     notes : sequence of str
-        Paragraphs to print last (see `assumption_notes`).
+        Paragraphs to print last (see `_assumption_notes`).
     line_length : int
         Maximum table width; see `check_line_length`.
 
@@ -495,7 +659,7 @@ def format_summary(
         widths[widest] -= 1
 
     def line(values: Sequence[str], aligns: Sequence[str]) -> str:
-        return "|".join(f"{v[:w]:{a}{w}}" for v, a, w in zip(values, aligns, widths))
+        return "|".join(f"{v[:w]:{a}{w}}" for v, a, w in zip(values, aligns, widths, strict=True))
 
     aligns = ["<" if column.kind == "name" else ">" for column in columns]
     out = [line(header, ["<"] * len(columns)), "|".join("-" * w for w in widths)]
@@ -507,7 +671,7 @@ def format_summary(
     return "\n".join(out)
 
 
-def summary_table(
+def _summary_table(
     columns: Union[str, Sequence[str]],
     layers: Sequence[Any],
     describe: Callable[[Any, str], Any],
@@ -525,8 +689,8 @@ def summary_table(
     """Build the complete summary table of an estimator (``summary_string``).
 
     Checks the arguments (columns, then ``line_length``, then timesteps and
-    ``dt``), fills the cells with `summary_rows`, adds a total line per "energy"
-    column and, if ``print_warnings``, the `assumption_notes`.
+    ``dt``), fills the cells with `_summary_rows`, adds a total line per "energy"
+    column and, if ``print_warnings``, the `_assumption_notes`.
 
     Parameters
     ----------
@@ -535,7 +699,7 @@ def summary_table(
     layers : sequence
         The layers, in table order.
     describe : callable
-        ``describe(layer, kind)``, see `summary_rows`.
+        ``describe(layer, kind)``, see `_summary_rows`.
     layer_energy : callable
         ``layer_energy(layer, device, timesteps, dt) -> (synop, neuron)``.
     total_energy : callable
@@ -564,20 +728,23 @@ def summary_table(
     line_length = check_line_length(line_length, len(parsed))
     timesteps = check_timesteps(timesteps_per_inference)
     dt = check_dt(dt, default_dt)
-    rows = summary_rows(parsed, layers, describe, lambda layer, device: layer_energy(layer, device, timesteps, dt))
+    rows = _summary_rows(parsed, layers, describe, lambda layer, device: layer_energy(layer, device, timesteps, dt))
     totals = [(c.device, total_energy(c.device, timesteps, dt)) for c in parsed if c.kind == "energy"]
-    notes = assumption_notes(parsed, all_layers_spiking) if print_warnings else []
-    return format_summary(parsed, rows, totals, notes, line_length)
+    notes = _assumption_notes(parsed, all_layers_spiking) if print_warnings else []
+    return _format_summary(parsed, rows, totals, notes, line_length)
 
 
 class EnergyEstimator:
-    """Base class of the estimators: total energy and the summary table, once.
+    """Base class of the estimators: energies, totals and the summary table, once.
 
     ``keras_layers.ModelEnergy`` and :class:`spikeonnx.analysis.GraphEnergy` derive
-    from it. A subclass provides `layer_energy` and the hooks `_summary_layers`,
-    `_describe`, `_all_layers_spiking` and (optionally) `_default_dt`; this class
-    adds `total_energy`, `summary` and `summary_string` on top of them, so both
-    estimators add up layers and lay out their tables in exactly the same way.
+    from it. Both return :class:`LayerRecord` rows from `_summary_layers` and map a
+    user's layer argument to its record in `_record`; everything else (the energy
+    of a layer, the total, the table) is done here from the records, so both
+    estimators validate, add up and lay out in exactly the same way.
+
+    A subclass whose rows are not records overrides `_describe`,
+    `_all_layers_spiking` and `layer_energy` as well.
     """
 
     #: How column error messages call a column ("unknown summary column 'x'").
@@ -586,16 +753,28 @@ class EnergyEstimator:
     # ------------------------------------------------------------------ hooks
 
     def _summary_layers(self) -> Sequence[Any]:
-        """The layers, in table order; each is accepted by `layer_energy`."""
+        """The rows in table order (`LayerRecord`, or what the other hooks accept)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _summary_layers")
 
+    def _record(self, layer: Any) -> LayerRecord:
+        """The record of ``layer``: a record, or the name of one. Estimators extend
+        this to their own layer objects."""
+        rows = self._summary_layers()
+        if isinstance(layer, LayerRecord):
+            return layer
+        for row in rows:
+            if isinstance(row, LayerRecord) and row.name == layer:
+                return row
+        known = ", ".join(str(getattr(row, "name", row)) for row in rows)
+        raise ValueError(f"no layer named {layer!r}; layers: {known}")
+
     def _describe(self, layer: Any, kind: str) -> Any:
-        """Value of a non-energy column for one layer (see `summary_rows`)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _describe")
+        """Value of a non-energy column for one layer (see `_summary_rows`)."""
+        return self._record(layer).describe(kind)
 
     def _all_layers_spiking(self) -> bool:
         """Whether every layer could run on a spiking device as it is."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _all_layers_spiking")
+        return all(self._record(layer).spiking for layer in self._summary_layers())
 
     def _default_dt(self) -> float:
         """The timestep used when ``dt`` is None (read at call time)."""
@@ -604,8 +783,38 @@ class EnergyEstimator:
     def layer_energy(
         self, layer: Any, device: str, timesteps_per_inference: int = 1, dt: Optional[float] = None
     ) -> Tuple[float, float]:
-        """Estimate the ``(synop_energy, neuron_energy)`` of one layer per inference."""
-        raise NotImplementedError(f"{type(self).__name__} must implement layer_energy")
+        """Estimate the energy one layer uses per inference.
+
+        Parameters
+        ----------
+        layer : LayerRecord, str or the estimator's layer object
+            The layer (see `_record`). A layer applied several times is charged for
+            every application, each at its own input rate.
+        device : str
+            A device of :mod:`spikeonnx.devices` (e.g. ``"cpu"``, ``"loihi"``).
+        timesteps_per_inference : int
+            Timesteps per inference (ignored on non-spiking devices).
+        dt : float, optional
+            Length of a device timestep in seconds (default: `_default_dt`).
+
+        Returns
+        -------
+        synop_energy : float
+            Joules per inference for synaptic operations.
+        neuron_energy : float
+            Joules per inference for neuron updates.
+
+        Raises
+        ------
+        ValueError
+            For an unknown layer or device, bad ``dt``/timesteps, or a spiking device
+            without example data.
+        """
+        record = self._record(layer)
+        spec = lookup_device(device)
+        timesteps = check_timesteps(timesteps_per_inference)
+        dt = check_dt(dt, self._default_dt())
+        return layer_energy(record.connections, record.neurons, record.rates, spec, timesteps, dt)
 
     # ---------------------------------------------------------------- results
 
@@ -689,7 +898,7 @@ class EnergyEstimator:
     ) -> str:
         """Return the table that `summary` prints, as a string.
 
-        See `summary` for the parameters; the layout is that of `format_summary`.
+        See `summary` for the parameters; the layout is that of `_format_summary`.
 
         Raises
         ------
@@ -698,7 +907,7 @@ class EnergyEstimator:
             plain column with one), a too small ``line_length``, bad ``dt`` or
             timesteps, or a spiking device without example data.
         """
-        return summary_table(
+        return _summary_table(
             columns,
             self._summary_layers(),
             self._describe,
