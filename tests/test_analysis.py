@@ -317,7 +317,7 @@ def test_register_op_and_unknown_ops_warn_once():
     finally:
         from spikeonnx.analysis import stats
 
-        stats._REGISTRY.pop(("h5.test", "Upsample2x"), None)
+        stats.OPS.unregister(("h5.test", "Upsample2x"))
 
     @register_op("h5.test", "Bad")
     def bad(node):
@@ -332,7 +332,7 @@ def test_register_op_and_unknown_ops_warn_once():
     finally:
         from spikeonnx.analysis import stats
 
-        stats._REGISTRY.pop(("h5.test", "Bad"), None)
+        stats.OPS.unregister(("h5.test", "Bad"))
 
 
 # ------------------------------------------------------------------------------------

@@ -13,16 +13,18 @@ per inference: it uses ``rate = 1/dt`` and ``timesteps = 1``, i.e.
 
 The formula, the argument checks and the summary table are those of
 :mod:`spikeonnx.energy`, which ``keras_layers.ModelEnergy`` uses too; this module
-only supplies the per-layer counts and rates of an ONNX graph.
+only turns the analysed graph's layers (:mod:`.passes`) and rates into the core's
+:class:`~spikeonnx.energy.LayerRecord` rows.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import devices as _devices
 from .. import energy as _energy
 from ..energy import DEFAULT_DT
+from ..energy import LayerRecord
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
 from .rates import ExampleData, compute_rates, load_example_data
 
@@ -79,6 +81,17 @@ class GraphEnergy(_energy.EnergyEstimator):
         elif example_data is not None:
             feeds = load_example_data(example_data, self.graph)
             self.layer_rates = compute_rates(self.graph, feeds)
+        self.graph.graph.graph["rates"] = self.layer_rates
+        self._records = [self._make_record(layer) for layer in self.graph.layers]
+
+    def _make_record(self, layer: Layer) -> LayerRecord:
+        """The core's row of one layer: one application, at the layer's input rate."""
+        rate = self.layer_rates[layer.name] if self.example_data is not None else None
+        return LayerRecord(
+            name=layer.name, kind=layer.kind, output_shape=layer.output_shape_str, params=layer.params,
+            connections=(layer.connections,), neurons=layer.neurons, spiking=layer.spiking,
+            rates=None if rate is None else (rate,), rate=rate,
+        )
 
     # --- layers and stats ---------------------------------------------------------
     @property
@@ -108,76 +121,26 @@ class GraphEnergy(_energy.EnergyEstimator):
 
     @staticmethod
     def register_device(
-        device_name: str, energy_per_synop: float, energy_per_neuron: float, spiking: bool
+        device_name: str, energy_per_synop: float, energy_per_neuron: float, spiking: bool, *, replace: bool = False
     ) -> None:
         """Register a device in the table shared with ``ModelEnergy`` (see
         :func:`spikeonnx.devices.register_device`)."""
-        _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking)
-
-    # --- energy -------------------------------------------------------------------
-    def layer_energy(
-        self,
-        layer_name: Union[str, Layer],
-        device: str,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-    ) -> Tuple[float, float]:
-        """Estimate the energy one layer uses per inference.
-
-        Parameters
-        ----------
-        layer_name : str or Layer
-            The layer (its name, or one of :attr:`layers`).
-        device : str
-            A device of :mod:`spikeonnx.devices` (e.g. ``"cpu"``, ``"loihi"``).
-        timesteps_per_inference : int
-            Timesteps per inference (ignored on non-spiking devices).
-        dt : float, optional
-            Length of a device timestep in seconds (default 0.001).
-
-        Returns
-        -------
-        synop_energy : float
-            Joules per inference for synaptic operations.
-        neuron_energy : float
-            Joules per inference for neuron updates.
-
-        Raises
-        ------
-        ValueError
-            For an unknown layer or device, bad ``dt``/timesteps, or a spiking device
-            without example data.
-        """
-        dt = _energy.check_dt(dt, self._default_dt())
-        timesteps = _energy.check_timesteps(timesteps_per_inference)
-        device = _energy.lookup_device(device)
-        layer = self.graph.layer(layer_name.name if isinstance(layer_name, Layer) else layer_name)
-        rate = self.layer_rates[layer.name] if self.example_data is not None else None
-        return _energy.layer_energy(layer.connections, layer.neurons, rate, device, timesteps, dt)
+        _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking, replace=replace)
 
     # --- hooks of spikeonnx.energy.EnergyEstimator ---------------------------------
-    # (which provides total_energy, summary and summary_string)
+    # (which provides layer_energy, total_energy, summary and summary_string)
     _column_noun = "column"  # messages say "unknown column 'x'"
 
-    def _summary_layers(self) -> List[Layer]:
-        """The layers in table order (inputs first, then topological)."""
-        return list(self.graph.layers)
+    def _summary_layers(self) -> List[LayerRecord]:
+        """The rows in table order (inputs first, then topological)."""
+        return self._records
 
-    def _all_layers_spiking(self) -> bool:
-        """Whether no layer has a non-spiking activation."""
-        return all(layer.spiking for layer in self.graph.layers)
-
-    def _describe(self, layer: Layer, kind: str) -> Any:
-        """Value of a non-energy summary column for one layer."""
-        if kind == "name":
-            return f"{layer.name} ({layer.kind})"
-        if kind == "output_shape":
-            return layer.output_shape_str
-        if kind == "params":
-            return layer.params
-        if kind == "rate":
-            return self.layer_rates.get(layer.name)
-        return getattr(layer, kind)
+    def _record(self, layer: Union[str, Layer, LayerRecord]) -> LayerRecord:
+        """The row of a layer given by name, :class:`Layer` or record."""
+        if isinstance(layer, (Layer, LayerRecord)):
+            layer = layer.name
+        self.graph.layer(layer)  # "no layer named ..." with the known names
+        return next(record for record in self._records if record.name == layer)
 
     # --- machine-readable ---------------------------------------------------------
     def to_dict(
@@ -190,12 +153,12 @@ class GraphEnergy(_energy.EnergyEstimator):
         dt = _energy.check_dt(dt, self._default_dt())
         names = [_energy.lookup_device(d).name for d in devices]
         layers = []
-        for layer in self.graph.layers:
+        for layer, record in zip(self.graph.layers, self._records, strict=True):
             energy = {}
             for name in names:
-                synop, neuron = self.layer_energy(layer.name, name, timesteps_per_inference, dt)
+                synop, neuron = self.layer_energy(record, name, timesteps_per_inference, dt)
                 energy[name] = {"synop": synop, "neuron": neuron, "total": synop + neuron}
-            rate = self.layer_rates.get(layer.name)
+            rate = record.rate
             layers.append({
                 "name": layer.name,
                 "type": layer.kind,

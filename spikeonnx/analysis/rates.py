@@ -1,4 +1,4 @@
-"""Input rates of each layer, from running the model once on example data.
+"""Pass 5: input rates of each layer, from running the model once on example data.
 
 A layer's rate is the mean magnitude of the tensors entering it over all the
 example data (batch, time and units), as ``ModelEnergy`` defines it: for a layer
@@ -23,8 +23,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import onnx
 
-from .graph import AnalysisGraph, _dims, _elem_type
-from .stats import TensorInfo
+from .. import contract
+from .graph import AnalysisGraph
+from .passes import value_info
 
 __all__ = ["ExampleData", "load_example_data", "compute_rates", "RateSums", "RateAccumulator"]
 
@@ -32,8 +33,6 @@ __all__ = ["ExampleData", "load_example_data", "compute_rates", "RateSums", "Rat
 # e.g. a RateSums or a dataset of shards.)
 ExampleData = Union[np.ndarray, Mapping[str, Any], str, os.PathLike, Sequence[Any]]
 
-# onnxruntime reads IR versions up to 13; models written by newer onnx say 14.
-_MAX_IR_VERSION = 10
 
 
 def _shape_str(shape: Sequence[Any]) -> str:
@@ -55,7 +54,8 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
     Returns
     -------
     dict
-        Input name -> array of the input's dtype.
+        Input name -> array of the input's dtype; state inputs not given start as
+        the model's metadata says (:func:`spikeonnx.contract.initial_state`).
 
     Raises
     ------
@@ -66,6 +66,7 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         sizes or dtype do not fit the input.
     """
     names = graph.input_names
+    states = graph.state_inputs
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.is_file():
@@ -77,13 +78,13 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 arrays = {k: loaded[k] for k in loaded.files}
-                data_names = [n for n in names if n not in graph.state_inputs]
+                data_names = [n for n in names if n not in states]
             if len(data_names) == 1 and len(arrays) == 1 and data_names[0] not in arrays:
                 arrays = {data_names[0]: next(iter(arrays.values()))}
             data = arrays
         else:
             data = loaded
-    data_names = [n for n in names if n not in graph.state_inputs]
+    data_names = [n for n in names if n not in states]
     if isinstance(data, Mapping):
         feeds = dict(data)
     elif isinstance(data, (list, tuple)) and len(data_names) > 1:
@@ -99,7 +100,7 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
                 "input name -> array"
             )
         feeds = {data_names[0]: data}
-    missing = [n for n in names if n not in feeds and n not in graph.state_inputs]
+    missing = [n for n in names if n not in feeds and n not in states]
     extra = [n for n in feeds if n not in names]
     if missing or extra:
         raise ValueError(
@@ -116,7 +117,7 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         arr = np.asarray(feeds[name])
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"example data for input {name!r} has non-numeric dtype {arr.dtype}")
-        info = TensorInfo(name, _dims(value.type), _elem_type(value.type))
+        info = value_info(value)
         if info.shape is not None:
             if arr.ndim != len(info.shape):
                 raise ValueError(
@@ -134,65 +135,42 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
         if info.dtype is not None:
             arr = arr.astype(info.dtype, copy=False)
         out[name] = np.ascontiguousarray(arr)
-    for name in graph.state_inputs:
+    for name in states:
         if name not in out:
-            out[name] = _initial_state(graph, name, out)
+            out[name] = _initial_state(graph, name, out, declared[name])
     return out
 
 
-def _initial_state(graph: AnalysisGraph, name: str, feeds: Dict[str, np.ndarray]) -> np.ndarray:
-    """The value a state input starts from when the caller does not give it, as the
-    exporter's ``spikeonnx.initial_state`` metadata describes it."""
-    from .graph import METADATA_INITIAL_STATE
-
-    batch = None
-    for other, arr in feeds.items():
-        axis = graph.batch_axes.get(other)
-        if axis is not None and other not in graph.state_inputs:
-            batch = arr.shape[axis]
-            break
-    value = next(v for v in graph.model.graph.input if v.name == name)
-    info = TensorInfo(name, _dims(value.type), _elem_type(value.type))
-    b_axis = graph.batch_axes.get(name)
+def _initial_state(
+    graph: AnalysisGraph, name: str, feeds: Dict[str, np.ndarray], declared: onnx.ValueInfoProto
+) -> np.ndarray:
+    """The value a state input starts from when the caller does not give it: its
+    declared shape with the batch size of the data, filled as the metadata says."""
+    batch_axes = graph.batch_axes
+    batch = next(
+        (arr.shape[batch_axes[n]] for n, arr in feeds.items()
+         if batch_axes.get(n) is not None and n not in graph.state_inputs),
+        None,
+    )
+    info = value_info(declared)
     shape = []
     for axis, d in enumerate(info.shape or ()):
-        if axis == b_axis and batch is not None:
+        if axis == batch_axes.get(name) and batch is not None:
             shape.append(batch)
         elif isinstance(d, int):
             shape.append(d)
         else:
             raise ValueError(f"cannot build the initial value of state input {name!r}: axis {axis} has no known size")
-    spec = graph.metadata.get(METADATA_INITIAL_STATE, {}).get(name, {"kind": "zeros"})
-    kind = spec.get("kind") if isinstance(spec, dict) else None
-    dtype = info.dtype or np.dtype(np.float32)
-    if kind == "zeros":
-        return np.zeros(shape, dtype)
-    if kind == "constant":
-        per_sample = np.asarray(spec.get("value"), dtype=dtype)
-        return np.ascontiguousarray(np.broadcast_to(per_sample, shape)).astype(dtype)
-    if kind == "uniform_seed":
-        from ..reference import tf_stateless_uniform
-
-        return np.asarray(tf_stateless_uniform(shape, int(spec["seed"])), dtype=dtype)
-    raise ValueError(f"state input {name!r}: unknown initial_state kind {kind!r} in the model metadata")
+    spec = graph.metadata.initial_state.get(name)
+    return contract.initial_state(spec, shape, info.dtype or np.dtype(np.float32))
 
 
-def _uses_spikeonnx_ops(model: onnx.ModelProto) -> bool:
-    return any(node.domain == "spikeonnx" for node in model.graph.node)
-
-
-def _make_session(model_bytes: bytes, needs_library: bool) -> Any:
-    """An onnxruntime session for the model, with our op library registered."""
-    try:
-        from ..runtime import InferenceSession
-    except ImportError:
-        InferenceSession = None
-    if InferenceSession is not None:
-        return InferenceSession(model_bytes)
-    import onnxruntime as ort  # pragma: no cover - fallback while runtime is absent
+def _make_session(model_bytes: bytes, model: onnx.ModelProto) -> Any:
+    """An onnxruntime session for the model, with our op library when it uses our ops."""
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if needs_library:
+    if any(node.domain == contract.DOMAIN for node in model.graph.node):
         from ..ops import library_path
 
         options.register_custom_ops_library(library_path())
@@ -437,10 +415,10 @@ def _probe_session(graph: AnalysisGraph, needed: Sequence[str]) -> Tuple[Any, Di
             )
             info = graph.tensors.get(name)
             model.graph.output.append(onnx.helper.make_tensor_value_info(probe, info.elem_type, None))
-        model.ir_version = min(old_ir, _MAX_IR_VERSION)
+        model.ir_version = min(old_ir, contract.MAX_IR_VERSION)
         blob = model.SerializeToString()
     finally:
         del model.graph.output[n_outputs:]
         del model.graph.node[n_nodes:]
         model.ir_version = old_ir
-    return _make_session(blob, _uses_spikeonnx_ops(model)), probes
+    return _make_session(blob, model), probes

@@ -1,22 +1,35 @@
-"""Per-op statistics: how many connections and neuron updates one ONNX node does.
+"""The op registry: everything the analyzer knows about an ONNX op, in one spec.
 
-Every statistic is *per sample and per timestep*: the batch axis and the time axis
-of a tensor are left out of the counts. The analyzer marks those axes on the graph
-inputs with the symbolic dimensions :data:`BATCH` and :data:`TIME` before shape
-inference, so they can be recognised on every tensor the inference propagates
-them to (see :meth:`OpNode.units`).
+Each op type ``(domain, op_type)`` has one :class:`OpSpec`: its *role* (what it is
+to the layer grouping) and the *stat function* counting its connections and neuron
+updates per sample and timestep. Roles:
 
-Stat functions are looked up by ``(domain, op_type)`` in a registry that users can
-extend with :func:`register_op`. Ops known to do no synaptic or neuron work (shape
-manipulation, element-wise arithmetic such as a bias ``Add``) count nothing
-silently; any other op without a stat function counts nothing and the analyzer
-warns once per op type, as ``ModelEnergy`` does for unknown Keras layers.
+- ``"weighted"``: synapses (MatMul, Gemm, Conv); a layer forms around it.
+- ``"activation"``: neurons (Relu, ..., SpikingActivation).
+- ``"free"``: no synapses or neurons (shape ops, element-wise arithmetic, Clip
+  unless it is a ReLU6); it joins a neighbouring layer and never warns. Flags
+  refine it: ``pass_through`` (moves data unchanged: a weighted op's layer
+  extends across it, and counting looks through it for a reshape-merged batch
+  axis), ``bias`` (adds a constant: joins the weighted op it follows),
+  ``bookkeeping`` (shape arithmetic: never names a layer).
+- ``"other"``: anything else with a stat function (e.g. the synaptic filters); it
+  is a layer of its own.
+
+The *effective* role of one node (``OpNode``'s counts decide: a node that counted
+connections is weighted, one that counted neurons is an activation) is what the
+grouping pass reads. Ops without a spec count nothing and the analyzer warns once
+per op type, as ``ModelEnergy`` does for unknown Keras layers. Users add or replace
+specs with :func:`register_op`; the registry is a :class:`spikeonnx.registry.Registry`.
+
+Every statistic is per sample and per timestep: the batch and time axes are left
+out (see :meth:`OpNode.units`). The analyzer marks those axes on the graph inputs
+with the symbolic dimensions :data:`BATCH` and :data:`TIME` before shape
+inference, so they can be recognised wherever inference propagates them.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -24,15 +37,22 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..contract import DOMAIN
+from ..energy import check_stats, counted_axes
+from ..registry import Registry
+
 __all__ = [
     "BATCH",
     "TIME",
+    "ROLES",
     "TensorInfo",
     "OpNode",
+    "OpSpec",
     "ShapeResolutionError",
     "register_op",
+    "op_spec",
     "get_op_stats",
-    "is_free_op",
+    "OPS",
     "ACTIVATION_OPS",
     "FREE_OPS",
 ]
@@ -42,11 +62,13 @@ BATCH = "spikeonnx_batch"
 #: Symbolic dimension that marks the time axis of a tensor.
 TIME = "spikeonnx_time"
 
+#: The roles of an op (see the module docstring).
+ROLES = ("weighted", "activation", "free", "other")
+
 Dim = Union[int, str, None]
 Shape = Tuple[Dim, ...]
-StatFunction = Callable[["OpNode"], Dict[str, Any]]
+StatFunction = Callable[["OpNode"], Any]
 
-_VALID_STATS = ("connections", "neurons", "spiking")
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -96,8 +118,15 @@ def _np_dtype(elem_type: int) -> Optional[np.dtype]:
         return None
 
 
-def _normalize_domain(domain: str) -> str:
+def normalize_domain(domain: str) -> str:
+    """``""`` for the default ONNX domain (also spelled ``"ai.onnx"``)."""
     return "" if domain in _DEFAULT_DOMAINS else domain
+
+
+def op_key(domain: str, op_type: str) -> str:
+    """``"op_type"`` for default-domain ops, else ``"domain.op_type"``."""
+    domain = normalize_domain(domain)
+    return f"{domain}.{op_type}" if domain else op_type
 
 
 def format_shape(shape: Optional[Shape]) -> str:
@@ -136,6 +165,8 @@ class OpNode:
     unmerge : callable, optional
         ``unmerge(name)`` returns the tensor a reshape-merged tensor came from (see
         :meth:`unmerged_units`), or None.
+    is_constant : callable, optional
+        ``is_constant(name)``: whether a tensor is constant, without reading its value.
     """
 
     def __init__(
@@ -147,14 +178,16 @@ class OpNode:
         constants: Callable[[str], Optional[np.ndarray]],
         time_fallback: bool,
         unmerge: Optional[Callable[[str], Optional[TensorInfo]]] = None,
+        is_constant: Optional[Callable[[str], bool]] = None,
     ) -> None:
         self.proto = proto
         self.name = label
         self.op_type = proto.op_type
-        self.domain = _normalize_domain(proto.domain)
+        self.domain = normalize_domain(proto.domain)
         self.inputs = inputs
         self.outputs = outputs
         self._constants = constants
+        self._is_constant = is_constant
         self._time_fallback = time_fallback
         self._unmerge = unmerge
         self._attrs: Optional[Dict[str, Any]] = None
@@ -174,6 +207,14 @@ class OpNode:
         if index >= len(self.proto.input) or not self.proto.input[index]:
             return None
         return self._constants(self.proto.input[index])
+
+    def is_constant(self, index: int) -> bool:
+        """Whether input ``index`` is a constant tensor (its value is not read)."""
+        if index >= len(self.proto.input) or not self.proto.input[index]:
+            return False
+        if self._is_constant is not None:
+            return self._is_constant(self.proto.input[index])
+        return self.constant(index) is not None
 
     # --- shapes -------------------------------------------------------------------
     def _info(self, kind: str, index: int) -> TensorInfo:
@@ -206,20 +247,19 @@ class OpNode:
         (e.g. after a reshape that merged batch and time) has its first axis taken
         as the batch axis, as in Keras. The time axis is the one marked :data:`TIME`;
         with no declared time axis, an unknown size right after the batch axis is
-        taken as time, as ``ModelEnergy`` does.
+        taken as time (:func:`spikeonnx.energy.counted_axes`).
         """
+        shape = list(shape)
         rank = len(shape)
-        excluded = {i for i, d in enumerate(shape) if d in (BATCH, TIME)}
-        if BATCH not in shape and rank:
-            batch = 1 if (shape[0] == TIME and rank > 1) else 0
-            excluded.add(batch)
+        time = shape.index(TIME) if TIME in shape else None
+        if BATCH in shape:
+            batch: Optional[int] = shape.index(BATCH)
+        elif rank:
+            batch = 1 if (time == 0 and rank > 1) else 0
         else:
-            batch = list(shape).index(BATCH) if BATCH in shape else 0
-        if self._time_fallback and TIME not in shape:
-            nxt = batch + 1
-            if nxt < rank and not isinstance(shape[nxt], int):
-                excluded.add(nxt)
-        return [i for i in range(rank) if i not in excluded]
+            batch = None
+        axes = counted_axes(shape, batch, time, time_fallback=self._time_fallback)
+        return [axis for axis in axes if shape[axis] not in (BATCH, TIME)]
 
     def units(self, shape: Sequence[Dim], tensor: str = "") -> int:
         """Number of elements of one sample at one timestep of a tensor of ``shape``.
@@ -279,31 +319,59 @@ def _raw(shape: Sequence[Dim]) -> str:
 # ----------------------------------------------------------------------------------
 # registry
 # ----------------------------------------------------------------------------------
-_REGISTRY: Dict[Tuple[str, str], StatFunction] = {}
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything the analyzer knows about one op type.
 
-#: Default-domain ops that do no synaptic or neuron work; they count nothing silently.
-FREE_OPS = frozenset(
+    Parameters
+    ----------
+    role : str
+        One of :data:`ROLES`.
+    stats : callable or None
+        ``stats(node: OpNode) -> dict`` with any of "connections", "neurons",
+        "spiking" (defaults 0, 0, True); None (or an empty dict) counts nothing.
+        It may return ``NotImplemented`` for a node it cannot count: that node
+        is treated as an op without spec (counted as nothing, with a warning).
+    pass_through : bool
+        The op moves data unchanged (reshape-like).
+    bias : bool
+        The op adds or subtracts a second operand (a bias when that is constant).
+    bookkeeping : bool
+        The op is shape arithmetic; it never gives a layer its type.
     """
-    Reshape Transpose Flatten Squeeze Unsqueeze Identity Shape Size Gather GatherElements
-    GatherND Concat Cast CastLike Dropout Constant ConstantOfShape Slice Split Expand Tile
-    Pad Range Add Sub Mul Div Neg Abs Sqrt Reciprocal Pow Max Min Sum Mean Floor Ceil Round
-    Sign Equal Less LessOrEqual Greater GreaterOrEqual Not And Or Xor Where ReduceMean
-    ReduceSum GlobalAveragePool SpaceToDepth DepthToSpace NonZero ArgMax ArgMin TopK
-    OptionalHasElement OptionalGetElement SequenceConstruct Trilu EyeLike IsNaN IsInf
-    """.split()
+
+    role: str = "other"
+    stats: Optional[StatFunction] = None
+    pass_through: bool = False
+    bias: bool = False
+    bookkeeping: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"op role must be one of {ROLES}, got {self.role!r}")
+        if self.stats is not None and not callable(self.stats):
+            raise TypeError(f"stat function must be callable, got {self.stats!r}")
+
+
+#: The op registry: ``(domain, op_type) -> OpSpec`` (domain ``""`` for standard ops).
+OPS: "Registry[OpSpec]" = Registry(
+    "op spec",
+    describe=lambda key: repr(op_key(*key)),
+    overwrite_message=lambda key: f"op '{op_key(*key)}' already registered; overwriting",
 )
 
-#: Default-domain element-wise nonlinearities counted as (non-spiking) neurons.
-ACTIVATION_OPS = frozenset(
-    """
-    Relu LeakyRelu Sigmoid Tanh Elu Selu Celu Softplus Softsign HardSigmoid HardSwish Gelu
-    Mish ThresholdedRelu PRelu Softmax LogSoftmax Erf
-    """.split()
-)
 
-
-def register_op(domain: str, op_type: str) -> Callable[[StatFunction], StatFunction]:
-    """Decorator registering a stat function for the ONNX op ``domain.op_type``.
+def register_op(
+    domain: str,
+    op_type: str,
+    *,
+    role: str = "other",
+    pass_through: bool = False,
+    bias: bool = False,
+    bookkeeping: bool = False,
+    replace: bool = False,
+) -> Callable[[StatFunction], StatFunction]:
+    """Decorator registering a stat function (and the role) of the op ``domain.op_type``.
 
     The decorated function receives an :class:`OpNode` and returns a dict with any
     of the keys ``"connections"`` (synaptic connections per sample and timestep,
@@ -317,6 +385,10 @@ def register_op(domain: str, op_type: str) -> Callable[[StatFunction], StatFunct
         ONNX domain (``""`` or ``"ai.onnx"`` for the standard ops).
     op_type : str
         ONNX op type.
+    role, pass_through, bias, bookkeeping
+        The op's traits, see :class:`OpSpec` (default: a layer of its own).
+    replace : bool
+        Replace an existing spec silently (otherwise a warning says so).
 
     Returns
     -------
@@ -325,79 +397,105 @@ def register_op(domain: str, op_type: str) -> Callable[[StatFunction], StatFunct
     """
     if not isinstance(domain, str) or not isinstance(op_type, str) or not op_type:
         raise ValueError(f"register_op needs a domain string and an op type, got {domain!r}, {op_type!r}")
-    key = (_normalize_domain(domain), op_type)
+    key = (normalize_domain(domain), op_type)
 
     def decorator(fn: StatFunction) -> StatFunction:
         if not callable(fn):
             raise TypeError(f"register_op({domain!r}, {op_type!r}) must decorate a function")
-        if key in _REGISTRY and getattr(_REGISTRY[key], "_spikeonnx_builtin", False) is False:
-            warnings.warn(f"op '{'.'.join(filter(None, key))}' already registered; overwriting", stacklevel=2)
-        _REGISTRY[key] = fn
+        spec = OpSpec(role, fn, pass_through=pass_through, bias=bias, bookkeeping=bookkeeping)
+        OPS.register(key, spec, replace=replace)
         return fn
 
     return decorator
 
 
-def _builtin(domain: str, *op_types: str) -> Callable[[StatFunction], StatFunction]:
-    def decorator(fn: StatFunction) -> StatFunction:
-        fn._spikeonnx_builtin = True  # type: ignore[attr-defined]
-        for op_type in op_types:
-            _REGISTRY[(_normalize_domain(domain), op_type)] = fn
-        return fn
-
-    return decorator
-
-
-def is_free_op(domain: str, op_type: str) -> bool:
-    """True if ``domain.op_type`` is known to count nothing (and has no stat function)."""
-    key = (_normalize_domain(domain), op_type)
-    return key not in _REGISTRY and key[0] == "" and op_type in FREE_OPS
+def op_spec(domain: str, op_type: str) -> Optional[OpSpec]:
+    """The spec of ``domain.op_type``, or None."""
+    return OPS.get((normalize_domain(domain), op_type))
 
 
 def get_op_stats(node: OpNode) -> Optional[Dict[str, Any]]:
-    """Statistics of one node, or None if no stat function is registered for it.
+    """Statistics of one node, or None if nothing knows how to count it.
 
     Returns
     -------
     dict or None
-        ``{"connections": int, "neurons": int, "spiking": bool}``, or None for an op
-        with no stat function (free ops return all zeros).
+        ``{"connections": int, "neurons": int, "spiking": bool}``; None for an op
+        without spec, or whose stat function returned ``NotImplemented``.
+
+    Raises
+    ------
+    ValueError
+        If the stat function returns something else than a dict of valid stats.
     """
-    fn = _REGISTRY.get((node.domain, node.op_type))
-    if fn is None:
-        if is_free_op(node.domain, node.op_type):
-            return {"connections": 0, "neurons": 0, "spiking": True}
+    spec = op_spec(node.domain, node.op_type)
+    if spec is None:
         return None
-    raw = fn(node)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise TypeError(
-            f"stat function for {node.op_type!r} returned {type(raw).__name__}, expected a dict"
-        )
-    for key in raw:
-        if key not in _VALID_STATS:
-            raise ValueError(
-                f"stat function for {node.op_type!r} returned an invalid stat {key!r}; "
-                f"must be one of {_VALID_STATS}"
-            )
-    stats = {"connections": 0, "neurons": 0, "spiking": True}
-    for key in ("connections", "neurons"):
-        value = raw.get(key, 0)
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-            raise ValueError(
-                f"stat function for {node.op_type!r} returned {key}={value!r}; expected an int >= 0"
-            )
-        stats[key] = int(value)
-    stats["spiking"] = bool(raw.get("spiking", True))
-    return stats
+    raw = spec.stats(node) if spec.stats is not None else None
+    if raw is NotImplemented:
+        return None
+    return check_stats({} if raw is None else raw, f"stat function for {node.op_type!r}", complete=True)
+
+
+def _builtin(domain: str, *op_types: str, role: str, **traits: bool) -> Callable[[StatFunction], StatFunction]:
+    """Register the built-in spec of ``op_types`` (at import, nothing to replace)."""
+
+    def decorator(fn: Optional[StatFunction]) -> Optional[StatFunction]:
+        for op_type in op_types:
+            OPS.register((normalize_domain(domain), op_type), OpSpec(role, fn, **traits))
+        return fn
+
+    return decorator
 
 
 # ----------------------------------------------------------------------------------
-# built-in stat functions
+# built-in specs
 # ----------------------------------------------------------------------------------
+
+#: Default-domain ops that move data without synapses or neurons (free, pass-through).
+PASS_THROUGH_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast",
+                    "CastLike")
+#: Default-domain ops doing shape arithmetic (free; never the type of a layer).
+BOOKKEEPING_OPS = ("Shape", "Cast", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Constant")
+#: Default-domain ops adding a second operand (free; a bias when that is constant).
+BIAS_OPS = ("Add", "Sub")
+#: Default-domain ops that do no synaptic or neuron work; they count nothing silently.
+FREE_OPS = frozenset(
+    """
+    Reshape Transpose Flatten Squeeze Unsqueeze Identity Shape Size Gather GatherElements
+    GatherND Concat Cast CastLike Dropout Constant ConstantOfShape Slice Split Expand Tile
+    Pad Range Add Sub Mul Div Neg Abs Sqrt Reciprocal Pow Max Min Sum Mean Floor Ceil Round
+    Sign Equal Less LessOrEqual Greater GreaterOrEqual Not And Or Xor Where ReduceMean
+    ReduceSum GlobalAveragePool SpaceToDepth DepthToSpace NonZero ArgMax ArgMin TopK
+    OptionalHasElement OptionalGetElement SequenceConstruct Trilu EyeLike IsNaN IsInf
+    """.split()
+)
+#: Default-domain element-wise nonlinearities counted as (non-spiking) neurons.
+ACTIVATION_OPS = frozenset(
+    """
+    Relu LeakyRelu Sigmoid Tanh Elu Selu Celu Softplus Softsign HardSigmoid HardSwish Gelu
+    Mish ThresholdedRelu PRelu Softmax LogSoftmax Erf
+    """.split()
+)
+
+
+def _gather_stats(node: OpNode) -> Any:
+    """Shape bookkeeping, except a lookup in a float weight table (an embedding),
+    which nothing counts yet: reported as unknown."""
+    data = node.inputs[0] if node.inputs else None
+    if data is not None and data.is_float and node.is_constant(0):
+        return NotImplemented
+    return {}
+
+
+for _op in sorted(FREE_OPS):
+    _builtin(
+        "", _op, role="free",
+        pass_through=_op in PASS_THROUGH_OPS, bias=_op in BIAS_OPS, bookkeeping=_op in BOOKKEEPING_OPS,
+    )(_gather_stats if _op == "Gather" else None)
+del _op
+
+
 def _known(node: OpNode, value: Dim, what: str) -> int:
     if not isinstance(value, int):
         size = "an unknown size" if value is None else f"the symbolic size {value!r}"
@@ -409,7 +507,7 @@ def _known(node: OpNode, value: Dim, what: str) -> int:
     return value
 
 
-@_builtin("", "MatMul", "MatMulInteger")
+@_builtin("", "MatMul", "MatMulInteger", role="weighted")
 def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a matrix product: every output element sums over K inputs."""
     a = node.input_shape(0)
@@ -427,7 +525,7 @@ def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.output_units(0) * k}
 
 
-@_builtin("", "Gemm")
+@_builtin("", "Gemm", role="weighted")
 def _gemm_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of ``alpha*A'B' + beta*C``: output features times input features."""
     b = node.input_shape(1)
@@ -468,7 +566,7 @@ def _conv_output_spatial(node: OpNode, x: Shape, kernel: Sequence[int]) -> List[
     return out
 
 
-@_builtin("", "Conv", "ConvInteger")
+@_builtin("", "Conv", "ConvInteger", role="weighted")
 def _conv_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a convolution: output elements x kernel volume x input channels/group.
 
@@ -498,7 +596,7 @@ def _conv_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.units(y, node.proto.output[0]) * int(np.prod(w[1:]))}
 
 
-@_builtin("", "ConvTranspose")
+@_builtin("", "ConvTranspose", role="weighted")
 def _conv_transpose_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a transposed convolution: every input element feeds
     (output channels/group) x kernel volume outputs (the multiply-accumulate count of
@@ -509,13 +607,13 @@ def _conv_transpose_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.input_units(0) * int(np.prod(w[1:]))}
 
 
-@_builtin("", *sorted(ACTIVATION_OPS))
+@_builtin("", *sorted(ACTIVATION_OPS), role="activation")
 def _activation_stats(node: OpNode) -> Dict[str, Any]:
     """A non-spiking nonlinearity: one neuron update per output element."""
     return {"neurons": node.output_units(0), "spiking": False}
 
 
-@_builtin("", "Clip")
+@_builtin("", "Clip", role="free")
 def _clip_stats(node: OpNode) -> Dict[str, Any]:
     """``Clip`` with a lower bound of 0 is a (capped) ReLU, e.g. ReLU6; other clips are free."""
     low = node.constant(1) if len(node.proto.input) > 1 else None
@@ -526,7 +624,7 @@ def _clip_stats(node: OpNode) -> Dict[str, Any]:
     return {}
 
 
-@_builtin("spikeonnx", "SpikingActivation")
+@_builtin(DOMAIN, "SpikingActivation", role="activation")
 def _spiking_activation_stats(node: OpNode) -> Dict[str, Any]:
     """Spiking neurons: the unit axes of the (batch, time, *units) input, per the op contract."""
     shape = node.input_shape(0)
@@ -541,7 +639,7 @@ def _spiking_activation_stats(node: OpNode) -> Dict[str, Any]:
     return {"neurons": total, "spiking": True}
 
 
-@_builtin("spikeonnx", "Lowpass", "Alpha")
+@_builtin(DOMAIN, "Lowpass", "Alpha", role="other")
 def _filter_stats(node: OpNode) -> Dict[str, Any]:
     """Synaptic filters do no synaptic operations and update no neurons."""
     return {}
