@@ -34,6 +34,9 @@ __all__ = [
     "spiking_activation",
     "lowpass",
     "alpha",
+    "event_matmul",
+    "event_gemm",
+    "event_conv",
     "tf_stateless_uniform",
     "philox4x32",
     "SpikingActivation",
@@ -585,3 +588,83 @@ class Alpha(_SpikeOnnxOp):
 
 #: Pass as ``ReferenceEvaluator(model, new_ops=REFERENCE_OPS)``.
 REFERENCE_OPS = [SpikingActivation, Lowpass, Alpha]
+
+
+# ---------------------------------------------------------------------------
+# Event-driven weighted ops (spikeonnx.events): their value is the standard op's
+# ---------------------------------------------------------------------------
+
+
+def event_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``EventMatMul``: ``x @ w`` for ``x (..., K)`` and ``w (K, N)``, in float64."""
+    return np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64)
+
+
+def event_gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: Optional[np.ndarray] = None,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    trans_b: int = 0,
+) -> np.ndarray:
+    """``EventGemm``: ``alpha * a @ b' + beta * c`` (``b' = b.T`` if ``trans_b``), in float64."""
+    b64 = np.asarray(b, dtype=np.float64)
+    y = float(alpha) * (np.asarray(a, dtype=np.float64) @ (b64.T if trans_b else b64))
+    if c is not None:
+        y = y + float(beta) * np.asarray(c, dtype=np.float64)
+    return y
+
+
+def event_conv(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: Optional[np.ndarray] = None,
+    *,
+    strides: Optional[Sequence[int]] = None,
+    pads: Optional[Sequence[int]] = None,
+    dilations: Optional[Sequence[int]] = None,
+    group: int = 1,
+    auto_pad: str = "NOTSET",
+) -> np.ndarray:
+    """``EventConv``: ONNX ``Conv`` (N, C, *spatial), any number of spatial axes, in float64.
+
+    A sum over kernel taps of strided slices of the padded input, each contracted with
+    that tap's weights per group.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    spatial = x.ndim - 2
+    kernel = w.shape[2:]
+    strides = list(strides or [1] * spatial)
+    dilations = list(dilations or [1] * spatial)
+    begin, end = [0] * spatial, [0] * spatial
+    for i in range(spatial):
+        span = dilations[i] * (kernel[i] - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = -(-x.shape[2 + i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + span - x.shape[2 + i])
+            begin[i] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            end[i] = total - begin[i]
+        elif auto_pad == "NOTSET" and pads:
+            begin[i], end[i] = pads[i], pads[i + spatial]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end, strict=True)))
+    out_shape = [
+        (xp.shape[2 + i] - dilations[i] * (kernel[i] - 1) - 1) // strides[i] + 1 for i in range(spatial)
+    ]
+    m, cg = w.shape[0], w.shape[1]
+    mg = m // group
+    y = np.zeros((x.shape[0], m, *out_shape))
+    for tap in np.ndindex(*kernel):
+        window = tuple(
+            slice(tap[i] * dilations[i], tap[i] * dilations[i] + strides[i] * (out_shape[i] - 1) + 1, strides[i])
+            for i in range(spatial)
+        )
+        xs = xp[(slice(None), slice(None), *window)]
+        for g in range(group):
+            wg = w[(slice(g * mg, (g + 1) * mg), slice(None), *tap)]
+            y[:, g * mg : (g + 1) * mg] += np.einsum("nc...,mc->nm...", xs[:, g * cg : (g + 1) * cg], wg)
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64).reshape((1, m) + (1,) * spatial)
+    return y

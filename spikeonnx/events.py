@@ -1,0 +1,232 @@
+"""Event-driven inference: weighted layers fed by spikes compute only where a spike arrived.
+
+After a ``SpikingActivation`` most inputs of the next ``MatMul``/``Gemm``/``Conv`` are
+zero. :func:`optimize` rewrites every such node (its data input coming from a
+``SpikingActivation`` directly or through ``Reshape``/``Transpose``/``Flatten``/
+``Squeeze``/``Unsqueeze``/``Identity``, its weight a constant) into the ``spikeonnx``
+op of the same value:
+
+============  ==============  ===============================================
+standard op   event op        conditions
+============  ==============  ===============================================
+``MatMul``    ``EventMatMul``  weight 2-D
+``Gemm``      ``EventGemm``    ``transA = 0``; ``C`` absent or constant
+``Conv``      ``EventConv``    1-D or 2-D (input rank 3 or 4)
+============  ==============  ===============================================
+
+The op library's kernels skip zero inputs (each nonzero adds its weight row or kernel
+slice to the output) and hand dense inputs to onnxruntime's own kernel, deciding per call
+from the counted density. Each event op also gets a model-local function whose body is
+the original standard op with the same attributes, so the file still runs anywhere ONNX
+runs (stock onnxruntime, ``onnx.reference``, other runtimes), with the same value.
+
+The results equal the dense graph's up to float summation order (the event kernels add
+the same products in another order); a zero input times an infinite weight contributes
+0 in the kernel where the dense product gives NaN.
+
+This module imports only onnx and the contract; it never needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Set
+
+import onnx
+from onnx import helper
+
+from .contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
+
+__all__ = ["optimize", "EVENT_OP_TYPES", "STANDARD_OP", "make_event_function", "event_nodes"]
+
+#: Event op -> the standard op it computes.
+STANDARD_OP: Dict[str, str] = {"EventMatMul": "MatMul", "EventGemm": "Gemm", "EventConv": "Conv"}
+#: The event ops of the ``spikeonnx`` domain.
+EVENT_OP_TYPES = tuple(STANDARD_OP)
+_EVENT_OP = {standard: event for event, standard in STANDARD_OP.items()}
+
+# Formal inputs and attributes of each event op (those of the standard op; the attributes
+# are passed on to the body by reference).
+_SIGNATURES = {
+    "EventMatMul": (("x", "W"), ()),
+    "EventGemm": (("A", "B", "C"), ("alpha", "beta", "transA", "transB")),
+    "EventConv": (("X", "W", "B"), ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")),
+}
+_REQUIRED_INPUTS = 2
+
+# Ops that only move or relabel elements: a zero stays a zero, so spikes stay spikes.
+_PLUMBING = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+# Model-local functions need IR 8.
+_MIN_IR = 8
+
+
+def make_event_function(op_type: str, opset: int) -> onnx.FunctionProto:
+    """The model-local function of an event op: its standard op, attributes by reference.
+
+    Parameters
+    ----------
+    op_type : str
+        One of :data:`EVENT_OP_TYPES`.
+    opset : int
+        Default-domain opset the body imports (the model's).
+
+    Returns
+    -------
+    onnx.FunctionProto
+    """
+    if op_type not in _SIGNATURES:
+        raise ValueError(f"unknown event op {op_type!r}; known: {', '.join(EVENT_OP_TYPES)}")
+    inputs, attributes = _SIGNATURES[op_type]
+    body = helper.make_node(STANDARD_OP[op_type], list(inputs), ["y"], name=f"{op_type}_body")
+    for name in attributes:
+        # An attribute the calling node does not set is left out here too: the standard
+        # op's default applies, exactly as on the original node.
+        ref = onnx.AttributeProto()
+        ref.name = name
+        ref.ref_attr_name = name
+        ref.type = _ATTRIBUTE_TYPES[name]
+        body.attribute.append(ref)
+    return helper.make_function(
+        DOMAIN,
+        op_type,
+        list(inputs),
+        ["y"],
+        [body],
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=list(attributes),
+        doc_string=f"{op_type}: event-driven {STANDARD_OP[op_type]} (same value); the body is the standard op.",
+    )
+
+
+_ATTRIBUTE_TYPES = {
+    "alpha": onnx.AttributeProto.FLOAT,
+    "beta": onnx.AttributeProto.FLOAT,
+    "transA": onnx.AttributeProto.INT,
+    "transB": onnx.AttributeProto.INT,
+    "auto_pad": onnx.AttributeProto.STRING,
+    "dilations": onnx.AttributeProto.INTS,
+    "group": onnx.AttributeProto.INT,
+    "kernel_shape": onnx.AttributeProto.INTS,
+    "pads": onnx.AttributeProto.INTS,
+    "strides": onnx.AttributeProto.INTS,
+}
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in _DEFAULT_DOMAINS:
+            return int(entry.version)
+    raise ValueError("the model imports no default-domain opset")
+
+
+def _constants(graph: onnx.GraphProto) -> Dict[str, onnx.TensorProto]:
+    """Initializers and ``Constant`` node values of the graph, by name (shape and type)."""
+    found = {t.name: t for t in graph.initializer}
+    inputs = {i.name for i in graph.input}
+    for name in list(found):
+        if name in inputs:  # an initializer that is also an input can be overridden
+            del found[name]
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    found[node.output[0]] = attr.t
+    return found
+
+
+def _attribute(node: onnx.NodeProto, name: str, default):
+    for attr in node.attribute:
+        if attr.name == name:
+            return helper.get_attribute_value(attr)
+    return default
+
+
+def _eligible(node: onnx.NodeProto, spikes: Set[str], constants: Dict[str, onnx.TensorProto]) -> bool:
+    """Whether ``node`` is a weighted op on spikes that its event op computes."""
+    if node.domain not in _DEFAULT_DOMAINS or node.op_type not in _EVENT_OP:
+        return False
+    if len(node.input) < _REQUIRED_INPUTS or node.input[0] not in spikes:
+        return False
+    weight = constants.get(node.input[1])
+    if weight is None or weight.data_type not in _FLOAT_TYPES:
+        return False
+    if node.op_type == "MatMul":
+        return len(weight.dims) == 2 and len(node.input) == 2
+    if node.op_type == "Gemm":
+        if len(weight.dims) != 2 or _attribute(node, "transA", 0) != 0:
+            return False
+        return len(node.input) < 3 or node.input[2] == "" or node.input[2] in constants
+    # Conv: 1-D or 2-D only.
+    return len(weight.dims) in (3, 4) and len(node.input) <= 3
+
+
+def optimize(model: ModelLike, *, functions: bool = True) -> onnx.ModelProto:
+    """Rewrite weighted nodes fed by spikes into event-driven ``spikeonnx`` ops.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, str, os.PathLike or bytes
+        The model (not changed: a rewritten copy is returned).
+    functions : bool
+        Give each event op a model-local function (its standard op), so the result
+        runs without the op library too. Without them the model needs the library.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The rewritten model; node names, inputs, outputs and attributes are kept, only
+        ``op_type`` and ``domain`` change. A model with nothing to rewrite comes back
+        unchanged (as a copy).
+
+    Raises
+    ------
+    ValueError
+        If the model cannot be read, or has no default-domain opset while a node is
+        rewritten.
+    """
+    out, _ = load_model(model)  # a copy
+    graph = out.graph
+    constants = _constants(graph)
+    spikes: Set[str] = set()
+    rewritten: Dict[str, List[onnx.NodeProto]] = {}
+    # graph.node is in topological order, so a tensor is classified before it is used.
+    for node in graph.node:
+        if node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
+            spikes.add(node.output[0])
+        elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING:
+            if node.input and node.input[0] in spikes:
+                spikes.add(node.output[0])
+        elif _eligible(node, spikes, constants):
+            event = _EVENT_OP[node.op_type]
+            node.op_type = event
+            node.domain = DOMAIN
+            rewritten.setdefault(event, []).append(node)
+    if not rewritten:
+        return out
+    if not any(entry.domain == DOMAIN for entry in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+    if functions:
+        _attach(out, sorted(rewritten), rewritten)
+    return out
+
+
+def _attach(model: onnx.ModelProto, op_types: List[str], nodes: Dict[str, List[onnx.NodeProto]]) -> None:
+    opset = _default_opset(model)
+    existing = {(f.domain, f.name) for f in model.functions}
+    for op_type in op_types:
+        # Every node of the op passes all formal inputs ("" for an absent bias): some
+        # runtimes call a function only with exactly its inputs.
+        width = len(_SIGNATURES[op_type][0])
+        for node in nodes[op_type]:
+            while len(node.input) < width:
+                node.input.append("")
+        if (DOMAIN, op_type) not in existing:
+            model.functions.append(make_event_function(op_type, opset))
+    if model.ir_version < _MIN_IR:
+        model.ir_version = min(_MIN_IR, MAX_IR_VERSION)
+
+
+def event_nodes(model: onnx.ModelProto) -> List[onnx.NodeProto]:
+    """The event-op nodes of ``model``'s main graph."""
+    return [n for n in model.graph.node if n.domain == DOMAIN and n.op_type in STANDARD_OP]

@@ -1,0 +1,386 @@
+"""Event-driven ops (EventMatMul, EventGemm, EventConv) and spikeonnx.optimize.
+
+One-node tests compare the op library's kernels with the NumPy references of
+spikeonnx.reference (float64) at several input densities, layouts and attributes;
+optimize() is checked on models with spiking layers: the event ops' results equal the
+dense graph's within relative 1e-5 of the output scale, the predicted classes are
+identical, the file still runs in stock onnxruntime (model-local functions) and passes
+the full ONNX check.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from spikeonnx import reference
+from spikeonnx.contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION
+from spikeonnx.events import EVENT_OP_TYPES, event_nodes, optimize
+
+pytestmark = pytest.mark.needs_ops
+
+_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+# float32 summation-order rounding, relative to the output's scale.
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def _session(model: onnx.ModelProto, *, library: bool = True, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if library:
+        from spikeonnx.ops import library_path
+
+        options.register_custom_ops_library(library_path())
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _model(op: str, x: np.ndarray, weights: Sequence[Optional[np.ndarray]], *, constant: bool = True,
+           domain: str = DOMAIN, **attrs: Any) -> onnx.ModelProto:
+    """One node ``op(x, *weights)``; the weights are initializers (``constant``) or graph inputs."""
+    names = ["x"] + [f"w{i}" if w is not None else "" for i, w in enumerate(weights)]
+    while names[-1] == "":
+        names.pop()
+    present = [(n, w) for n, w in zip(names[1:], weights[: len(names) - 1], strict=True) if n]
+    inputs = [helper.make_tensor_value_info("x", _TYPES[x.dtype], None)]
+    inits = []
+    for name, w in present:
+        if constant:
+            inits.append(numpy_helper.from_array(w, name))
+        else:
+            inputs.append(helper.make_tensor_value_info(name, _TYPES[w.dtype], list(w.shape)))
+    node = helper.make_node(op, names, ["y"], domain=domain, name="n0", **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", _TYPES[x.dtype], None)],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray, feeds: Optional[Dict[str, np.ndarray]] = None, **kw) -> np.ndarray:
+    return _session(model, **kw).run(None, {"x": x, **(feeds or {})})[0]
+
+
+def _spikes(rng: np.random.Generator, shape, density: float, dtype=np.float32) -> np.ndarray:
+    """Spike-like input: zeros, and 1/dt-sized values at ``density`` of the positions."""
+    mask = rng.random(shape) < density
+    return (mask * rng.choice([100.0, 200.0, -50.0], size=shape)).astype(dtype)
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape
+    scale = max(float(np.abs(expected).max()), 1e-30)
+    err = float(np.abs(actual.astype(np.float64) - expected).max())
+    assert err <= RTOL[actual.dtype] * scale, f"max error {err} vs scale {scale}"
+
+
+# -- one-node kernels vs NumPy -----------------------------------------------------
+
+
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.5, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape", [(70,), (3, 70), (2, 300, 70)])
+def test_matmul_matches_numpy(density, dtype, x_shape):
+    rng = np.random.default_rng(0)
+    # N = 300 covers full register tiles and a partial one for every instruction set.
+    w = rng.standard_normal((70, 300)).astype(dtype)
+    x = _spikes(rng, x_shape, density, dtype)
+    expected = reference.event_matmul(x, w)
+    for constant in (True, False):
+        model = _model("EventMatMul", x, [w], constant=constant)
+        y = _run(model, x, None if constant else {"w0": w})
+        assert y.dtype == dtype
+        _assert_close(y, expected)
+    if density == 0.0:
+        assert not y.any()
+
+
+def test_matmul_uses_the_thread_pool_without_changing_results():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((64, 200)).astype(np.float32)
+    x = _spikes(rng, (999, 64), 0.05)
+    model = _model("EventMatMul", x, [w])
+    one, two = _run(model, x, threads=1), _run(model, x, threads=2)
+    np.testing.assert_array_equal(one, two)  # rows are independent: no change of order
+    _assert_close(one, reference.event_matmul(x, w))
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("c_shape", [None, (), (1,), (37,), (1, 37), (9, 1), (9, 37)])
+@pytest.mark.parametrize("density", [0.02, 1.0])
+def test_gemm_matches_numpy(trans_b, c_shape, density):
+    rng = np.random.default_rng(2)
+    a = _spikes(rng, (9, 50), density)
+    b = rng.standard_normal((37, 50) if trans_b else (50, 37)).astype(np.float32)
+    c = None if c_shape is None else rng.standard_normal(c_shape).astype(np.float32)
+    attrs = {"alpha": 0.5, "beta": 2.0, "transB": trans_b}
+    expected = reference.event_gemm(a, b, c, alpha=0.5, beta=2.0, trans_b=trans_b)
+    for constant in (True, False):
+        model = _model("EventGemm", a, [b, c], constant=constant, **attrs)
+        feeds = {} if constant else {"w0": b, **({} if c is None else {"w1": c})}
+        _assert_close(_run(model, a, feeds), expected)
+
+
+def test_gemm_float64_and_default_attributes():
+    rng = np.random.default_rng(3)
+    a = _spikes(rng, (5, 40), 0.1, np.float64)
+    b = rng.standard_normal((40, 6))
+    _assert_close(_run(_model("EventGemm", a, [b]), a), reference.event_gemm(a, b))
+
+
+_CONV_CASES = [
+    # x shape, w shape, attributes
+    ((2, 3, 9, 10), (4, 3, 3, 3), {}),
+    ((2, 3, 9, 10), (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 3, 9, 10), (4, 3, 3, 2), {"strides": [2, 3], "pads": [0, 2, 1, 1]}),
+    ((2, 3, 11, 10), (4, 3, 3, 3), {"dilations": [2, 3], "pads": [2, 1, 0, 3]}),
+    ((2, 6, 8, 8), (4, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),
+    ((1, 4, 7, 7), (4, 1, 3, 3), {"group": 4, "strides": [2, 2]}),  # depthwise
+    ((2, 3, 9, 10), (5, 3, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((2, 3, 8, 10), (5, 3, 2, 4), {"auto_pad": "SAME_LOWER"}),
+    ((2, 3, 9, 10), (5, 3, 3, 3), {"auto_pad": "VALID", "kernel_shape": [3, 3]}),
+    ((3, 4, 20), (6, 4, 3), {}),  # 1-D
+    ((3, 4, 20), (6, 2, 5), {"group": 2, "strides": [3], "pads": [2, 1], "dilations": [2]}),
+    ((3, 4, 20), (6, 4, 2), {"auto_pad": "SAME_UPPER"}),
+]
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("case", range(len(_CONV_CASES)))
+def test_conv_matches_numpy(case, density):
+    x_shape, w_shape, attrs = _CONV_CASES[case]
+    rng = np.random.default_rng(4 + case)
+    x = _spikes(rng, x_shape, density)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    numpy_attrs = {k: v for k, v in attrs.items() if k != "kernel_shape"}
+    for bias in (None, b):
+        expected = reference.event_conv(x, w, bias, **numpy_attrs)
+        model = _model("EventConv", x, [w, bias], **attrs)
+        _assert_close(_run(model, x), expected)
+        # The same numbers from onnxruntime's own Conv (the function body's op).
+        dense = _run(_model("Conv", x, [w, bias], domain="", **attrs), x, library=False)
+        _assert_close(dense, expected)
+
+
+@pytest.mark.parametrize("density", [0.05, 1.0])
+def test_conv_float64_and_non_constant_weights(density):
+    rng = np.random.default_rng(5)
+    x = _spikes(rng, (2, 4, 6, 7), density, np.float64)
+    w = rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
+    attrs = {"group": 2, "pads": [1, 0, 1, 1], "strides": [1, 2]}
+    expected = reference.event_conv(x, w, b, **attrs)
+    _assert_close(_run(_model("EventConv", x, [w, b], **attrs), x), expected)
+    model = _model("EventConv", x, [w, b], constant=False, **attrs)
+    _assert_close(_run(model, x, {"w0": w, "w1": b}), expected)
+
+
+def test_reference_conv_matches_onnxruntime():
+    """The NumPy conv itself against onnxruntime's Conv (independent implementations)."""
+    rng = np.random.default_rng(6)
+    for x_shape, w_shape, attrs in _CONV_CASES:
+        x = rng.standard_normal(x_shape)
+        w = rng.standard_normal(w_shape)
+        numpy_attrs = {k: v for k, v in attrs.items() if k != "kernel_shape"}
+        got = _run(_model("Conv", x.astype(np.float32), [w.astype(np.float32)], domain="", **attrs),
+                   x.astype(np.float32), library=False)
+        np.testing.assert_allclose(got, reference.event_conv(x, w, **numpy_attrs), rtol=1e-4, atol=1e-4)
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def _error(model: onnx.ModelProto, x: np.ndarray, feeds: Optional[Dict[str, np.ndarray]] = None) -> str:
+    with pytest.raises(Exception) as info:  # onnxruntime's Fail / InvalidArgument
+        _run(model, x, feeds)
+    return str(info.value)
+
+
+def test_matmul_errors_name_the_problem():
+    x = np.ones((3, 4), np.float32)
+    assert "disagree on K" in _error(_model("EventMatMul", x, [np.ones((5, 2), np.float32)]), x)
+    message = _error(_model("EventMatMul", x, [np.ones((4, 2, 1), np.float32)]), x)
+    assert "2-D weight matrix (K, N)" in message and "(4, 2, 1)" in message
+    # Mixed element types: refused (by onnxruntime's type check or by the kernel).
+    message = _error(_model("EventMatMul", x, [np.ones((4, 2), np.float64)]), x)
+    assert "float64" in message or "tensor(double)" in message
+    xi = np.ones((3, 4), np.int32)
+    model = _model("EventMatMul", x, [np.ones((4, 2), np.float32)])
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT32
+    assert "float32 or float64" in _error(model, xi)
+
+
+def test_gemm_errors_name_the_problem():
+    a = np.ones((3, 4), np.float32)
+    assert "transA" in _error(_model("EventGemm", a, [np.ones((3, 2), np.float32)], transA=1), a)
+    assert "'A' must be 2-D" in _error(_model("EventGemm", a[None], [np.ones((4, 2), np.float32)]), a[None])
+    message = _error(_model("EventGemm", a, [np.ones((4, 2), np.float32), np.ones((2, 2), np.float32)]), a)
+    assert "does not broadcast to (M, N) = (3, 2)" in message
+    assert "disagree on K" in _error(_model("EventGemm", a, [np.ones((4, 2), np.float32)], transB=1), a)
+
+
+def test_conv_errors_name_the_problem():
+    x = np.ones((1, 3, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    assert "channels" in _error(_model("EventConv", x, [np.ones((4, 2, 3, 3), np.float32)]), x)
+    assert "group' must be >= 1" in _error(_model("EventConv", x, [w], group=0), x)
+    assert "'strides' has 1 values" in _error(_model("EventConv", x, [w], strides=[1]), x)
+    assert "output would be empty" in _error(_model("EventConv", x, [np.ones((4, 3, 7, 3), np.float32)]), x)
+    assert "bias 'B' must have shape (4,)" in _error(
+        _model("EventConv", x, [w, np.ones(3, np.float32)]), x)
+    x5 = np.ones((1, 3, 4, 4, 4), np.float32)
+    assert "1-D or 2-D" in _error(_model("EventConv", x5, [np.ones((2, 3, 2, 2, 2), np.float32)]), x5)
+    assert "auto_pad" in _error(_model("EventConv", x, [w], auto_pad="SAME"), x)
+    assert "kernel_shape" in _error(_model("EventConv", x, [w], kernel_shape=[2, 2]), x)
+
+
+# -- optimize() ----------------------------------------------------------------------
+
+
+def _spiking_mlp(rng: np.random.Generator, *, conv: bool = False) -> onnx.ModelProto:
+    """rates -> MatMul (or Conv) -> SpikingActivation -> Reshape/Transpose plumbing -> weighted op."""
+    dt = 0.01
+    nodes, inits = [], []
+
+    def init(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    if conv:
+        # x (B, T, 1, 8, 8) -> (B*T, 1, 8, 8) -> Conv(4) -> (B, T, 4, 6, 6) -> spikes -> (B*T, 4, 6, 6) -> Conv(3)
+        x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 5, 1, 8, 8])
+        nodes += [
+            helper.make_node("Reshape", ["x", init("s0", np.array([-1, 1, 8, 8]))], ["x2"]),
+            helper.make_node("Conv", ["x2", init("w0", rng.uniform(0, 0.3, (4, 1, 3, 3)).astype(np.float32))], ["h"]),
+            helper.make_node("Reshape", ["h", init("s1", np.array([-1, 5, 4, 6, 6]))], ["h2"]),
+            helper.make_node("SpikingActivation", ["h2"], ["sp"], domain=DOMAIN, dt=dt, seed=1, name="sa"),
+            helper.make_node("Reshape", ["sp", init("s2", np.array([-1, 4, 6, 6]))], ["sp2"]),
+            helper.make_node("Conv", ["sp2", init("w1", rng.standard_normal((3, 4, 3, 3)).astype(np.float32)),
+                                      init("b1", rng.standard_normal(3).astype(np.float32))], ["c"],
+                             pads=[1, 1, 1, 1], strides=[2, 2], name="conv_on_spikes"),
+            helper.make_node("Flatten", ["c"], ["f"]),
+            helper.make_node("Gemm", ["f", init("w2", rng.standard_normal((10, 27)).astype(np.float32)),
+                                      init("b2", np.zeros(10, np.float32))], ["g"], transB=1, name="gemm_dense"),
+            helper.make_node("Reshape", ["g", init("s3", np.array([-1, 5, 10]))], ["y"]),
+        ]
+        out_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 5, 10])
+    else:
+        x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 7, 12])
+        nodes += [
+            helper.make_node("MatMul", ["x", init("w0", rng.uniform(0, 2, (12, 30)).astype(np.float32))], ["h"]),
+            helper.make_node("SpikingActivation", ["h"], ["sp"], domain=DOMAIN, dt=dt, seed=2, name="sa"),
+            helper.make_node("Transpose", ["sp"], ["spt"], perm=[1, 0, 2]),
+            helper.make_node("Transpose", ["spt"], ["sp2"], perm=[1, 0, 2]),
+            helper.make_node("MatMul", ["sp2", init("w1", rng.standard_normal((30, 6)).astype(np.float32))], ["m"],
+                             name="mm_on_spikes"),
+            helper.make_node("Relu", ["m"], ["r"]),  # not plumbing: the next MatMul stays dense
+            helper.make_node("MatMul", ["r", init("w2", rng.standard_normal((6, 4)).astype(np.float32))], ["y"]),
+        ]
+        out_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 7, 4])
+    graph = helper.make_graph(nodes, "snn", [x_info], [out_info], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = 8
+    return model
+
+
+def test_optimize_rewrites_only_weighted_ops_on_spikes():
+    rng = np.random.default_rng(7)
+    model = _spiking_mlp(rng)
+    optimized = optimize(model)
+    assert [(n.name, n.op_type) for n in event_nodes(optimized)] == [("mm_on_spikes", "EventMatMul")]
+    assert [n.op_type for n in model.graph.node].count("MatMul") == 3  # the input is not changed
+    assert {f.name for f in optimized.functions} == {"EventMatMul"}
+    conv = optimize(_spiking_mlp(rng, conv=True))
+    assert [(n.name, n.op_type) for n in event_nodes(conv)] == [("conv_on_spikes", "EventConv")]
+    # Flatten is plumbing, but the Conv output is not spikes: the Gemm stays dense.
+    assert [n.op_type for n in conv.graph.node if n.name == "gemm_dense"] == ["Gemm"]
+    # Idempotent: a second pass finds nothing new.
+    again = optimize(optimized)
+    assert [n.op_type for n in again.graph.node] == [n.op_type for n in optimized.graph.node]
+    assert len(again.functions) == len(optimized.functions)
+
+
+def test_optimized_gemm_on_spikes_and_the_function_bodies():
+    """A Gemm fed by spikes through Flatten; optional bias absent; runs everywhere."""
+    rng = np.random.default_rng(8)
+    nodes = [
+        helper.make_node("SpikingActivation", ["x"], ["sp"], domain=DOMAIN, dt=0.01, seed=3, name="sa"),
+        helper.make_node("Flatten", ["sp"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "wg"], ["g"], transB=1, alpha=0.5, name="gemm"),
+        helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], transB=1, beta=3.0, name="gemm_bias"),
+    ]
+    inits = [numpy_helper.from_array(rng.standard_normal((5, 21)).astype(np.float32), "wg"),
+             numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "bg")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 3, 7])],
+                              [helper.make_tensor_value_info("g", TensorProto.FLOAT, ["B", 5]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 5])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = 8
+    optimized = optimize(model)
+    assert [n.op_type for n in event_nodes(optimized)] == ["EventGemm", "EventGemm"]
+    assert list(optimized.graph.node[2].input) == ["f", "wg", ""]
+    x = rng.uniform(0, 60, (6, 3, 7)).astype(np.float32)
+    dense = _session(model).run(None, {"x": x})
+    event = _session(optimized).run(None, {"x": x})
+    for d, e in zip(dense, event, strict=True):
+        _assert_close(e, d.astype(np.float64))
+    _check_runs_anywhere(optimized, model, {"x": x}, spiking=True)
+
+
+def _check_runs_anywhere(optimized: onnx.ModelProto, dense: onnx.ModelProto, feeds, *, spiking: bool) -> None:
+    """Full ONNX check; the event ops' bodies in stock onnxruntime give the dense graph's values."""
+    onnx.checker.check_model(optimized, full_check=True)
+    if spiking and not any(f.name == "SpikingActivation" for f in optimized.functions):
+        return  # the spiking op itself still needs the library (no body attached here)
+    stock = _session(optimized, library=False).run(None, feeds)
+    for s, d in zip(stock, _session(dense).run(None, feeds), strict=True):
+        _assert_close(s, d.astype(np.float64))
+
+
+def test_library_runs_the_kernel_and_stock_onnxruntime_the_body():
+    """A zero input times an infinite weight: the event kernel skips it (0), the body's
+    MatMul gives NaN, so the output tells which of the two ran."""
+    w = np.ones((10, 2), np.float32)
+    w[1] = np.inf
+    x = np.zeros((40, 10), np.float32)
+    x[:, 0] = 1.0  # density 0.1: the event path
+    model = optimize(_model("MatMul", x, [w], domain=""), functions=True)
+    # (the lone MatMul is not fed by spikes: make it an event op by hand)
+    model.graph.node[0].op_type, model.graph.node[0].domain = "EventMatMul", DOMAIN
+    from spikeonnx.events import make_event_function
+
+    model.functions.append(make_event_function("EventMatMul", 17))
+    np.testing.assert_array_equal(_run(model, x), np.ones((40, 2), np.float32))
+    assert np.isnan(_run(model, x, library=False)).all()
+
+
+def test_optimize_checks_and_keeps_what_it_cannot_rewrite():
+    rng = np.random.default_rng(9)
+    model = _spiking_mlp(rng)
+    # A weight that is a graph input (not constant) is left alone.
+    model.graph.input.append(helper.make_tensor_value_info("w1", TensorProto.FLOAT, [30, 6]))
+    assert not event_nodes(optimize(model))
+    with pytest.raises(FileNotFoundError):
+        optimize("/nonexistent/model.onnx")
+    assert set(EVENT_OP_TYPES) == {"EventMatMul", "EventGemm", "EventConv"}
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_optimized_graph_equals_dense_graph(conv):
+    rng = np.random.default_rng(10 + conv)
+    model = _spiking_mlp(rng, conv=conv)
+    optimized = optimize(model)
+    shape = (6, 5, 1, 8, 8) if conv else (6, 7, 12)
+    x = rng.uniform(0, 30, shape).astype(np.float32)
+    dense = _session(model).run(None, {"x": x})[0]
+    event = _session(optimized).run(None, {"x": x})[0]
+    _assert_close(event, dense.astype(np.float64))
+    np.testing.assert_array_equal(event.argmax(-1), dense.argmax(-1))
