@@ -21,7 +21,6 @@ with its input and output shapes) and returns a dict of statistics.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -31,6 +30,7 @@ import numpy as np
 
 from spikeonnx import devices as _devices
 from spikeonnx import energy as _energy
+from spikeonnx.registry import Registry
 
 from . import config
 from .layers import SpikingActivation, SpikingActivationCell
@@ -39,6 +39,7 @@ __all__ = [
     "ModelEnergy",
     "LayerNode",
     "layer_stats",
+    "free_stats",
     "act_stats",
     "dense_stats",
     "conv_stats",
@@ -51,7 +52,8 @@ __all__ = [
 Shape = Tuple[Optional[int], ...]
 StatsFn = Callable[["LayerNode"], Dict[str, Any]]
 
-_VALID_STATS = ("connections", "neurons", "spiking")
+
+
 def _as_shape(shape: Any) -> Shape:
     """Convert a Keras/TF shape to a plain tuple of ints and Nones."""
     return tuple(None if d is None else int(d) for d in shape)
@@ -235,7 +237,13 @@ class ModelEnergy(_energy.EnergyEstimator):
     """
 
     #: Registered statistics handlers, by layer class (looked up along the MRO).
-    layer_stats_computers: Dict[type, StatsFn] = {}
+    layer_stats_computers: "Registry[StatsFn]" = Registry(
+        "stats handler",
+        overwrite_message=lambda cls: (
+            f"Layer '{cls.__name__}' already registered. Overwriting. The new stats handler "
+            "replaces the old one (pass replace=True to do this silently)"
+        ),
+    )
 
     #: The shared device table, in the KerasSpiking ``{"spiking", "energy_per_synop",
     #: "energy_per_neuron"}`` dict format (read-only; use `register_device`).
@@ -257,19 +265,32 @@ class ModelEnergy(_energy.EnergyEstimator):
         self.node_stats: Dict[Any, Dict[str, Any]] = {}
         self.layer_stats: Dict[keras.layers.Layer, Dict[str, Any]] = {}
         for layer in self.layers:
-            total = {"connections": 0, "neurons": 0, "spiking": True}
             for node in self.layer_nodes[layer]:
-                stats = self.compute_layer_stats(layer, node=node)
-                self.node_stats[node] = stats
-                total["connections"] += stats.get("connections", 0)
-                total["neurons"] += stats.get("neurons", 0)
-                total["spiking"] = total["spiking"] and stats.get("spiking", True)
-            self.layer_stats[layer] = total
+                self.node_stats[node] = self.compute_layer_stats(layer, node=node)
+            self.layer_stats[layer] = _energy.sum_stats(self.node_stats[n] for n in self.layer_nodes[layer])
 
         self.node_rates: Dict[Any, float] = {}
         self.layer_rates: Dict[keras.layers.Layer, float] = {}
         if example_data is not None:
             self._compute_rates()
+        # the rows handed to spikeonnx.energy, which does the energy and the table
+        self._records = {layer: self._make_record(layer) for layer in self.layers}
+
+    def _make_record(self, layer: keras.layers.Layer) -> _energy.LayerRecord:
+        """The core's row of one layer: one connection count and rate per call."""
+        nodes = self.layer_nodes[layer]
+        measured = self.example_data is not None
+        return _energy.LayerRecord(
+            name=layer.name,
+            kind=type(layer).__name__,
+            output_shape=self._output_shape_string(layer),
+            params=layer.count_params(),
+            connections=tuple(self.node_stats[node].get("connections", 0) for node in nodes),
+            neurons=self.layer_stats[layer]["neurons"],
+            spiking=self.layer_stats[layer]["spiking"],
+            rates=tuple(self.node_rates[node] for node in nodes) if measured else None,
+            rate=self.layer_rates.get(layer),
+        )
 
     # ------------------------------------------------------------------ statistics
 
@@ -307,55 +328,30 @@ class ModelEnergy(_energy.EnergyEstimator):
         >>> ModelEnergy.compute_layer_stats(layer)
         {'connections': 50, 'neurons': 5, 'spiking': False}
         """
-        handler = None
-        for klass in type(layer).__mro__:
-            if klass in cls.layer_stats_computers:
-                handler = cls.layer_stats_computers[klass]
-                break
+        handler = cls.layer_stats_computers.find(type(layer))
         if handler is None:
             raise ValueError(
-                f"cannot compute stats for {layer!r} of type '{type(layer).__name__}': no handler "
-                "registered for it or its base classes (use ModelEnergy.register_layer)"
+                f"Cannot compute stats for layer of type '{type(layer).__name__}'. No stats handler "
+                f"is registered for it or its base classes ({layer!r}); add one with "
+                "ModelEnergy.register_layer"
             )
 
         if node is None:
             if not layer._inbound_nodes:
                 raise ValueError(
-                    f"layer {layer.name!r} has never been called on an input, so its stats "
-                    "are undefined"
+                    f"Layer {layer.name} has never been applied to any inputs, so its stats are "
+                    f"undefined. Layer {layer.name!r} has never been called on an input: build "
+                    "the model (call it on keras.Input) first"
                 )
             node = layer._inbound_nodes[0]
         if not isinstance(node, LayerNode):
             node = LayerNode.from_keras_node(node)
 
-        stats = handler(node)
-        if not isinstance(stats, Mapping):
-            raise ValueError(
-                f"stats handler {getattr(handler, '__name__', handler)!r} for layer {layer.name!r} "
-                f"returned {type(stats).__name__}, expected a dict"
-            )
-        checked: Dict[str, Any] = {}
-        for key, value in stats.items():
-            if key not in _VALID_STATS:
-                raise ValueError(
-                    f"stats handler {getattr(handler, '__name__', handler)!r} returned an invalid "
-                    f"stat {key!r}; valid stats are {_VALID_STATS}"
-                )
-            if key == "spiking":
-                checked[key] = bool(value)
-                continue
-            # Handlers often return NumPy integers (np.prod); store plain ints.
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-                raise ValueError(f"stat {key!r} of layer {layer.name!r} must be a number, got {value!r}")
-            if not (value >= 0 and float(value) == int(value)):
-                raise ValueError(
-                    f"stat {key!r} of layer {layer.name!r} must be a non-negative integer, got {value!r}"
-                )
-            checked[key] = int(value)
-        return checked
+        source = f"stats handler {getattr(handler, '__name__', handler)!r} for layer {layer.name!r}"
+        return _energy.check_stats(handler(node), source)
 
     @classmethod
-    def register_layer(cls, layer_class: type) -> Callable[[StatsFn], StatsFn]:
+    def register_layer(cls, layer_class: type, *, replace: bool = False) -> Callable[[StatsFn], StatsFn]:
         """Decorator registering a statistics handler for a layer class.
 
         The decorated function receives a `LayerNode` (the layer, its input and
@@ -375,6 +371,9 @@ class ModelEnergy(_energy.EnergyEstimator):
         ----------
         layer_class : type
             The layer class handled.
+        replace : bool
+            Replace an existing handler of ``layer_class`` silently (otherwise a
+            warning says so).
 
         Returns
         -------
@@ -400,12 +399,7 @@ class ModelEnergy(_energy.EnergyEstimator):
         def register(stats_fn: StatsFn) -> StatsFn:
             if not callable(stats_fn):
                 raise TypeError(f"stats handler must be callable, got {stats_fn!r}")
-            if layer_class in cls.layer_stats_computers:
-                warnings.warn(
-                    f"replacing the stats handler registered for '{layer_class.__name__}'",
-                    stacklevel=2,
-                )
-            cls.layer_stats_computers[layer_class] = stats_fn
+            cls.layer_stats_computers.register(layer_class, stats_fn, replace=replace)
             return stats_fn
 
         return register
@@ -417,6 +411,8 @@ class ModelEnergy(_energy.EnergyEstimator):
         energy_per_synop: float,
         energy_per_neuron: float,
         spiking: bool,
+        *,
+        replace: bool = False,
     ) -> None:
         """Add a device (or replace one) in the shared device table.
 
@@ -434,10 +430,10 @@ class ModelEnergy(_energy.EnergyEstimator):
         spiking : bool
             Whether the device is event-based, i.e. only does synaptic work for
             incoming spikes rather than for every connection on every timestep.
+        replace : bool
+            Replace an existing device silently (otherwise a warning says so).
         """
-        if isinstance(device_name, str) and device_name in _devices.DEVICES:
-            warnings.warn(f"replacing the figures of device {device_name!r}", stacklevel=2)
-        _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking)
+        _devices.register_device(device_name, energy_per_synop, energy_per_neuron, spiking, replace=replace)
 
     # ----------------------------------------------------------------- firing rates
 
@@ -474,100 +470,32 @@ class ModelEnergy(_energy.EnergyEstimator):
                 layer_count += node_count
             self.layer_rates[layer] = layer_abs / layer_count if layer_count else 0.0
 
-    # ----------------------------------------------------------------------- energy
+    # ----------------------------------------- hooks of spikeonnx.energy.EnergyEstimator
+    # (which provides layer_energy, total_energy, summary and summary_string from
+    # the records)
 
-    def _resolve_layer(self, layer: Union[str, keras.layers.Layer]) -> keras.layers.Layer:
-        """Accept a layer of the model or its name."""
+    def _summary_layers(self) -> List[_energy.LayerRecord]:
+        """The rows in table order (``model.layers``)."""
+        return list(self._records.values())
+
+    def _record(self, layer: Union[str, keras.layers.Layer, _energy.LayerRecord]) -> _energy.LayerRecord:
+        """The row of a layer of the model, given as the layer or its name. A layer
+        applied several times is charged for every application."""
+        if isinstance(layer, _energy.LayerRecord):
+            return layer
         if isinstance(layer, str):
             for candidate in self.layers:
                 if candidate.name == layer:
-                    return candidate
+                    return self._records[candidate]
             raise ValueError(f"model {self.model.name!r} has no layer named {layer!r}")
-        if layer not in self.layer_stats:
+        if layer not in self._records:
             name = getattr(layer, "name", repr(layer))
             raise ValueError(f"layer {name!r} is not part of model {self.model.name!r}")
-        return layer
-
-    def layer_energy(
-        self,
-        layer: Union[str, keras.layers.Layer],
-        device: str,
-        timesteps_per_inference: int = 1,
-        dt: Optional[float] = None,
-    ) -> Tuple[float, float]:
-        """Estimate the energy one layer uses per inference.
-
-        Parameters
-        ----------
-        layer : keras.layers.Layer or str
-            A layer of the model (or its name). A layer applied several times in the
-            model is charged for every application.
-        device : str
-            Device name from the shared table (see `ModelEnergy`), or one added with
-            `register_device`.
-        timesteps_per_inference : int
-            Timesteps each inference runs for (e.g. showing each image for 10 steps).
-            Ignored on non-spiking devices, which run one timestep.
-        dt : float, optional
-            Length of a device timestep in seconds, used to turn firing rates (Hz)
-            into events per timestep; independent of the ``dt`` of the model's
-            spiking layers. Defaults to ``keras_layers.default.dt`` (0.001 s).
-
-        Returns
-        -------
-        synop_energy : float
-            Energy (J) of the synaptic operations per inference.
-        neuron_energy : float
-            Energy (J) of the neuron updates per inference.
-
-        Raises
-        ------
-        ValueError
-            For an unknown device or layer, invalid ``timesteps_per_inference`` or
-            ``dt``, or a spiking device when no ``example_data`` was given.
-        """
-        layer = self._resolve_layer(layer)
-        spec = _energy.lookup_device(device)
-        timesteps = _energy.check_timesteps(timesteps_per_inference)
-        dt = _energy.check_dt(dt, self._default_dt())
-        nodes = self.layer_nodes[layer]
-        # Each call of the layer has its own input rate; the formula charges them separately.
-        rates = None if self.example_data is None else [self.node_rates[node] for node in nodes]
-        return _energy.layer_energy(
-            [self.node_stats[node].get("connections", 0) for node in nodes],
-            self.layer_stats[layer]["neurons"],
-            rates,
-            spec,
-            timesteps,
-            dt,
-        )
-
-    # ------------------------------------------- hooks of spikeonnx.energy.EnergyEstimator
-    # (which provides total_energy, summary and summary_string)
-
-    def _summary_layers(self) -> List[keras.layers.Layer]:
-        """The layers in table order (``model.layers``)."""
-        return self.layers
-
-    def _all_layers_spiking(self) -> bool:
-        """Whether no layer has a non-spiking activation."""
-        return all(self.layer_stats[layer]["spiking"] for layer in self.layers)
+        return self._records[layer]
 
     def _default_dt(self) -> float:
         """``keras_layers.default.dt``, read at call time so changes apply."""
         return config.default.dt
-
-    def _describe(self, layer: keras.layers.Layer, kind: str) -> Any:
-        """Value of a non-energy summary column for one layer."""
-        if kind == "name":
-            return f"{layer.name} ({type(layer).__name__})"
-        if kind == "output_shape":
-            return self._output_shape_string(layer)
-        if kind == "params":
-            return layer.count_params()
-        if kind == "rate":
-            return self.layer_rates.get(layer)
-        return self.layer_stats[layer][kind]
 
     def _output_shape_string(self, layer: keras.layers.Layer) -> str:
         """Output shape(s) of the layer in this model, or "multiple" if they differ."""
@@ -593,15 +521,15 @@ def _single_shape(shapes: Union[Shape, List[Shape]], what: str, node: LayerNode)
 def _unit_count(shape: Shape, node: LayerNode) -> int:
     """Number of elements per example and timestep of a batch-first shape.
 
-    A leading unknown axis after the batch axis is taken to be time and not counted;
-    any other unknown axis makes the count undefined.
+    A leading unknown axis after the batch axis is taken to be time and not counted
+    (:func:`spikeonnx.energy.counted_axes`); any other unknown axis makes the count
+    undefined.
     """
-    dims = tuple(shape[1:])
-    if dims and dims[0] is None:
-        dims = dims[1:]
+    dims = [shape[axis] for axis in _energy.counted_axes(shape, batch_axis=0)]
     if any(d is None for d in dims):
         raise ValueError(
-            f"cannot compute stats for layer {node.layer.name!r}: shape {tuple(shape)} has "
+            f"Cannot compute stats for '{node.layer.name}' layer because the output shape "
+            f"{tuple(dims)} contains undefined elements. Its full shape {tuple(shape)} has "
             "undefined dimensions other than batch and time"
         )
     return int(np.prod(dims, dtype=np.int64))
@@ -623,25 +551,11 @@ def _activation_part(activation: Any, n_outputs: int) -> Dict[str, Any]:
     return {"neurons": n_outputs, "spiking": False}
 
 
-# Layers that move or combine data without synapses or neurons worth counting.
-_FREE_LAYERS = (
-    keras.layers.InputLayer,
-    keras.layers.Flatten,
-    keras.layers.Reshape,
-    keras.layers.Dropout,
-    keras.layers.Add,
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalAveragePooling3D,
-)
-
-
 @ModelEnergy.register_layer(keras.layers.Layer)
 def layer_stats(node: LayerNode, **_: Any) -> Dict[str, Any]:
-    """Fallback for layers without a handler: count nothing.
+    """Fallback for layers without a handler: count nothing, with a warning.
 
-    Warns, unless the layer is known to cost nothing (input, flatten, reshape,
-    dropout, add and global average pooling layers).
+    Layers known to cost nothing have `free_stats` as their handler instead.
 
     Parameters
     ----------
@@ -653,13 +567,37 @@ def layer_stats(node: LayerNode, **_: Any) -> Dict[str, Any]:
     dict
         Empty statistics.
     """
-    if not isinstance(node.layer, _FREE_LAYERS):
-        warnings.warn(
-            f"ModelEnergy counts no connections or neurons for layer {node.layer.name!r} of "
-            f"unknown type '{type(node.layer).__name__}'; register a handler with "
-            "ModelEnergy.register_layer",
-            stacklevel=2,
-        )
+    warnings.warn(
+        f"Cannot compute stats for layer of type '{type(node.layer).__name__}'. ModelEnergy "
+        f"counts no connections or neurons for layer {node.layer.name!r}; register a handler "
+        "with ModelEnergy.register_layer",
+        stacklevel=2,
+    )
+    return {}
+
+
+@ModelEnergy.register_layer(keras.layers.InputLayer)
+@ModelEnergy.register_layer(keras.layers.Flatten)
+@ModelEnergy.register_layer(keras.layers.Reshape)
+@ModelEnergy.register_layer(keras.layers.Dropout)
+@ModelEnergy.register_layer(keras.layers.Add)
+@ModelEnergy.register_layer(keras.layers.GlobalAveragePooling1D)
+@ModelEnergy.register_layer(keras.layers.GlobalAveragePooling2D)
+@ModelEnergy.register_layer(keras.layers.GlobalAveragePooling3D)
+def free_stats(node: LayerNode) -> Dict[str, Any]:
+    """Layers that move or combine data without synapses or neurons worth counting
+    (input, flatten, reshape, dropout, add, global average pooling): nothing, silently.
+
+    Parameters
+    ----------
+    node : LayerNode
+        The layer application.
+
+    Returns
+    -------
+    dict
+        Empty statistics.
+    """
     return {}
 
 
@@ -862,10 +800,4 @@ def model_stats(node: LayerNode) -> Dict[str, Any]:
     """
     if not isinstance(node.layer, keras.Sequential) and getattr(node.layer, "_nodes_by_depth", None) is None:
         return layer_stats(node)
-    inner = ModelEnergy(node.layer)
-    stats = {"connections": 0, "neurons": 0, "spiking": True}
-    for layer_totals in inner.layer_stats.values():
-        stats["connections"] += layer_totals["connections"]
-        stats["neurons"] += layer_totals["neurons"]
-        stats["spiking"] = stats["spiking"] and layer_totals["spiking"]
-    return stats
+    return _energy.sum_stats(ModelEnergy(node.layer).layer_stats.values())

@@ -30,18 +30,9 @@ def temporary_device(name, synop, neuron, spiking):
         shared_devices.DEVICES.pop(name, None)
 
 
-@contextlib.contextmanager
 def temporary_handler(layer_class):
-    """Restore the handler registry entry of ``layer_class`` after a test."""
-    registry = ModelEnergy.layer_stats_computers
-    had, old = layer_class in registry, registry.get(layer_class)
-    try:
-        yield
-    finally:
-        if had:
-            registry[layer_class] = old
-        else:
-            registry.pop(layer_class, None)
+    """Restore the handler registry (entry of ``layer_class`` included) after a test."""
+    return ModelEnergy.layer_stats_computers.saved()
 
 
 def dense_weights(layer):
