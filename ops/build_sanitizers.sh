@@ -1,6 +1,9 @@
 #!/bin/sh
 # Build libspikeonnx_ops.so with AddressSanitizer + UndefinedBehaviorSanitizer and run the
-# op tests (tests/test_ops_kernels.py, tests/test_ops_errors.py) against that build.
+# op tests (tests/test_ops_kernels.py, tests/test_ops_errors.py, the hostile-input cases of
+# tests/test_robustness_ops.py - empty inputs with huge unit axes, sizes overflowing
+# int64, unallocatable outputs, wrongly typed attributes - and the fuzz test
+# tests/test_ops_fuzz.py) against that build.
 #
 # Usage (from anywhere):  ops/build_sanitizers.sh [extra pytest arguments]
 #
@@ -9,6 +12,9 @@
 # The Python interpreter is not instrumented, so the sanitizer runtimes are preloaded;
 # leak detection is off because CPython and its extension modules keep memory until exit
 # on purpose.  Any ASan/UBSan report aborts the run with a non-zero exit status.
+# allocator_may_return_null: an output too large to allocate must come back as onnxruntime's
+# allocation error (which the kernels turn into a message), as it does without ASan,
+# instead of ASan's own abort on sizes beyond its maximum.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,9 +44,10 @@ done
 
 cd "$ROOT"
 LD_PRELOAD="$LIBASAN $LIBUBSAN" \
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0 \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0:allocator_may_return_null=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 SPIKEONNX_OPS_LIBRARY="$BUILD/ops/libspikeonnx_ops.so" \
 PYTHONPATH="$ROOT" \
-    "$PYTHON" -m pytest tests/test_ops_kernels.py tests/test_ops_errors.py -q -p no:cacheprovider "$@"
+    "$PYTHON" -m pytest tests/test_ops_kernels.py tests/test_ops_errors.py tests/test_robustness_ops.py \
+        tests/test_ops_fuzz.py -q -p no:cacheprovider "$@"
 echo "build_sanitizers.sh: op tests passed under address,undefined sanitizers"
