@@ -431,3 +431,56 @@ def test_energy_estimator_base_class(capsys):
     with pytest.raises(NotImplementedError, match="Incomplete must implement _summary_layers"):
         Incomplete().total_energy("cpu")
     assert Incomplete()._default_dt() == en.DEFAULT_DT
+
+
+# ------------------------------------------------------------ stats and records
+
+
+def test_check_stats_one_validator_for_both_estimators():
+    assert en.check_stats({"connections": np.int64(12), "spiking": 0}, "h") == {"connections": 12, "spiking": False}
+    assert en.check_stats({"neurons": 3.0}, "h", complete=True) == {"connections": 0, "neurons": 3, "spiking": True}
+    assert type(en.check_stats({"neurons": np.float32(2.0)}, "h")["neurons"]) is int
+    with pytest.raises(ValueError, match=r"^handler 'f' returned an invalid stat 'synops'; valid stats are"):
+        en.check_stats({"synops": 1}, "handler 'f'")
+    with pytest.raises(ValueError, match="returned list, expected a dict"):
+        en.check_stats([1], "h")
+    for bad in (-1, 2.5, True, np.bool_(True), "7", float("inf"), float("nan"), None):
+        with pytest.raises(ValueError, match="'connections' must be a non-negative integer"):
+            en.check_stats({"connections": bad}, "h")
+
+
+def test_sum_stats_and_counted_axes():
+    parts = [{"connections": 5, "neurons": 1}, {"spiking": False}, {"connections": 2, "neurons": 4, "spiking": True}]
+    assert en.sum_stats(parts) == {"connections": 7, "neurons": 5, "spiking": False}
+    assert en.sum_stats([]) == {"connections": 0, "neurons": 0, "spiking": True}
+    # batch first, an unknown size right after it is time (Keras' convention)
+    assert en.counted_axes((None, None, 4, 5)) == [2, 3]
+    assert en.counted_axes((None, 7, 4)) == [1, 2]
+    assert en.counted_axes((None, None, 4), time_fallback=False) == [1, 2]
+    # declared axes: time-major layout, no fallback then
+    assert en.counted_axes((None, None, "F"), batch_axis=1, time_axis=0) == [2]
+    assert en.counted_axes(("T", 3), batch_axis=None) == [1]
+    assert en.counted_axes(()) == []
+
+
+def test_layer_record_rows_and_energy():
+    class Rows(en.EnergyEstimator):
+        def __init__(self, records):
+            self.records = records
+
+        def _summary_layers(self):
+            return self.records
+
+    shared = en.LayerRecord("d", "Dense", "(None, 4)", 28, (24, 24), 8, False, rates=(2.0, 6.0), rate=4.0)
+    est = Rows([en.LayerRecord("x", "InputLayer", "(None, 6)", 0, (0,), 0, True, (1.5,), 1.5), shared])
+    assert shared.stats == {"connections": 48, "neurons": 8, "spiking": False}
+    assert shared.describe("name") == "d (Dense)" and shared.describe("rate") == 4.0
+    # each application at its own rate: 24*2 + 24*6 events/s
+    assert est.layer_energy("d", "loihi", 3, 0.01) == en.layer_energy([24, 24], 8, [2.0, 6.0], "loihi", 3, 0.01)
+    assert est.layer_energy(shared, "cpu") == (CPU * 48, CPU * 8)
+    assert est.total_energy("cpu") == CPU * 48 + CPU * 8
+    assert not est._all_layers_spiking()
+    with pytest.raises(ValueError, match="no layer named 'z'; layers: x, d"):
+        est.layer_energy("z", "cpu")
+    lines = est.summary_string(("name", "rate", "connections"), line_length=60).splitlines()
+    assert lines[2:] == ["x (InputLayer)|      1.5|     0", "d (Dense)     |        4|    48"]
