@@ -17,6 +17,7 @@ Run: ``python benchmarks/bench_analyzer.py [--repeat N] [--batch B]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 from typing import Callable, List, Tuple
@@ -126,8 +127,8 @@ def main() -> None:
             # only the image has a batch axis (not the weights declared as inputs)
             axes = {"image": 0}
             energy = GraphEnergy(model, batch_axis=axes)
-            t_stats = _best(lambda: GraphEnergy(model, batch_axis=axes), args.repeat)
-        t_infer = _best(lambda: onnx.shape_inference.infer_shapes(model), args.repeat)
+            t_stats = _best(functools.partial(GraphEnergy, model, batch_axis=axes), args.repeat)
+        t_infer = _best(functools.partial(onnx.shape_inference.infer_shapes, model), args.repeat)
         conns = sum(s["connections"] for s in energy.layer_stats.values())
         neurons = sum(s["neurons"] for s in energy.layer_stats.values())
         print(f"[{variant}] {len(model.graph.node)} nodes, {convs} Conv, {params / 1e6:.2f}M params, "

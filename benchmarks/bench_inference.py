@@ -70,10 +70,10 @@ def main() -> None:
           f"(best of {args.repeats}, {os.cpu_count()} CPUs)")
     for batch in (int(b) for b in args.batches.split(",")):
 
-        def run_keras():
+        def run_keras(batch=batch):
             return model.predict(x, batch_size=batch, verbose=0)
 
-        def run_onnx():
+        def run_onnx(batch=batch):
             outs = [session.run(None, {"image": x[i : i + batch]})[0] for i in range(0, len(x), batch)]
             return np.concatenate(outs)
 

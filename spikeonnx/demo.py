@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 import numpy as np
 
@@ -130,10 +130,10 @@ def run_demo(
             raise ValueError(f"{label} must be an int >= 1, got {value!r}")
     import keras
 
-    from .exporter import export
     from .analysis import GraphEnergy
     from .devices import DEVICES
     from .examples import digits
+    from .exporter import export
     from .plots import plot_energy, plot_rates
     from .runtime import InferenceSession
 

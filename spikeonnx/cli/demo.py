@@ -19,8 +19,9 @@ def configure(parser: argparse.ArgumentParser):
 
     def run(args: argparse.Namespace) -> int:
         try:
-            from ..demo import run_demo
             import keras_layers  # noqa: F401  (the demo trains in Keras)
+
+            from ..demo import run_demo
         except ImportError as err:
             raise CLIError(f"the demo needs the keras extra (pip install 'spikeonnx[keras]'): {err}") from None
         out = Path(args.out)
