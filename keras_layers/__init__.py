@@ -11,8 +11,7 @@ Keras-model energy estimator.
 
 __version__ = "0.1.0"
 
-from . import callbacks, config, constraints, layers
-from . import regularizers, model_energy
+from . import callbacks, config, constraints, layers, model_energy, regularizers
 from .config import default
 from .layers import (
     Alpha,
@@ -35,6 +34,13 @@ __all__ = [
     "callbacks",
     "regularizers",
     "model_energy",
-    *layers.__all__,
+    "KerasSpikingCell",
+    "KerasSpikingLayer",
+    "SpikingActivationCell",
+    "SpikingActivation",
+    "LowpassCell",
+    "Lowpass",
+    "AlphaCell",
+    "Alpha",
     "ModelEnergy",
 ]

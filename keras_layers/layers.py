@@ -92,7 +92,7 @@ def _to_size(size: Any, owner: str) -> Tuple[int, ...]:
     try:
         dims = tuple(size)
     except TypeError:
-        raise TypeError(f"{owner}: size must be an int or a tuple of ints, got {size!r}")
+        raise TypeError(f"{owner}: size must be an int or a tuple of ints, got {size!r}") from None
     out = []
     for d in dims:
         if d is None or isinstance(d, bool) or not isinstance(d, (numbers.Integral, np.integer)):
