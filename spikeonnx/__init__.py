@@ -31,6 +31,7 @@ _LAZY = {
     "InferenceSession": "spikeonnx.runtime",
     "StreamingSession": "spikeonnx.runtime",
     "export": "spikeonnx.exporter",
+    "optimize": "spikeonnx.events",
     "register_export_handler": "spikeonnx.exporter",
     "GraphEnergy": "spikeonnx.analysis",
     "register_op": "spikeonnx.analysis",

@@ -35,13 +35,12 @@ import onnx
 from onnx import helper
 
 from .contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
+from .schemas import EVENT_OP_TYPES
 
-__all__ = ["optimize", "EVENT_OP_TYPES", "STANDARD_OP", "make_event_function", "event_nodes"]
+__all__ = ["optimize", "rewrite_events", "EVENT_OP_TYPES", "STANDARD_OP", "make_event_function", "event_nodes"]
 
 #: Event op -> the standard op it computes.
-STANDARD_OP: Dict[str, str] = {"EventMatMul": "MatMul", "EventGemm": "Gemm", "EventConv": "Conv"}
-#: The event ops of the ``spikeonnx`` domain.
-EVENT_OP_TYPES = tuple(STANDARD_OP)
+STANDARD_OP: Dict[str, str] = dict(zip(EVENT_OP_TYPES, ("MatMul", "Gemm", "Conv"), strict=True))
 _EVENT_OP = {standard: event for event, standard in STANDARD_OP.items()}
 
 # Formal inputs and attributes of each event op (those of the standard op; the attributes
@@ -186,7 +185,13 @@ def optimize(model: ModelLike, *, functions: bool = True) -> onnx.ModelProto:
         rewritten.
     """
     out, _ = load_model(model)  # a copy
-    graph = out.graph
+    rewrite_events(out, functions=functions)
+    return out
+
+
+def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[str]:
+    """:func:`optimize` in place: rewrite ``model`` and return the names of the rewritten nodes."""
+    graph = model.graph
     constants = _constants(graph)
     spikes: Set[str] = set()
     rewritten: Dict[str, List[onnx.NodeProto]] = {}
@@ -203,12 +208,12 @@ def optimize(model: ModelLike, *, functions: bool = True) -> onnx.ModelProto:
             node.domain = DOMAIN
             rewritten.setdefault(event, []).append(node)
     if not rewritten:
-        return out
-    if not any(entry.domain == DOMAIN for entry in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
+        return []
+    if not any(entry.domain == DOMAIN for entry in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
     if functions:
-        _attach(out, sorted(rewritten), rewritten)
-    return out
+        _attach(model, sorted(rewritten), rewritten)
+    return [node.name for nodes in rewritten.values() for node in nodes]
 
 
 def _attach(model: onnx.ModelProto, op_types: List[str], nodes: Dict[str, List[onnx.NodeProto]]) -> None:

@@ -26,7 +26,7 @@ from .contract import DOMAIN, OP_TYPES, OPSET_VERSION
 
 # DOMAIN and OP_TYPES are re-exported from spikeonnx.contract; OPSET is an older name
 # of contract.OPSET_VERSION, kept for callers.
-__all__ = ["DOMAIN", "OPSET", "OP_TYPES", "register_schemas", "make_opset_imports"]
+__all__ = ["DOMAIN", "OPSET", "OP_TYPES", "EVENT_OP_TYPES", "register_schemas", "make_opset_imports"]
 
 OPSET = OPSET_VERSION
 
@@ -253,6 +253,88 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
     return [spiking, lowpass, alpha]
 
 
+#: Event-driven weighted ops (:mod:`spikeonnx.events`): the value of MatMul, Gemm and
+#: Conv, computed only for nonzero inputs by the op library.
+EVENT_OP_TYPES = ("EventMatMul", "EventGemm", "EventConv")
+
+
+def _dims(type_proto: TypeProto) -> Optional[list]:
+    """The dims of a tensor type (dim protos), or None without a shape."""
+    tensor = type_proto.tensor_type
+    return list(tensor.shape.dim) if tensor.HasField("shape") else None
+
+
+def _event_output(ctx, dims: Optional[list]) -> None:
+    """Output 0 gets input 0's element type and ``dims`` (dim protos; None: no shape)."""
+    out = TypeProto()
+    out.tensor_type.elem_type = ctx.get_input_type(0).tensor_type.elem_type
+    if dims is not None:
+        out.tensor_type.shape.SetInParent()
+        for dim in dims:
+            out.tensor_type.shape.dim.add().CopyFrom(dim)
+    ctx.set_output_type(0, out)
+
+
+def _infer_event_matmul(ctx) -> None:
+    x, w = _dims(ctx.get_input_type(0)), _dims(ctx.get_input_type(1))
+    if x and w is not None and len(w) == 2:
+        _event_output(ctx, x[:-1] + [w[1]])
+    else:
+        _event_output(ctx, None)
+
+
+def _infer_event_gemm(ctx) -> None:
+    a, b = _dims(ctx.get_input_type(0)), _dims(ctx.get_input_type(1))
+    if a is not None and b is not None and len(a) == 2 and len(b) == 2:
+        _event_output(ctx, [a[0], b[0] if _int_attribute(ctx, "transB", 0) else b[1]])
+    else:
+        _event_output(ctx, None)
+
+
+def _infer_event_conv(ctx) -> None:
+    x, w = _dims(ctx.get_input_type(0)), _dims(ctx.get_input_type(1))
+    if x is None or w is None or len(x) != len(w) or len(x) < 3:
+        _event_output(ctx, None)
+        return
+    # Batch and channels; spatial sizes are left to onnxruntime (computed when it runs).
+    _event_output(ctx, [x[0], w[0]] + [onnx.TensorShapeProto.Dimension() for _ in x[2:]])
+
+
+def _build_event_schemas() -> List[onnx.defs.OpSchema]:
+    def schema(name: str, doc: str, inputs, attributes, infer) -> onnx.defs.OpSchema:
+        op = _Schema(name, DOMAIN, OPSET_VERSION, doc, inputs=inputs,
+                     outputs=[_Param("y", "T", "The standard op's output.")],
+                     type_constraints=[("T", _FLOAT_TYPES, "Floating-point tensors.")], attributes=attributes)
+        op.set_type_and_shape_inference_function(infer)
+        return op
+
+    ints = _Schema.AttrType.INTS
+    return [
+        schema("EventMatMul", "MatMul x (..., K) @ W (K, N), event-driven over the nonzeros of x.",
+               [_Param("x", "T", "Input (..., K), mostly zeros."), _Param("W", "T", "Weight (K, N).")],
+               [], _infer_event_matmul),
+        schema("EventGemm", "Gemm alpha * A B' + beta * C with transA = 0, event-driven over the nonzeros of A.",
+               [_Param("A", "T", "Input (M, K), mostly zeros."), _Param("B", "T", "Weight (K, N), or (N, K) with transB."),
+                _Param("C", "T", "Bias broadcastable to (M, N).", param_option=_Option.Optional)],
+               [_Attr("alpha", onnx.helper.make_attribute("alpha", 1.0), "Scale of A B'."),
+                _Attr("beta", onnx.helper.make_attribute("beta", 1.0), "Scale of C."),
+                _Attr("transA", onnx.helper.make_attribute("transA", 0), "Must be 0."),
+                _Attr("transB", onnx.helper.make_attribute("transB", 0), "1: B is (N, K).")],
+               _infer_event_gemm),
+        schema("EventConv", "Conv (1-D or 2-D, as ONNX Conv), event-driven over the nonzeros of X.",
+               [_Param("X", "T", "Input (N, C, *spatial), mostly zeros."),
+                _Param("W", "T", "Weight (M, C/group, *kernel)."),
+                _Param("B", "T", "Bias (M,).", param_option=_Option.Optional)],
+               [_Attr("auto_pad", onnx.helper.make_attribute("auto_pad", "NOTSET"), "As Conv."),
+                _Attr("dilations", ints, "As Conv.", required=False),
+                _Attr("group", onnx.helper.make_attribute("group", 1), "As Conv."),
+                _Attr("kernel_shape", ints, "As Conv.", required=False),
+                _Attr("pads", ints, "As Conv.", required=False),
+                _Attr("strides", ints, "As Conv.", required=False)],
+               _infer_event_conv),
+    ]
+
+
 def _is_registered(op_type: str) -> bool:
     try:
         onnx.defs.get_schema(op_type, OPSET_VERSION, DOMAIN)
@@ -268,10 +350,10 @@ def register_schemas() -> None:
     whose schema is already known to :mod:`onnx.defs` are left alone.
     """
     with _lock:
-        missing = [name for name in OP_TYPES if not _is_registered(name)]
+        missing = [name for name in (*OP_TYPES, *EVENT_OP_TYPES) if not _is_registered(name)]
         if not missing:
             return
-        for schema in _build_schemas():
+        for schema in _build_schemas() + _build_event_schemas():
             if schema.name in missing:
                 onnx.defs.register_schema(schema)
 

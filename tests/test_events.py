@@ -384,3 +384,68 @@ def test_optimized_graph_equals_dense_graph(conv):
     event = _session(optimized).run(None, {"x": x})[0]
     _assert_close(event, dense.astype(np.float64))
     np.testing.assert_array_equal(event.argmax(-1), dense.argmax(-1))
+
+
+# -- the export zoo ------------------------------------------------------------------
+
+
+def _zoo_feeds(model: onnx.ModelProto, case) -> Dict[str, np.ndarray]:
+    xs = case.x if isinstance(case.x, list) else [case.x]
+    names = [i.name for i in model.graph.input if not i.name.endswith("/state_in")]
+    feeds = dict(zip(names, xs, strict=True))
+    batch = xs[0].shape[1 if case.time_major else 0]
+    rng = np.random.default_rng(11)
+    for i in model.graph.input:  # states: random values of the right shape (batch first)
+        if i.name.endswith("/state_in"):
+            shape = [d.dim_value or batch for d in i.type.tensor_type.shape.dim]
+            feeds[i.name] = rng.uniform(0, 1, shape).astype(np.float32)
+    return feeds
+
+
+def test_zoo_optimized_equals_dense():
+    """Every zoo model: optimize() changes the outputs only by float summation order
+    (relative 1e-5 of each output's scale) and no predicted class; where the model
+    carries function bodies for all its spikeonnx ops, stock onnxruntime runs it too."""
+    keras = pytest.importorskip("keras")
+    from spikeonnx import export
+    from spikeonnx.examples.zoo import ZOO
+    from spikeonnx.runtime import InferenceSession
+
+    rewritten = {}
+    for name, builder in ZOO.items():
+        keras.utils.set_random_seed(1234)
+        case = builder()
+        dense = export(case.model, events=False, **case.export_kwargs)
+        optimized = optimize(dense)
+        rewritten[name] = [n.op_type for n in event_nodes(optimized)]
+        feeds = _zoo_feeds(dense, case)
+        expected = InferenceSession(dense).run(None, feeds)
+        got = InferenceSession(optimized).run(None, feeds)
+        for e, g in zip(expected, got, strict=True):
+            _assert_close(np.asarray(g), np.asarray(e, dtype=np.float64))
+            if e.ndim >= 1 and e.shape[-1] > 1:
+                np.testing.assert_array_equal(np.argmax(g, -1), np.argmax(e, -1), err_msg=name)
+        onnx.checker.check_model(optimized, full_check=True)
+        bodies = {f.name for f in optimized.functions if f.domain == DOMAIN}
+        if rewritten[name] and all(n.op_type in bodies for n in optimized.graph.node if n.domain == DOMAIN):
+            stock = _session(optimized, library=False).run(None, feeds)
+            for e, s in zip(expected, stock, strict=True):
+                _assert_close(np.asarray(s), np.asarray(e, dtype=np.float64))
+    # The Dense layers right after spikes (through tf2onnx's reshape to (B*T, F)) are rewritten.
+    for name in ("dense_spiking_sequential", "dense_spiking_functional", "nested", "fixed_length_dense",
+                 "fixed_length_flatten"):
+        assert rewritten[name] == ["EventMatMul"], (name, rewritten[name])
+
+
+def test_export_rewrites_by_default():
+    keras = pytest.importorskip("keras")
+    from spikeonnx import export
+    from spikeonnx.examples.zoo import build
+
+    keras.utils.set_random_seed(1234)
+    case = build("dense_spiking_functional")
+    exported = export(case.model)
+    plain = export(case.model, events=False)
+    assert [n.op_type for n in exported.graph.node] == [n.op_type for n in optimize(plain).graph.node]
+    assert "EventMatMul" in [n.op_type for n in exported.graph.node]
+    assert "EventMatMul" not in [n.op_type for n in plain.graph.node]

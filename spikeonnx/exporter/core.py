@@ -41,6 +41,7 @@ def export(
     dynamic_time: bool = True,
     check: bool = True,
     functions: bool = True,
+    events: bool = True,
 ) -> onnx.ModelProto:
     """Export a Keras model (with KerasSpiking layers) to ONNX.
 
@@ -74,6 +75,11 @@ def export(
         model-local function (:func:`spikeonnx.functions.attach_functions`), so the
         model also runs without our op library (stock onnxruntime, other runtimes,
         ``onnx.reference``). Needs ``opset >= 15`` when the model has spiking layers.
+    events : bool
+        Rewrite each ``MatMul``/``Gemm``/``Conv`` fed by spikes into its event-driven
+        ``spikeonnx`` op (:func:`spikeonnx.optimize`; same value, computed only where
+        spikes arrived), with the standard op as its model-local function when
+        ``functions`` is true.
 
     Returns
     -------
@@ -121,6 +127,12 @@ def export(
         state_io={s.input_name: s.output_name for s in slots},
     )
     write_metadata(onnx_model, metadata, __version__)
+    if events:
+        # After attach_functions (which knows only the spiking ops) and after the layer
+        # attribution (which reads the standard op types); node names do not change.
+        from ..events import rewrite_events
+
+        rewrite_events(onnx_model, functions=functions)
 
     if check:
         passes.check_model(onnx_model)
