@@ -45,6 +45,7 @@ def library_available() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_ops: needs the compiled spikeonnx op library (skipped if not built)")
+    config.addinivalue_line("markers", "lint: ruff check of the repository (tests/test_lint.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
