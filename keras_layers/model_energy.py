@@ -231,9 +231,7 @@ class ModelEnergy(_energy.EnergyEstimator):
     dense (Dense)      | (None, 128)| 100480|100352|     128|    0.00086
     ====================================================================
     Total energy per inference [Joules/inf] (cpu): 8.64e-04
-    * Rough estimates only: they use published per-operation energies and ignore
-      overheads such as moving data on and off the device; see the ModelEnergy
-      documentation for the assumptions.
+    * ...
     """
 
     #: Registered statistics handlers, by layer class (looked up along the MRO).

@@ -122,14 +122,17 @@ def one_node_model(
 @pytest.fixture
 def saved_registries() -> Iterator[None]:
     """Restore every extension registry (each :class:`spikeonnx.registry.Registry` held by
-    an imported ``spikeonnx`` or ``keras_layers`` module) when the test ends."""
+    an imported ``spikeonnx`` or ``keras_layers`` module or by a class of one, such as
+    ``ModelEnergy.layer_stats_computers``) when the test ends."""
     registries = {}
     for module_name, module in list(sys.modules.items()):
         if module is None or not module_name.startswith(("spikeonnx", "keras_layers")):
             continue
         for value in list(vars(module).values()):
-            if isinstance(value, Registry):
-                registries[id(value)] = value
+            candidates = vars(value).values() if isinstance(value, type) else (value,)
+            for candidate in list(candidates):
+                if isinstance(candidate, Registry):
+                    registries[id(candidate)] = candidate
     with contextlib.ExitStack() as stack:
         for registry in registries.values():
             stack.enter_context(registry.saved())

@@ -21,16 +21,9 @@ MODULES = [
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name, saved_registries, monkeypatch):
+def test_docstring_examples(name, saved_registries):
+    # saved_registries: ModelEnergy.register_layer's example registers a handler
     module = importlib.import_module(name)
-    if name == "keras_layers.model_energy":
-        from keras_layers import ModelEnergy
-
-        # register_layer's example registers a handler; restore the table afterwards
-        # (a plain dict until ModelEnergy's table is a Registry, which saved_registries restores)
-        table = ModelEnergy.layer_stats_computers
-        if isinstance(table, dict):
-            monkeypatch.setattr(ModelEnergy, "layer_stats_computers", dict(table))
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, report=True)
     assert result.attempted > 0, f"{name} has no docstring examples"
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {name} failed (see stdout)"
