@@ -507,6 +507,7 @@ def _known(node: OpNode, value: Dim, what: str) -> int:
     return value
 
 
+@_builtin("spikeonnx", "EventMatMul", role="weighted")  # spikeonnx.events: the same op, event-driven
 @_builtin("", "MatMul", "MatMulInteger", role="weighted")
 def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a matrix product: every output element sums over K inputs."""
@@ -525,6 +526,7 @@ def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.output_units(0) * k}
 
 
+@_builtin("spikeonnx", "EventGemm", role="weighted")  # spikeonnx.events: the same op, event-driven
 @_builtin("", "Gemm", role="weighted")
 def _gemm_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of ``alpha*A'B' + beta*C``: output features times input features."""
@@ -566,6 +568,7 @@ def _conv_output_spatial(node: OpNode, x: Shape, kernel: Sequence[int]) -> List[
     return out
 
 
+@_builtin("spikeonnx", "EventConv", role="weighted")  # spikeonnx.events: the same op, event-driven
 @_builtin("", "Conv", "ConvInteger", role="weighted")
 def _conv_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a convolution: output elements x kernel volume x input channels/group.
