@@ -26,13 +26,10 @@ def test_published_figures():
         assert d.source
 
 
-def test_register_and_unknown():
+def test_register_and_unknown(saved_registries):
     d = dev.register_device("test-dev", 1e-10, 2e-9, spiking=False)
-    try:
-        assert dev.get_device("test-dev") is d
-        assert d.source == "user-registered"
-    finally:
-        del dev.DEVICES["test-dev"]
+    assert dev.get_device("test-dev") is d
+    assert d.source == "user-registered"
     with pytest.raises(ValueError, match="unknown device 'nope'.*cpu"):
         dev.get_device("nope")
     with pytest.raises(ValueError, match="energy_per_synop"):
