@@ -23,8 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import devices as _devices
 from .. import energy as _energy
-from ..energy import DEFAULT_DT
-from ..energy import LayerRecord
+from ..energy import DEFAULT_DT, LayerRecord
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
 from .rates import ExampleData, compute_rates, load_example_data
 

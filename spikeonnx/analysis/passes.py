@@ -43,7 +43,15 @@ from onnx import numpy_helper
 from .. import contract
 from ..energy import sum_stats
 from .stats import (
-    BATCH, TIME, OpNode, ShapeResolutionError, TensorInfo, format_shape, get_op_stats, normalize_domain, op_key,
+    BATCH,
+    TIME,
+    OpNode,
+    ShapeResolutionError,
+    TensorInfo,
+    format_shape,
+    get_op_stats,
+    normalize_domain,
+    op_key,
     op_spec,
 )
 
