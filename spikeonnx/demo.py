@@ -8,6 +8,9 @@ analysed for energy on every registered device. Needs the ``keras`` extra.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,6 +33,30 @@ class DemoResult:
     onnx_seconds: float
     total_energy: Dict[str, float]
     files: Dict[str, Path]
+
+
+def save_keras_atomically(model: Any, path: Path) -> None:
+    """``model.save(path)`` through a temporary ``.keras`` file in the same folder.
+
+    Keras writes the archive in place; written to a temporary name, fsynced and
+    renamed over ``path``, an interrupted save leaves the old file as it was (as
+    :func:`spikeonnx.fileio.atomic_write` does for our own files).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        umask = os.umask(0)  # mkstemp makes 0600; give the file what open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def build_conv_model(dt: float = 0.01, seed: int = 0, max_rate: float = 100.0) -> Any:
@@ -156,7 +183,7 @@ def run_demo(
     echo(f"training ({epochs} epochs, spiking-aware)")
     model.fit(x_train, train.y_train, epochs=epochs, batch_size=32, verbose=1 if progress else 0)
     keras_path = out / "model.keras"
-    model.save(keras_path)
+    save_keras_atomically(model, keras_path)
     model = keras.saving.load_model(keras_path)  # evaluate what was saved
 
     onnx_path = out / "model.onnx"
@@ -194,7 +221,7 @@ def run_demo(
     ))
     report = energy.to_dict(names, timesteps_per_inference=timesteps, dt=dt)
     files = {"keras": keras_path, "onnx": onnx_path, "energy": out / "energy.png", "rates": out / "rates.png"}
-    plot_energy(report, files["energy"], names)
-    plot_rates(report, files["rates"])
+    files["energy"] = plot_energy(report, files["energy"], names)
+    files["rates"] = plot_rates(report, files["rates"])
     echo(f"wrote {files['energy']} and {files['rates']}")
     return DemoResult(keras_acc, onnx_acc, same, keras_seconds, onnx_seconds, dict(report["total_energy"]), files)

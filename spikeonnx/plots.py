@@ -1,6 +1,8 @@
 """Figures of an energy report (the dict of :meth:`spikeonnx.GraphEnergy.to_dict`).
 
 matplotlib is imported lazily with the Agg backend, so nothing here needs a display.
+Figures are written atomically (:func:`spikeonnx.fileio.atomic_write`): an interrupted
+write leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from typing import Any, Dict, Sequence, Union
 
 import numpy as np
 
-__all__ = ["plot_energy", "plot_rates"]
+from .fileio import atomic_write
+
+__all__ = ["plot_energy", "plot_rates", "figure_path"]
 
 PathLike = Union[str, Path]
 
@@ -26,18 +30,33 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, path: PathLike) -> None:
+def figure_path(path: PathLike) -> Path:
+    """The file a figure saved to ``path`` ends up in: ``.png`` is added to a name without suffix
+    (as matplotlib does)."""
+    path = Path(path)
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
+def _save(fig: Any, path: PathLike) -> Path:
     plt = _pyplot()
+    target = figure_path(path)
+    fmt = target.suffix[1:].lower()
     try:
+        supported = fig.canvas.get_supported_filetypes()
+        if fmt not in supported:
+            raise ValueError(f"cannot write plot {target}: unknown image format {fmt!r} "
+                             f"(supported: {', '.join(sorted(supported))})")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        with atomic_write(target) as handle:
+            fig.savefig(handle, format=fmt, dpi=100)
     except OSError as err:
-        raise OSError(f"cannot write plot {path}: {err}") from None
+        raise OSError(f"cannot write plot {target}: {err}") from None
     finally:
         plt.close(fig)
+    return target
 
 
-def plot_energy(report: Dict[str, Any], path: PathLike, devices: Sequence[str]) -> None:
+def plot_energy(report: Dict[str, Any], path: PathLike, devices: Sequence[str]) -> Path:
     """Grouped bar chart of the energy per inference of each layer on each device (log scale).
 
     Parameters
@@ -48,6 +67,11 @@ def plot_energy(report: Dict[str, Any], path: PathLike, devices: Sequence[str]) 
         The PNG file to write.
     devices : sequence of str
         Devices to show, one bar per layer each.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (``path``, with ``.png`` added if it had no suffix).
     """
     plt = _pyplot()
     layers = [layer for layer in report["layers"] if layer["type"] != "Input"]
@@ -67,10 +91,10 @@ def plot_energy(report: Dict[str, Any], path: PathLike, devices: Sequence[str]) 
     ax.set_title(f"Energy per layer: {Path(str(report['model'])).name}")
     ax.legend(title="device", fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_rates(report: Dict[str, Any], path: PathLike) -> None:
+def plot_rates(report: Dict[str, Any], path: PathLike) -> Path:
     """Bar chart of each layer's mean input rate (Hz), spiking layers' outputs included.
 
     Parameters
@@ -79,6 +103,11 @@ def plot_rates(report: Dict[str, Any], path: PathLike) -> None:
         Output of :meth:`spikeonnx.GraphEnergy.to_dict` built with example data.
     path : str or pathlib.Path
         The PNG file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (``path``, with ``.png`` added if it had no suffix).
 
     Raises
     ------
@@ -100,4 +129,4 @@ def plot_rates(report: Dict[str, Any], path: PathLike) -> None:
     ax.set_ylabel("mean |input| per layer [Hz]")
     ax.set_title("Mean input rate per layer (red: SpikingActivation, whose input is the rate it encodes)")
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    return _save(fig, path)

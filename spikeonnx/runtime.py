@@ -15,6 +15,8 @@ processed piecewise with exactly the result of a single call.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -40,7 +42,7 @@ from .ops import library_path
 from .reference import check_model_attributes
 
 # MAX_IR_VERSION is re-exported from spikeonnx.contract (its one home).
-__all__ = ["InferenceSession", "StreamingSession", "MAX_IR_VERSION"]
+__all__ = ["InferenceSession", "StreamingSession", "MAX_IR_VERSION", "max_threads", "check_threads"]
 
 # onnxruntime type strings -> NumPy dtypes (the types our feeds can have).
 _ORT_DTYPES = {
@@ -65,6 +67,59 @@ def _element_dtype(type_string: str) -> Optional[np.dtype]:
 
 def _describe_shape(shape: Sequence[Any]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def max_threads() -> int:
+    """The largest thread count a session accepts: 4 x the number of CPUs.
+
+    onnxruntime crashes or hangs creating tens of thousands of threads; more
+    threads than a few per CPU only adds contention.
+    """
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(value: Any, what: str = "thread count", *, allow_default: bool = True) -> int:
+    """Return ``value`` if it is a valid thread count: 1 to :func:`max_threads`.
+
+    Parameters
+    ----------
+    value : int
+        The count.
+    what : str
+        How to name it in the error message.
+    allow_default : bool
+        Accept 0, onnxruntime's "choose for me".
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not an integer in range; the message states the range.
+    """
+    low = 0 if allow_default else 1
+    bound = max_threads()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= bound:
+        default = " (0: onnxruntime's default)" if allow_default else ""
+        raise ValueError(
+            f"{what} must be an integer from {low} to {bound} (4 x the {os.cpu_count() or 1} CPUs){default}, "
+            f"got {value!r}"
+        )
+    return int(value)
+
+
+def _check_options_threads(options: ort.SessionOptions) -> None:
+    if not isinstance(options, ort.SessionOptions):
+        return  # onnxruntime names the type error
+    check_threads(options.intra_op_num_threads, "sess_options.intra_op_num_threads")
+    check_threads(options.inter_op_num_threads, "sess_options.inter_op_num_threads")
+
+
+def _undeclared_shapes(model: onnx.ModelProto) -> set:
+    """Names of graph inputs declared without a shape (any shape is allowed there)."""
+    return {
+        value.name
+        for value in model.graph.input
+        if value.type.HasField("tensor_type") and not value.type.tensor_type.HasField("shape")
+    }
 
 
 def _check_portable(model: onnx.ModelProto, source: str) -> None:
@@ -112,8 +167,14 @@ class InferenceSession:
     FileNotFoundError
         If ``model`` is a path that does not exist, or the op library is missing.
     ValueError
-        If ``model`` is not an ONNX model, or a ``spikeonnx`` node has an unknown
-        attribute or one of the wrong type.
+        If ``model`` is not an ONNX model, a ``spikeonnx`` node has an unknown
+        attribute or one of the wrong type, or a thread count of ``sess_options``
+        is outside 0 (default) to :func:`max_threads`.
+
+    Notes
+    -----
+    Thread safety: :meth:`run` may be called from several threads at once, as
+    onnxruntime's ``run`` can (the session holds no state between calls).
     """
 
     def __init__(
@@ -139,6 +200,8 @@ class InferenceSession:
         options = sess_options if sess_options is not None else ort.SessionOptions()
         if library:
             _register_library(options)
+        # onnxruntime segfaults or hangs on absurd thread counts: check them first.
+        _check_options_threads(options)
         self.session = ort.InferenceSession(
             self.model.SerializeToString(),
             sess_options=options,
@@ -148,6 +211,7 @@ class InferenceSession:
         self._inputs = {arg.name: arg for arg in self.session.get_inputs()}
         self._optional = {arg.name for arg in self.session.get_overridable_initializers()}
         self._outputs = [arg.name for arg in self.session.get_outputs()]
+        self._any_shape = _undeclared_shapes(self.model)
 
     # -- onnxruntime API -----------------------------------------------------
 
@@ -232,7 +296,8 @@ class InferenceSession:
                 f"(convert with .astype(np.{expected.name}))"
             )
         shape = arg.shape
-        if shape is not None:
+        # an input declared without a shape takes any shape (onnxruntime reports it as ())
+        if shape is not None and name not in self._any_shape:
             mismatch = value.ndim != len(shape) or any(
                 isinstance(want, int) and want != got for want, got in zip(shape, value.shape, strict=True)
             )
@@ -320,10 +385,17 @@ class StreamingSession:
     ``docs/op-contract.md``), zeros for state inputs it does not mention, or as the
     caller passes to :meth:`reset`.
 
+    Thread safety: the carried state makes a streaming session a sequence of
+    calls, so each session holds a lock: :meth:`step`, :meth:`run_chunked` and
+    :meth:`reset` called from several threads run one at a time, each seeing the
+    state the previous call left (use one session per stream to run streams in
+    parallel).
+
     Raises
     ------
     ValueError
-        If the model has no state inputs, or a state input has no state output.
+        If the model has no state inputs, a state input has no state output, or
+        a thread count is out of range (see :class:`InferenceSession`).
     """
 
     def __init__(
@@ -333,6 +405,8 @@ class StreamingSession:
         providers: Optional[Sequence[Any]] = None,
         **kwargs: Any,
     ) -> None:
+        # Re-entrant: run_chunked holds it across its steps.
+        self._lock = threading.RLock()
         self.session = InferenceSession(model, sess_options=sess_options, providers=providers, **kwargs)
         meta, self._initial = _read_metadata(self.session.model, self.session._source)
         inputs = {arg.name: arg for arg in self.session.get_inputs()}
@@ -397,19 +471,28 @@ class StreamingSession:
         Raises
         ------
         ValueError
-            On an unknown state name or a bad batch size.
+            On an unknown state name, a state that is not numeric, or a bad batch size.
         """
-        self.states = None
         overrides = {}
         for name, value in (states or {}).items():
             if name not in self.state_io:
                 raise ValueError(f"unknown state {name!r}; the model's states are {sorted(self.state_io)}")
-            overrides[name] = np.asarray(value)
-        self._initial_overrides = overrides
-        if batch_size is not None:
-            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-            self.states = self._initial_states(int(batch_size))
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"initial state {name!r}: dtype {array.dtype} is not numeric; the state input takes "
+                    f"{self._state_args[name].type}"
+                )
+            overrides[name] = array
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        with self._lock:
+            self.states = None
+            self._initial_overrides = overrides
+            if batch_size is not None:
+                self.states = self._initial_states(int(batch_size))
 
     def _state_shape(self, name: str, batch: int) -> Tuple[int, ...]:
         dims = self._state_args[name].shape
@@ -516,17 +599,28 @@ class StreamingSession:
         ValueError
             On unknown/missing inputs, a batch size that differs from the carried
             states, or any feed error reported by :meth:`InferenceSession.run`.
+
+        Notes
+        -----
+        A chunk of zero timesteps returns empty outputs (time axis of length 0)
+        and leaves the states as they are, without running the model.
         """
+        with self._lock:
+            return self._step(inputs)
+
+    def _step(self, inputs: Any) -> Dict[str, np.ndarray]:
         feed = self._as_feed(inputs)
         batch = self._batch_size(feed)
-        if self.states is None:
-            self.states = self._initial_states(batch)
-        for name, state in self.states.items():
+        for name, state in (self.states or {}).items():
             if state.shape[0] != batch:
                 raise ValueError(
                     f"the inputs have batch size {batch} but state {name!r} has {state.shape[0]}; "
                     "call reset() to change the batch size"
                 )
+        if self._is_empty_chunk(feed):
+            return self._empty_outputs(feed, batch)
+        if self.states is None:
+            self.states = self._initial_states(batch)
         feed.update(self.states)
         names = [*self.output_names, *(self.state_io[name] for name in self.states)]
         values = self.session.run(names, feed)
@@ -535,6 +629,55 @@ class StreamingSession:
         return {name: results[name] for name in self.output_names}
 
     run = step
+
+    def _is_empty_chunk(self, feed: Mapping[str, np.ndarray]) -> bool:
+        """Whether some data input has a time axis of length 0."""
+        for name, value in feed.items():
+            axis = self.time_axes.get(name)
+            if axis is not None and -value.ndim <= axis < value.ndim and value.shape[axis] == 0:
+                return True
+        return False
+
+    def _empty_outputs(self, feed: Mapping[str, np.ndarray], batch: int) -> Dict[str, np.ndarray]:
+        """The outputs of zero timesteps: every output empty along its time axis."""
+        # The feed is still checked, so that a bad chunk fails whatever its length.
+        self.session._check_feed({**feed, **self._placeholder_states(batch)})
+        outputs = {arg.name: arg for arg in self.session.get_outputs()}
+        result = {}
+        for name in self.output_names:
+            arg, time_axis = outputs[name], self.time_axes.get(name)
+            if time_axis is None:
+                raise ValueError(
+                    f"output {name!r} has no time axis, so a chunk of zero timesteps has no value for it"
+                )
+            shape = []
+            for axis, dim in enumerate(arg.shape or []):
+                if axis == time_axis % len(arg.shape):
+                    shape.append(0)
+                elif axis == self.batch_axes.get(name):
+                    shape.append(batch)
+                elif isinstance(dim, int):
+                    shape.append(dim)
+                else:
+                    raise ValueError(
+                        f"output {name!r} has dimension {axis} of unknown size {dim!r}, so the empty result of "
+                        "a chunk of zero timesteps cannot be shaped"
+                    )
+            dtype = _element_dtype(arg.type)
+            if not shape or dtype is None:
+                raise ValueError(f"output {name!r} ({arg.type}, shape {arg.shape}) cannot be returned empty")
+            result[name] = np.zeros(shape, dtype)
+        return result
+
+    def _placeholder_states(self, batch: int) -> Dict[str, np.ndarray]:
+        """The carried states, or (before the first step) zero-size stand-ins with their ranks."""
+        if self.states is not None:
+            return dict(self.states)
+        stand_ins = {}
+        for name, arg in self._state_args.items():
+            dims = [batch] + [d if isinstance(d, int) else 1 for d in (arg.shape or [None])[1:]]
+            stand_ins[name] = np.zeros(dims, _element_dtype(arg.type) or np.float32)
+        return stand_ins
 
     def run_chunked(self, inputs: Any, chunk: int, reset: bool = True) -> Dict[str, np.ndarray]:
         """Feed a long input through the model ``chunk`` timesteps at a time.
@@ -563,6 +706,10 @@ class StreamingSession:
         """
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        with self._lock:
+            return self._run_chunked(inputs, int(chunk), reset)
+
+    def _run_chunked(self, inputs: Any, chunk: int, reset: bool) -> Dict[str, np.ndarray]:
         feed = self._as_feed(inputs)
         lengths = {}
         for name, value in feed.items():
@@ -583,7 +730,7 @@ class StreamingSession:
                 name: np.take(value, np.arange(start, min(start + chunk, steps)), axis=self.time_axes[name])
                 for name, value in feed.items()
             }
-            for name, value in self.step(part).items():
+            for name, value in self._step(part).items():
                 pieces[name].append(value)
         out = {}
         for name, values in pieces.items():

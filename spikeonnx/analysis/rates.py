@@ -132,6 +132,12 @@ def load_example_data(data: ExampleData, graph: AnalysisGraph) -> Dict[str, np.n
                     )
         if arr.size == 0:
             raise ValueError(f"example data for input {name!r} is empty (shape {arr.shape})")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.isfinite(arr).sum())
+            raise ValueError(
+                f"example data for input {name!r} has {bad} non-finite value(s) (NaN or inf); rates need "
+                "finite data"
+            )
         if info.dtype is not None:
             arr = arr.astype(info.dtype, copy=False)
         out[name] = np.ascontiguousarray(arr)

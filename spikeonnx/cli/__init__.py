@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["main", "subcommand", "CLIError", "positive_int", "positive_float"]
+__all__ = ["main", "subcommand", "CLIError", "positive_int", "positive_float", "is_library_error"]
 
 
 class CLIError(Exception):
@@ -45,7 +45,17 @@ def positive_float(text: str) -> float:
 _COMMANDS: Dict[str, tuple] = {}
 # Modules that define subcommands; each calls ``subcommand`` on import.
 _MODULES = ("demo", "export", "run", "energy", "devices")
-_USER_ERRORS = (CLIError, FileNotFoundError, ValueError, IsADirectoryError, PermissionError)
+_USER_ERRORS = (CLIError, FileNotFoundError, ValueError, IsADirectoryError, PermissionError, OverflowError)
+# Modules whose exceptions describe a bad model or input (onnxruntime's Fail, InvalidGraph,
+# RuntimeException...; onnx's ValidationError), not a bug of ours. Matched by module, so
+# that the CLI need not import them.
+_LIBRARY_ERROR_MODULES = ("onnxruntime.", "onnx.")
+
+
+def is_library_error(err: BaseException) -> bool:
+    """Whether ``err`` is an onnxruntime or onnx error about the model or its input."""
+    module = type(err).__module__ or ""
+    return module.startswith(_LIBRARY_ERROR_MODULES) and not isinstance(err, (MemoryError, KeyboardInterrupt))
 
 
 def subcommand(name: str, help: str) -> Callable:
@@ -87,14 +97,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except _USER_ERRORS as err:
+    except KeyboardInterrupt:
+        print(f"spikeonnx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not (isinstance(err, _USER_ERRORS) or is_library_error(err)):
+            raise
         # one line, whatever the underlying library put in its message
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"spikeonnx {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"spikeonnx {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

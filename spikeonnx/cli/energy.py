@@ -9,16 +9,17 @@ import warnings
 from pathlib import Path
 from typing import Any, List
 
+from ..fileio import check_output_path
 from ..shards import Shards, is_shard_spec
-from . import CLIError, positive_float, positive_int, subcommand
+from . import CLIError, is_library_error, positive_float, positive_int, subcommand
 
 
-def _plot(report: dict, path: Path, devices: List[str]) -> None:
+def _plot(report: dict, path: Path, devices: List[str]) -> Path:
     """Write the per-layer, per-device energy chart; user-facing errors as CLIError."""
     from ..plots import plot_energy
 
     try:
-        plot_energy(report, path, devices)
+        return plot_energy(report, path, devices)
     except (ImportError, OSError) as err:
         raise CLIError(str(err)) from None
 
@@ -46,6 +47,11 @@ def configure(parser: argparse.ArgumentParser):
 
         if not Path(args.model).exists():
             raise CLIError(f"model file not found: {args.model}")
+        if args.plot:
+            from ..plots import figure_path
+
+            # before the analysis, which may take a while; never over the model or data
+            check_output_path(figure_path(args.plot), args.model, *([args.data] if args.data else []))
         data: Any = args.data
         if args.data is not None and is_shard_spec(args.data):
             data = Shards(args.data, batch_size=args.batch_size)
@@ -63,7 +69,9 @@ def configure(parser: argparse.ArgumentParser):
             try:
                 energy = GraphEnergy(args.model, data, batch_axis=args.batch_axis, time_axis=args.time_axis)
                 report: Any = energy.to_dict(devices, args.timesteps, args.dt)
-            except (ValueError, TypeError, OSError) as err:
+            except Exception as err:
+                if not (isinstance(err, (ValueError, TypeError, OSError, OverflowError)) or is_library_error(err)):
+                    raise
                 # one line on stderr, whatever the message of the underlying library
                 raise CLIError(" ".join(str(err).split())) from None
         for w in caught:
@@ -78,9 +86,9 @@ def configure(parser: argparse.ArgumentParser):
                 timesteps_per_inference=args.timesteps, dt=args.dt, line_length=args.line_length,
             ))
         if args.plot:
-            _plot(report, Path(args.plot), devices)
+            written = _plot(report, Path(args.plot), devices)
             if not args.json:
-                print(f"plot written to {args.plot}")
+                print(f"plot written to {written}")
         return 0
 
     return run

@@ -9,8 +9,9 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..fileio import atomic_write, check_output_path
 from ..shards import is_shard_spec
-from . import CLIError, positive_int, subcommand
+from . import CLIError, is_library_error, positive_int, subcommand
 
 
 def load_arrays(path: str, input_names: List[str]) -> Dict[str, np.ndarray]:
@@ -52,6 +53,34 @@ def load_arrays(path: str, input_names: List[str]) -> Dict[str, np.ndarray]:
     return {n: arrays[n] for n in input_names}
 
 
+def thread_count(text: str) -> int:
+    """argparse type of ``--threads``: 0 (onnxruntime's default) to 4 x the CPU count."""
+    from ..runtime import check_threads
+
+    try:
+        return check_threads(int(text), "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err) if text.lstrip("+-").isdigit() else
+                                         f"expected an integer, got {text!r}") from None
+
+
+def npz_path(output: str) -> Path:
+    """Where ``numpy.savez`` would write ``output``: ``.npz`` is appended unless it is there."""
+    return Path(output if output.endswith(".npz") else output + ".npz")
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # Errors reach the user as one line through our own message; onnxruntime's log line
+    # of the same failure would be a second one.
+    options.log_severity_level = 4
+    return options
+
+
 @subcommand("run", help="Run an ONNX model (with spikeonnx ops) on .npy/.npz input; write outputs to .npz.")
 def configure(parser: argparse.ArgumentParser):
     parser.add_argument("model", help="the .onnx file")
@@ -67,52 +96,58 @@ def configure(parser: argparse.ArgumentParser):
     parser.add_argument("--stream", type=int, metavar="CHUNK",
                         help="feed the input in chunks of CHUNK timesteps through the streaming session, "
                              "carrying layer state between chunks (needs a model exported with --state-io)")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's default)")
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help="intra-op threads, 1 to 4 x the CPU count (default 0: onnxruntime's default)")
     parser.add_argument("--no-library", dest="library", action="store_false",
                         help="stock onnxruntime without the spikeonnx op library: the spiking ops run their "
                              "model-local function bodies (models exported with functions, the default)")
 
     def run(args: argparse.Namespace) -> int:
-        import onnxruntime as ort
-
-        from ..runtime import InferenceSession, StreamingSession
-
         if not Path(args.model).is_file():
             raise CLIError(f"model file not found: {args.model}")
         if args.stream is not None and args.stream <= 0:
             raise CLIError(f"--stream needs a positive number of timesteps, got {args.stream}")
         if is_shard_spec(args.data):
             return _run_shards(args)
-        if args.output is None:
-            args.output = "outputs.npz"
-        options = ort.SessionOptions()
-        if args.threads:
-            options.intra_op_num_threads = args.threads
+        # Checked before the run: a wrong output path should not cost a whole run, and
+        # the output must never replace the model or the data.
+        target = npz_path(args.output if args.output is not None else "outputs.npz")
+        check_output_path(target, args.model, args.data)
         start = time.perf_counter()
-        if args.stream:
-            session = StreamingSession(args.model, sess_options=options, library=args.library)
-            feed = load_arrays(args.data, session.input_names)
-            outputs = session.run_chunked(feed, chunk=args.stream)
-        else:
-            session = InferenceSession(args.model, sess_options=options, library=args.library)
-            names = [i.name for i in session.get_inputs()]
-            feed = load_arrays(args.data, names)
-            values = session.run(None, feed)
-            outputs = {o.name: v for o, v in zip(session.get_outputs(), values)}
+        try:
+            outputs = _run_model(args)
+        except Exception as err:
+            if not is_library_error(err):
+                raise
+            raise CLIError(f"{args.model}: onnxruntime failed: {err}") from None
         elapsed = time.perf_counter() - start
-        np.savez(args.output, **outputs)
+        with atomic_write(target) as handle:
+            np.savez(handle, **outputs)
         for name, value in outputs.items():
             print(f"{name}: shape {tuple(value.shape)} {value.dtype}")
-        print(f"wrote {args.output} ({elapsed:.3f} s)")
+        print(f"wrote {target} ({elapsed:.3f} s)")
         return 0
 
     return run
 
 
+def _run_model(args: argparse.Namespace) -> Dict[str, np.ndarray]:
+    """Run the model of ``args`` on its data file; output name -> value."""
+    from ..runtime import InferenceSession, StreamingSession
+
+    options = _session_options(args.threads)
+    if args.stream:
+        stream = StreamingSession(args.model, sess_options=options, library=args.library)
+        feed = load_arrays(args.data, stream.input_names)
+        return stream.run_chunked(feed, chunk=args.stream)
+    session = InferenceSession(args.model, sess_options=options, library=args.library)
+    feed = load_arrays(args.data, [i.name for i in session.get_inputs()])
+    values = session.run(None, feed)
+    return {o.name: v for o, v in zip(session.get_outputs(), values, strict=True)}
+
+
 def _run_shards(args: argparse.Namespace) -> int:
     """``spikeonnx run model 'shards/*.npy' -o out/``: one output .npz per shard."""
-    import onnxruntime as ort
-
     from ..runtime import InferenceSession
     from ..shards import run_shards
 
@@ -120,12 +155,15 @@ def _run_shards(args: argparse.Namespace) -> int:
         raise CLIError("running shards needs -o/--output: the folder for one .npz per shard")
     if args.stream:
         raise CLIError("--stream runs one file; it does not combine with shards")
-    options = ort.SessionOptions()
-    if args.threads:
-        options.intra_op_num_threads = args.threads
     start = time.perf_counter()
-    session = InferenceSession(args.model, sess_options=options, library=args.library)
-    written = run_shards(session, args.data, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
+    try:
+        session = InferenceSession(args.model, sess_options=_session_options(args.threads), library=args.library)
+        written = run_shards(session, args.data, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
+    except Exception as err:
+        if not is_library_error(err):
+            raise
+        raise CLIError(f"{args.model}: onnxruntime failed: {err}") from None
     elapsed = time.perf_counter() - start
     print(f"wrote {len(written)} output files to {args.output} ({elapsed:.3f} s)")
     return 0
+
