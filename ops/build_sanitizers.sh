@@ -12,9 +12,11 @@
 # The Python interpreter is not instrumented, so the sanitizer runtimes are preloaded;
 # leak detection is off because CPython and its extension modules keep memory until exit
 # on purpose.  Any ASan/UBSan report aborts the run with a non-zero exit status.
-# allocator_may_return_null: an output too large to allocate must come back as onnxruntime's
-# allocation error (which the kernels turn into a message), as it does without ASan,
-# instead of ASan's own abort on sizes beyond its maximum.
+# allocator_may_return_null: a failed malloc (e.g. NumPy's MemoryError path) returns null as
+# it does without ASan.  ASan still aborts when a throwing operator new fails, and
+# onnxruntime allocates outputs that way, so the one test of an output too large to allocate
+# (2**60 bytes, a failure inside onnxruntime itself) is deselected here; every other
+# huge-shape case (empty inputs, sizes overflowing int64) runs.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,5 +51,5 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 SPIKEONNX_OPS_LIBRARY="$BUILD/ops/libspikeonnx_ops.so" \
 PYTHONPATH="$ROOT" \
     "$PYTHON" -m pytest tests/test_ops_kernels.py tests/test_ops_errors.py tests/test_robustness_ops.py \
-        tests/test_ops_fuzz.py -q -p no:cacheprovider "$@"
+        tests/test_ops_fuzz.py -q -p no:cacheprovider -k "not too_large_to_allocate" "$@"
 echo "build_sanitizers.sh: op tests passed under address,undefined sanitizers"
