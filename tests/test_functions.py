@@ -377,3 +377,75 @@ def test_signatures_follow_the_reference_ops():
     for op in REFERENCE_OPS:
         params = list(inspect.signature(op._run).parameters)[1:]
         assert tuple(params[: len(SIGNATURES[op.__name__][0])]) == SIGNATURES[op.__name__][0]
+
+
+# -- the exported zoo -------------------------------------------------------------------
+
+
+def _zoo_feeds(model, case):
+    """The case's inputs, plus every state input at its reset value (as the Keras layer starts)."""
+    xs = case.x if isinstance(case.x, list) else [case.x]
+    meta = contract.read_metadata(model)
+    first = model.graph.input[0].name
+    batch = xs[0].shape[meta.batch_axes.get(first) or 0]
+    feeds = {}
+    for k, graph_input in enumerate(model.graph.input):
+        if k < len(xs):
+            feeds[graph_input.name] = xs[k]
+            continue
+        dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+        spec = meta.initial_state.get(graph_input.name)
+        feeds[graph_input.name] = contract.initial_state(spec, [batch, *dims[1:]], np.float32)
+    return feeds
+
+
+@pytest.mark.parametrize("name", sorted(__import__("spikeonnx.examples.zoo", fromlist=["ZOO"]).ZOO))
+def test_exported_zoo_runs_everywhere(name):
+    """Every zoo model, exported with functions (the default): stock onnxruntime, onnx.reference
+    without new_ops and the op library agree, and agree with Keras as in test_export_zoo."""
+    keras = pytest.importorskip("keras")
+    import tensorflow as tf
+
+    from spikeonnx import export
+    from spikeonnx.examples.zoo import ZOO
+
+    keras.utils.set_random_seed(1234)
+    case = ZOO[name]()
+    model = export(case.model, **case.export_kwargs)
+    assert model.ir_version <= contract.MAX_IR_VERSION
+    spiking = {n.op_type for n in model.graph.node if n.domain == contract.DOMAIN}
+    assert {f.name for f in model.functions if f.domain == contract.DOMAIN} == spiking
+    feeds = _zoo_feeds(model, case)
+    outputs = run_all(model, feeds)
+    with_ops = ReferenceEvaluator(model, new_ops=REFERENCE_OPS).run(None, feeds)
+    for a, b in zip(outputs["stock onnxruntime"], outputs["library"], strict=True):
+        assert_same(a, b)  # same standard kernels, bit-identical spiking ops
+    for a, b in zip(outputs["onnx.reference"], with_ops, strict=True):
+        assert_same(a, b)  # same NumPy standard ops, bodies == reference ops
+    if "default_seed" in case.export_kwargs:
+        # an unseeded Keras layer draws a fresh voltage per call; the export fixed the seed
+        (layer,) = [lay for lay in case.model.layers if type(lay).__name__ == "SpikingActivation"]
+        rates = np.asarray(layer.activation(case.x))
+        expected = [reference.spiking_activation(rates, f32(layer.dt), seed=case.export_kwargs["default_seed"])[0]]
+    else:
+        expected = tf.nest.flatten(case.model(case.x, training=False))
+        expected = [np.asarray(tf.convert_to_tensor(e)) for e in expected]
+    for runtime, values in outputs.items():
+        for got, want in zip(values[: len(expected)], expected, strict=True):
+            scale = max(float(np.abs(want).max()), 1.0)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=runtime)
+
+
+def test_export_without_functions(tmp_path):
+    pytest.importorskip("keras")
+    from spikeonnx import export
+    from spikeonnx.cli import main
+    from spikeonnx.examples.zoo import ZOO
+
+    case = ZOO["unseeded_spiking"]()
+    assert not export(case.model, functions=False, **case.export_kwargs).functions
+    case.model.save(tmp_path / "m.keras")
+    assert main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.onnx"), "--no-functions"]) == 0
+    assert not onnx.load(tmp_path / "m.onnx").functions
+    assert main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "f.onnx")]) == 0
+    assert [f.name for f in onnx.load(tmp_path / "f.onnx").functions] == ["SpikingActivation"]
