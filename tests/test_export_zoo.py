@@ -21,6 +21,7 @@ import tensorflow as tf
 from onnx.reference import ReferenceEvaluator
 
 from spikeonnx import export
+from spikeonnx.contract import OP_TYPES
 from spikeonnx.examples.zoo import TIME_DISTRIBUTED_INNER, ZOO, ZooCase
 from spikeonnx.reference import REFERENCE_OPS, tf_stateless_uniform
 from spikeonnx.schemas import register_schemas
@@ -69,7 +70,8 @@ def metadata(model: onnx.ModelProto):
 
 
 def spiking_nodes(model: onnx.ModelProto):
-    return [n for n in model.graph.node if n.domain == "spikeonnx"]
+    # the spiking ops only (the event ops of spikeonnx.events share the domain)
+    return [n for n in model.graph.node if n.domain == "spikeonnx" and n.op_type in OP_TYPES]
 
 
 def check_valid(model: onnx.ModelProto):
@@ -154,7 +156,8 @@ def check_dense_spiking_dense_sequential(name, case, tmp_path):
     assert meta["spikeonnx.layers"][node.name] == layer_names[1]
     attributed = set(meta["spikeonnx.layers"].values())
     assert {layer_names[0], layer_names[2]} <= attributed  # the Dense nodes are attributed too
-    matmul_layers = {meta["spikeonnx.layers"].get(n.name) for n in onnx_model.graph.node if n.op_type == "MatMul"}
+    matmul_layers = {meta["spikeonnx.layers"].get(n.name) for n in onnx_model.graph.node
+                     if n.op_type in ("MatMul", "EventMatMul")}
     assert matmul_layers == {layer_names[0], layer_names[2]}
     assert meta["spikeonnx.dt"] == {node.name: 0.01}
     assert meta["spikeonnx.seeds"] == {node.name: 3}
