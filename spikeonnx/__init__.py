@@ -45,6 +45,7 @@ _SUBMODULES = frozenset(
         "contract",
         "demo",
         "devices",
+        "distributed",  # imports Ray (the optional extra) on first access
         "energy",
         "examples",
         "exporter",
@@ -56,6 +57,7 @@ _SUBMODULES = frozenset(
         "registry",
         "runtime",
         "schemas",
+        "shards",
     }
 )
 

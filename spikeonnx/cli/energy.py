@@ -31,6 +31,11 @@ def configure(parser: argparse.ArgumentParser):
                                        "rates; or a folder or quoted glob ('shards/*.npy') of .npy shards, streamed")
     parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="shards: rows per model call (default 256)")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="shards: measure the rates on a Ray cluster: 'auto', 'ray://host:10001', or no "
+                             "ADDRESS for a local cluster (needs spikeonnx[ray] on every node)")
+    parser.add_argument("--concurrency", type=positive_int, default=1,
+                        help="--ray: number of actors (default 1)")
     parser.add_argument("--device", action="append", dest="devices", metavar="D",
                         help="device to estimate for (repeatable; default: every device the data allows)")
     parser.add_argument("--timesteps", type=positive_int, default=1, help="timesteps per inference (default 1)")
@@ -53,7 +58,14 @@ def configure(parser: argparse.ArgumentParser):
             # before the analysis, which may take a while; never over the model or data
             check_output_path(figure_path(args.plot), args.model, *([args.data] if args.data else []))
         data: Any = args.data
-        if args.data is not None and is_shard_spec(args.data):
+        if args.ray is not None and (args.data is None or not is_shard_spec(args.data)):
+            raise CLIError("--ray measures rates over shards: give --data a folder or glob of .npy files")
+        if args.ray is not None:
+            from .run import import_distributed
+
+            data = import_distributed().DatasetRates(args.data, address=args.ray, concurrency=args.concurrency,
+                                                     batch_size=args.batch_size)
+        elif args.data is not None and is_shard_spec(args.data):
             data = Shards(args.data, batch_size=args.batch_size)
         elif args.data is not None and not Path(args.data).is_file():
             raise CLIError(f"data file not found: {args.data}")

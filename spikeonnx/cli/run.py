@@ -93,6 +93,11 @@ def configure(parser: argparse.ArgumentParser):
                         help="shards: rows per model call (default 256)")
     parser.add_argument("--overwrite", action="store_true",
                         help="shards: write into a non-empty output folder, replacing files of the same names")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="shards: run on a Ray cluster: 'auto', 'ray://host:10001', or no ADDRESS for a "
+                             "local cluster (needs spikeonnx[ray] on every node)")
+    parser.add_argument("--concurrency", type=positive_int, default=1,
+                        help="--ray: number of actors, each with one session (default 1)")
     parser.add_argument("--stream", type=int, metavar="CHUNK",
                         help="feed the input in chunks of CHUNK timesteps through the streaming session, "
                              "carrying layer state between chunks (needs a model exported with --state-io)")
@@ -109,6 +114,8 @@ def configure(parser: argparse.ArgumentParser):
             raise CLIError(f"--stream needs a positive number of timesteps, got {args.stream}")
         if is_shard_spec(args.data):
             return _run_shards(args)
+        if args.ray is not None:
+            raise CLIError("--ray runs shards (a folder or glob of .npy files), not one file")
         # Checked before the run: a wrong output path should not cost a whole run, and
         # the output must never replace the model or the data.
         target = npz_path(args.output if args.output is not None else "outputs.npz")
@@ -157,8 +164,17 @@ def _run_shards(args: argparse.Namespace) -> int:
         raise CLIError("--stream runs one file; it does not combine with shards")
     start = time.perf_counter()
     try:
-        session = InferenceSession(args.model, sess_options=_session_options(args.threads), library=args.library)
-        written = run_shards(session, args.data, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
+        if args.ray is not None:
+            distributed = import_distributed()
+            written = distributed.run_shards(
+                args.model, args.data, args.output, address=args.ray, concurrency=args.concurrency,
+                batch_size=args.batch_size, overwrite=args.overwrite, library=args.library,
+            )
+        else:
+            session = InferenceSession(args.model, sess_options=_session_options(args.threads),
+                                       library=args.library)
+            written = run_shards(session, args.data, args.output, batch_size=args.batch_size,
+                                 overwrite=args.overwrite)
     except Exception as err:
         if not is_library_error(err):
             raise
@@ -167,3 +183,13 @@ def _run_shards(args: argparse.Namespace) -> int:
     print(f"wrote {len(written)} output files to {args.output} ({elapsed:.3f} s)")
     return 0
 
+
+def import_distributed():
+    """:mod:`spikeonnx.distributed`, or a CLIError saying how to install Ray."""
+    try:
+        from .. import distributed
+    except ModuleNotFoundError as err:
+        if err.name is None or not err.name.startswith("ray"):
+            raise
+        raise CLIError("--ray needs Ray: pip install 'spikeonnx[ray]' (on every node of the cluster)") from None
+    return distributed

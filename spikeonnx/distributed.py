@@ -1,0 +1,436 @@
+"""Batch inference and energy analysis on a Ray cluster, with Ray Data.
+
+Needs the ``ray`` extra (``pip install "spikeonnx[ray]"``); importing this module
+imports Ray, nothing else in spikeonnx does. Every node of the cluster needs
+spikeonnx installed (its op library is found on each worker from the installed
+package) and must see the shard files at the same paths (a shared file system).
+
+- :class:`Predictor`: a callable class holding one
+  :class:`~spikeonnx.runtime.InferenceSession` per Ray actor, for your own
+  pipelines: ``ds.map_batches(Predictor, fn_constructor_args=(path,), concurrency=n,
+  batch_size=b)``.
+- :func:`run_shards`: ``spikeonnx run --ray``: ``ray.data.read_numpy`` over the
+  shards, the model in an actor pool, one ``.npz`` per shard written by the driver
+  in shard and row order (as :func:`spikeonnx.shards.run_shards` does locally).
+- :func:`rate_sums` / :class:`DatasetRates`: layer input rates (and so
+  :class:`~spikeonnx.analysis.GraphEnergy`) over a ``ray.data.Dataset``, reduced
+  exactly: the result equals one local call on all the data.
+
+Actors are restarted by Ray when their process dies and their unfinished batches
+are retried (Ray Data's actor pools use ``max_restarts=-1`` and
+``max_task_retries=-1``; ``tests/test_distributed.py`` kills one); the driver checks that
+every shard gets exactly its number of rows, so a lost or repeated batch is an
+error, never a silently wrong file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import ray
+import ray.data
+
+from .shards import InputSpec, ShardOutputs, ShardSpec, _check_unique_outputs, _progress, open_shard, plan_shards, \
+    prepare_output_dir
+
+__all__ = ["Predictor", "RateMapper", "connect", "run_shards", "rate_sums", "DatasetRates", "DATA_COLUMN",
+           "PATH_COLUMN"]
+
+#: The column ``ray.data.read_numpy`` puts the arrays in.
+DATA_COLUMN = "data"
+#: The column ``read_numpy(include_paths=True)`` puts each row's file in.
+PATH_COLUMN = "path"
+
+
+
+def connect(address: Optional[str] = None, *, num_cpus: Optional[int] = None) -> None:
+    """Connect to a Ray cluster, unless this process already is.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``"auto"`` (the cluster this machine belongs to, started with ``ray start``),
+        ``"ray://host:10001"`` (Ray Client), ``"host:6379"``; None or ``"local"``
+        starts a cluster on this machine for the lifetime of the process.
+    num_cpus : int, optional
+        CPUs of a local cluster (default: all).
+    """
+    if ray.is_initialized():
+        return
+    kwargs: Dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
+    if address in (None, "local"):
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+        ray.init(**kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+
+
+def _input_column(batch: Dict[str, np.ndarray], name: str, column: Optional[str]) -> str:
+    if column is not None:
+        if column not in batch:
+            raise ValueError(f"the batch has no column {column!r}; its columns are {sorted(batch)}")
+        return column
+    for candidate in (name, DATA_COLUMN):
+        if candidate in batch:
+            return candidate
+    data = [c for c in batch if c != PATH_COLUMN]
+    if len(data) == 1:
+        return data[0]
+    raise ValueError(
+        f"cannot tell which column feeds model input {name!r}: the batch has columns {sorted(batch)}; "
+        "pass input_column"
+    )
+
+
+class Predictor:
+    """Run a single-input ONNX model on Ray Data batches; one session per actor.
+
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+        The model. A path must exist on every node; bytes travel with the actor.
+    input_column : str, optional
+        The column feeding the model input; by default the column named like the
+        input, else ``"data"`` (``read_numpy``'s), else the only column.
+    threads : int
+        onnxruntime intra-op threads per actor (default 1: one actor per CPU).
+    library : bool
+        Register the spikeonnx op library (default); False runs the spiking ops'
+        model-local function bodies on stock onnxruntime.
+
+    Notes
+    -----
+    A batch (``batch_format="numpy"``) maps to the same batch with one column per
+    model output added (named like the output) and the input column dropped;
+    other columns (e.g. ``path``) pass through. The op library is resolved on
+    the worker from its installed spikeonnx.
+
+    Examples
+    --------
+    >>> ds = ray.data.read_numpy("shards/")                          # doctest: +SKIP
+    >>> out = ds.map_batches(Predictor, fn_constructor_args=("model.onnx",),
+    ...                      concurrency=2, batch_size=256)          # doctest: +SKIP
+    """
+
+    def __init__(
+        self, model: Any, *, input_column: Optional[str] = None, threads: int = 1, library: bool = True
+    ) -> None:
+        import onnxruntime as ort
+
+        from .runtime import InferenceSession
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        self.session = InferenceSession(model, sess_options=options, library=library)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"Predictor runs models with one input; this one has {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_column = input_column
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Outputs of one batch (see the class notes)."""
+        column = _input_column(batch, self.input_name, self.input_column)
+        values = self.session.run(None, {self.input_name: np.ascontiguousarray(batch[column])})
+        out = {k: v for k, v in batch.items() if k != column}
+        clash = [n for n in self.output_names if n in out]
+        if clash:
+            raise ValueError(f"model output(s) {clash} have the names of columns of the batch {sorted(batch)}")
+        out.update(zip(self.output_names, values, strict=True))
+        return out
+
+
+def _actor_cpus(concurrency: int) -> float:
+    """Logical CPUs per actor: 1, or less when the pool would take every CPU of the
+    cluster (Ray Data then has none left to schedule the reads on, and waits forever)."""
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    if concurrency <= total - 1:
+        return 1.0
+    return max(total - 1.0, 0.0) / concurrency or 0.0
+
+
+def _read(paths: Sequence[Path]) -> "ray.data.Dataset":
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows in shard and row order
+    return ray.data.read_numpy([os.path.abspath(p) for p in paths], include_paths=True)
+
+
+def run_shards(
+    model: Union[str, "os.PathLike[str]"],
+    shards: ShardSpec,
+    output_dir: Union[str, "os.PathLike[str]"],
+    *,
+    address: Optional[str] = None,
+    concurrency: int = 1,
+    batch_size: int = 256,
+    overwrite: bool = False,
+    progress: Optional[bool] = None,
+    library: bool = True,
+    predictor: type = Predictor,
+) -> List[Path]:
+    """Run a model over every shard on a Ray cluster; one ``.npz`` per shard.
+
+    Parameters
+    ----------
+    model : path
+        The ONNX model (read here and sent to the actors).
+    shards : folder, glob pattern or list of ``.npy`` paths
+        The dataset; every node must see the files at the same (absolute) paths.
+    output_dir : path
+        Folder for ``<shard stem>.npz`` (written by this process).
+    address : str, optional
+        Cluster to use (see :func:`connect`); ignored if Ray is already initialised.
+    concurrency : int
+        Number of actors, each with one session.
+    batch_size : int
+        Rows per model call (forced to the model's batch size if it is fixed).
+    overwrite : bool
+        Allow a non-empty ``output_dir``.
+    progress : bool or None
+        Progress bar over rows; None shows it only when stderr is a terminal.
+    library : bool
+        As for :class:`Predictor`.
+    predictor : type
+        The actor class (a :class:`Predictor` subclass; for tests and instrumentation).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The output files, in shard order.
+
+    Raises
+    ------
+    ValueError
+        For a bad shard (naming it; the outputs of the shards before it are
+        written), a model that does not fit, a non-empty output folder, or rows lost
+        or repeated on the way.
+    """
+    from .runtime import InferenceSession
+
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    blob = Path(model).read_bytes() if not isinstance(model, bytes) else model
+    local = InferenceSession(blob, library=library)  # the model is checked here, before any cluster work
+    spec = InputSpec.from_session(local)
+    if spec.shape and spec.shape[0] is not None:
+        batch_size = spec.shape[0]
+    planned = plan_shards(shards, spec)
+    _check_unique_outputs(planned, output_dir)
+    folder = prepare_output_dir(output_dir, overwrite=overwrite)
+    connect(address)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    outputs_of = [o.name for o in local.get_outputs()]
+    del local
+    dataset = _read([s.path for s in planned]).map_batches(
+        predictor,
+        fn_constructor_args=(blob,),
+        fn_constructor_kwargs={"input_column": DATA_COLUMN, "library": library},
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=_actor_cpus(concurrency),
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
+    by_path = {os.path.abspath(s.path): i for i, s in enumerate(planned)}
+    written: List[Path] = []
+    current: Optional[ShardOutputs] = ShardOutputs(planned[0], folder)
+    with _progress(sum(s.rows for s in planned), progress) as bar:
+        try:
+            for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+                paths = np.asarray(batch[PATH_COLUMN])
+                # consecutive runs of rows from one shard
+                starts = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1]])
+                for start, stop in zip(starts, np.r_[starts[1:], len(paths)], strict=True):
+                    if current is None or by_path.get(os.path.abspath(str(paths[start]))) != len(written):
+                        raise ValueError(
+                            f"rows of shard {paths[start]} arrived while "
+                            + (f"shard {current.shard.path} had {current.filled} of {current.shard.rows} rows"
+                               if current is not None else "every shard was complete")
+                            + " (rows lost, repeated or reordered)"
+                        )
+                    current.add({n: batch[n][start:stop] for n in outputs_of}, int(stop - start))
+                    bar.update(int(stop - start))
+                    if current.complete:  # write each shard as soon as it is done
+                        written.append(current.write())
+                        current = ShardOutputs(planned[len(written)], folder) if len(written) < len(planned) else None
+        except ray.exceptions.RayError as err:
+            raise ValueError(f"the Ray job failed: {_diagnose(planned[len(written):]) or _ray_message(err)}") from None
+    if current is not None:
+        raise ValueError(
+            f"shard {current.shard.path} got {current.filled} of {current.shard.rows} rows, and the "
+            f"{len(planned) - len(written) - 1} shard(s) after it none (rows lost)"
+        )
+    return written
+
+
+def _ray_message(err: BaseException) -> str:
+    """The first line of the error that failed a Ray task (without Ray's traceback)."""
+    cause = getattr(err, "cause", None)
+    text = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _diagnose(shards: Sequence[Any]) -> Optional[str]:
+    """The error of the first of ``shards`` that cannot be read here: read tasks do not
+    name their file when they fail, so the driver looks for the culprit itself."""
+    for shard in shards:
+        try:
+            open_shard(shard)
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+class RateMapper:
+    """Ray Data actor: each batch -> one row holding its pickled partial
+    :class:`~spikeonnx.analysis.rates.RateSums` (column ``sums``).
+
+    Parameters
+    ----------
+    graph : AnalysisGraph
+        The analysed model (pickled to the actor).
+    input_column : str, optional
+        As for :class:`Predictor`.
+    """
+
+    def __init__(self, graph: Any, *, input_column: Optional[str] = None) -> None:
+        from .analysis.rates import RateAccumulator
+
+        self.graph = graph
+        self.names = [n for n in graph.input_names if n not in graph.state_inputs]
+        if len(self.names) != 1:
+            raise ValueError(f"rates over a dataset need a model with one data input; this one has {self.names}")
+        self.input_column = input_column
+        self._accumulator = RateAccumulator(graph)  # one session per actor
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        column = _input_column(batch, self.names[0], self.input_column)
+        accumulator = self._accumulator
+        accumulator.sums = type(accumulator.sums)()  # a fresh partial per batch
+        accumulator.add({self.names[0]: np.asarray(batch[column])})
+        return {"sums": np.array([pickle.dumps(accumulator.sums)], dtype=object)}
+
+
+def rate_sums(
+    dataset: "ray.data.Dataset",
+    graph: Any,
+    *,
+    input_column: Optional[str] = None,
+    concurrency: int = 1,
+    batch_size: int = 256,
+) -> Any:
+    """Layer input sums of ``|x|`` and counts over every row of a Ray dataset.
+
+    Parameters
+    ----------
+    dataset : ray.data.Dataset
+        Rows feeding the model's one data input (e.g. ``ray.data.read_numpy``).
+    graph : AnalysisGraph
+        The analysed model (``GraphEnergy(...).graph``).
+    input_column : str, optional
+        As for :class:`Predictor`.
+    concurrency, batch_size : int
+        Actors, and rows per model call.
+
+    Returns
+    -------
+    RateSums
+        Exactly the sums of one local pass over the same rows (partials are exact
+        and merged in any order), so ``GraphEnergy(model, sums)`` gives the rates of
+        ``GraphEnergy(model, all_rows)``.
+    """
+    from .analysis.rates import RateSums
+
+    partials = dataset.map_batches(
+        RateMapper,
+        fn_constructor_args=(graph,),
+        fn_constructor_kwargs={"input_column": input_column},
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=_actor_cpus(concurrency),
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
+    total = RateSums()
+    try:
+        for batch in partials.iter_batches(batch_format="numpy", batch_size=None):
+            for blob in batch["sums"]:
+                total.merge(pickle.loads(blob))  # written by our own actors
+    except ray.exceptions.RayError as err:
+        raise ValueError(f"the Ray job failed: {_ray_message(err)}") from None
+    return total
+
+
+class DatasetRates:
+    """A Ray dataset (or shards read on a Ray cluster) as example data of
+    :class:`~spikeonnx.analysis.GraphEnergy`.
+
+    Parameters
+    ----------
+    data : ray.data.Dataset, or folder / glob / list of ``.npy`` shards
+        The rows. Shards are checked against the model input first (errors name
+        the file) and read with ``ray.data.read_numpy``.
+    address : str, optional
+        Cluster to connect to for shards (see :func:`connect`).
+    concurrency, batch_size, input_column
+        As for :func:`rate_sums`.
+
+    Examples
+    --------
+    >>> GraphEnergy("model.onnx", DatasetRates("shards/*.npy", address="auto")).summary()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        address: Optional[str] = None,
+        concurrency: int = 1,
+        batch_size: int = 256,
+        input_column: Optional[str] = None,
+    ) -> None:
+        self.data = data
+        self.address = address
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.input_column = input_column
+
+    def rate_sums(self, graph: Any) -> Any:
+        """The exact sums over every row (see :func:`rate_sums`).
+
+        Raises
+        ------
+        ValueError
+            For a bad shard (naming it), or if rows were lost or counted twice.
+        """
+        expected: Optional[int] = None
+        planned: List[Any] = []
+        dataset = self.data
+        batch_size = self.batch_size
+        if not isinstance(dataset, ray.data.Dataset):
+            spec = InputSpec.from_graph(graph)
+            planned = plan_shards(dataset, spec)
+            expected = sum(s.rows for s in planned)
+            if spec.shape and spec.shape[0] is not None:
+                batch_size = spec.shape[0]
+            connect(self.address)
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            dataset = _read([s.path for s in planned])
+        try:
+            sums = rate_sums(dataset, graph, input_column=self.input_column or (DATA_COLUMN if expected else None),
+                             concurrency=self.concurrency, batch_size=batch_size)
+        except ValueError:
+            found = _diagnose(planned) if expected is not None else None
+            if found is None:
+                raise
+            raise ValueError(f"the Ray job failed: {found}") from None
+        if expected is not None and sums.rows != expected:
+            raise ValueError(f"the rates cover {sums.rows} rows but the shards hold {expected} (rows lost or repeated)")
+        return sums
