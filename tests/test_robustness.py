@@ -355,3 +355,76 @@ def test_13_messages_say_what_happened(tmp_path, capsys, monkeypatch):
     assert_user_error(code, err, "run", "nodir", "does not exist")
     code, _, err = run_cli(capsys, "energy", model, "--plot", tmp_path / "nodir" / "chart.png")
     assert_user_error(code, err, "energy", "nodir", "does not exist")
+
+
+# -- 3. seeds of 2**63 and more ---------------------------------------------------------
+
+
+def _spiking_model(seed, dtype="float32", dt=0.01):
+    keras = pytest.importorskip("keras")
+    kl = pytest.importorskip("keras_layers")
+    x = keras.Input((None, 5), dtype=dtype, name="x")
+    y = kl.SpikingActivation("relu", seed=seed, dt=dt, dtype=dtype, name="spiking")(x)
+    return keras.Model(x, y)
+
+
+def test_3_seeds_from_2_63_export_the_seed_keras_uses():
+    from spikeonnx.contract import read_metadata
+    from spikeonnx.exporter import ExportError, export
+
+    seed = 2**63 + 5
+    model = _spiking_model(seed)
+    x = (RNG.standard_normal((3, 12, 5)) * 80).astype(np.float32)
+    keras_spikes = model.predict(x, verbose=0)  # TensorFlow reads the seed as seed - 2**64
+    onnx_model = export(model)
+    (node,) = [n for n in onnx_model.graph.node if n.op_type == "SpikingActivation"]
+    attrs = {a.name: oh.get_attribute_value(a) for a in node.attribute}
+    assert attrs["seed"] == seed - 2**64
+    assert read_metadata(onnx_model).seeds == {node.name: seed - 2**64}
+    (spikes,) = InferenceSession(onnx_model).run(None, {"x": x})
+    np.testing.assert_array_equal(spikes, keras_spikes)
+    assert np.abs(spikes).sum() > 0
+    # and the same through a state input: the metadata's initial state draws the same voltage
+    streamed = StreamingSession(export(model, state_io=True)).run_chunked(x, chunk=5)
+    np.testing.assert_array_equal(streamed["spiking"], keras_spikes)
+
+    # (Keras itself cannot build a layer with seed=2**64; the default seed is the exporter's)
+    with pytest.raises(ExportError, match="'spiking'.*default_seed=1180591620717411303424"):
+        export(_spiking_model(None), default_seed=2**70)
+
+
+# -- 4. float64 models ------------------------------------------------------------------
+
+
+def test_4_float64_model_exports_float64_and_equals_keras():
+    keras = pytest.importorskip("keras")
+    kl = pytest.importorskip("keras_layers")
+    from spikeonnx.exporter import ExportError, export
+
+    dt = 2.0**-6  # a dt float32 holds exactly: the node's dt attribute is a float32
+    x_in = keras.Input((None, 4), dtype="float64", name="x")
+    v_in = keras.Input((3,), dtype="float64", name="v0")
+    h = keras.layers.Dense(3, dtype="float64", name="dense")(x_in)
+    spikes = kl.SpikingActivation("relu", dt=dt, dtype="float64", name="spikes")(h, initial_state=[v_in])
+    lowpass = kl.Lowpass(0.05, dt=dt, dtype="float64", name="lowpass")(spikes)
+    alpha = kl.Alpha(0.03, dt=dt, dtype="float64", name="alpha")(spikes)
+    model = keras.Model([x_in, v_in], [spikes, lowpass, alpha])
+    x = RNG.standard_normal((2, 9, 4)) * 100
+    v0 = RNG.random((2, 3))
+    expected = model.predict([x, v0], verbose=0)
+
+    onnx_model = export(model)
+    double = TensorProto.DOUBLE
+    assert [v.type.tensor_type.elem_type for v in [*onnx_model.graph.input, *onnx_model.graph.output]] == [double] * 5
+    assert not [n for n in onnx_model.graph.node if n.op_type == "Cast" and n.attribute[0].i == TensorProto.FLOAT]
+    got = InferenceSession(onnx_model).run(None, {"x": x, "v0": v0})
+    for name, want, value in zip(("spikes", "lowpass", "alpha"), expected, got):
+        assert value.dtype == np.float64 and want.dtype == np.float64, name
+        np.testing.assert_array_equal(value, want, err_msg=name)
+    assert np.abs(got[0]).sum() > 0
+
+    # what float64 cannot reproduce is refused, naming the layer and the reason
+    with pytest.raises(ExportError, match="'spiking' is float64 with seed=7.*float64 numbers"):
+        export(_spiking_model(7, dtype="float64", dt=dt))
+    with pytest.raises(ExportError, match="'spiking' is float64 with dt=0.001.*float32"):
+        export(_spiking_model(None, dtype="float64", dt=0.001))

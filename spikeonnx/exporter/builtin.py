@@ -10,11 +10,23 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ..registry import Registry
 from .errors import ExportError
-from .kinds import ALPHA, CLASSES, SPIKING, cell_of, layer_dt, layer_seed, spiking_kind, unit_shape, value_of
+from .kinds import (
+    ALPHA,
+    CLASSES,
+    SPIKING,
+    cell_of,
+    layer_dt,
+    layer_dtype,
+    layer_seed,
+    spiking_kind,
+    unit_shape,
+    value_of,
+)
 from .timedistributed import time_distributed_handler
 from .walk import functional_of, trace_model
 
@@ -84,7 +96,9 @@ def spiking_handler(
     if getattr(layer, "go_backwards", False):
         raise ExportError(f"spiking layer {layer.name!r}: go_backwards=True cannot be exported")
     cell = cell_of(layer)
-    x = tf.cast(_first(inputs), tf.float32)
+    # float64 layers export as float64 nodes (the ops take both); anything else as float32
+    dtype = layer_dtype(layer)
+    x = tf.cast(_first(inputs), dtype)
     if x.shape.rank is None or x.shape.rank < 2:
         raise ExportError(f"spiking layer {layer.name!r}: input must be (batch, time, ...), got shape {x.shape}")
     time_major = bool(getattr(layer, "time_major", False))
@@ -96,22 +110,24 @@ def spiking_handler(
     attrs: Dict[str, Any] = {"dt": dt, "time_major": int(time_major)}
 
     state_in = ctx.state_input(layer)
-    if state_in is None and initial_state is not None:
-        state_in = _keras_state_to_tensor(initial_state, kind)
+    keras_state_in = state_in is None and initial_state is not None
+    if keras_state_in:
+        state_in = _keras_state_to_tensor(initial_state, kind, dtype)
     wants_state = ctx.state_input(layer) is not None or bool(getattr(layer, "return_state", False))
 
     if kind == SPIKING:
         with tf.name_scope("activation"):
-            rates = tf.cast(cell.activation(x), tf.float32)
+            rates = tf.cast(cell.activation(x), dtype)
         node_inputs = [rates]
         if state_in is not None:
             node_inputs.append(state_in)
         else:
             attrs["seed"] = layer_seed(layer, ctx.default_seed)
+        _check_float64_draw(layer, dtype, given=keras_state_in)
     else:
         unit_param = (1, *unit_shape(layer))
-        tau = value_of(cell.tau).reshape(unit_param)
-        level = value_of(cell.initial_level).reshape(unit_param)
+        tau = value_of(cell.tau, dtype).reshape(unit_param)
+        level = value_of(cell.initial_level, dtype).reshape(unit_param)
         if state_in is None:
             # Both ops start at the level: Lowpass at y = level, Alpha at rest (s1 = s2 = level).
             node_inputs = [x, tf.constant(tau), tf.constant(level)]
@@ -137,9 +153,25 @@ def spiking_handler(
     return y
 
 
-def _keras_state_to_tensor(initial_state: Any, kind: str) -> Any:
+def _check_float64_draw(layer: Any, dtype: np.dtype, *, given: bool) -> None:
+    """Refuse a float64 SpikingActivation whose seeded voltage draw the op cannot reproduce.
+
+    Keras draws the voltage of a float64 layer with ``stateless_uniform(..., dtype=float64)``
+    (other numbers than the float32 draw); the op and the ``uniform_seed`` initial state
+    draw float32 numbers. Without a seed Keras draws fresh numbers on every call anyway.
+    """
+    if dtype != np.float64 or given or getattr(cell_of(layer), "seed", None) is None:
+        return
+    raise ExportError(
+        f"spiking layer {layer.name!r} is float64 with seed={cell_of(layer).seed}: Keras draws its initial "
+        "voltage as float64 numbers, which the spikeonnx op (a float32 draw) does not reproduce; pass the "
+        "initial voltage as the layer's initial_state, use seed=None, or use a float32 model"
+    )
+
+
+def _keras_state_to_tensor(initial_state: Any, kind: str, dtype: Any = np.float32) -> Any:
     """A Keras ``initial_state`` argument -> the (B, *S) / (B, 2, *S) state tensor."""
-    flat = [tf.cast(t, tf.float32) for t in tf.nest.flatten(initial_state)]
+    flat = [tf.cast(t, dtype) for t in tf.nest.flatten(initial_state)]
     if kind == ALPHA and len(flat) == 2:
         return tf.stack(flat, axis=1)
     if len(flat) != 1:

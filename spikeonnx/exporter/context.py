@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
+import onnx
 import tensorflow as tf
 
 from ..contract import STATE_IN_SUFFIX, STATE_OUT_SUFFIX
@@ -127,7 +128,8 @@ class ExportContext:
         layer : keras.layers.Layer
             The layer the node comes from (its name names the node).
         inputs : sequence of tf.Tensor
-            The node inputs, in the order of the op contract (float32).
+            The node inputs, in the order of the op contract; all get the type of
+            the first (float32 or float64), as do the outputs.
         attrs : dict
             Node attributes (``dt``, ``time_major``, ``seed``...).
         output_shapes : sequence of shapes
@@ -141,6 +143,7 @@ class ExportContext:
         """
         shapes = [tuple(s) for s in output_shapes]
         batch_axis = 1 if attrs.get("time_major") else 0
+        dtype = tf.float64 if tf.convert_to_tensor(inputs[0]).dtype == tf.float64 else tf.float32
 
         def stand_in(*arrays: np.ndarray) -> List[np.ndarray]:
             # Only runs if the traced function is executed (shape probing); the
@@ -148,15 +151,15 @@ class ExportContext:
             # shaped like the main input, the others are batch-first states whose
             # other dimensions are static.
             x = arrays[0]
-            out = [np.zeros(x.shape, np.float32)]
+            out = [np.zeros(x.shape, dtype.as_numpy_dtype)]
             for shape in shapes[1:]:
                 dims = [x.shape[batch_axis]] + [1 if d is None else int(d) for d in shape[1:]]
-                out.append(np.zeros(dims, np.float32))
+                out.append(np.zeros(dims, dtype.as_numpy_dtype))
             return out
 
-        tensors = [tf.convert_to_tensor(t, dtype=tf.float32) for t in inputs]
+        tensors = [tf.cast(tf.convert_to_tensor(t), dtype) for t in inputs]
         outputs = tf.numpy_function(
-            stand_in, tensors, [tf.float32] * len(shapes), stateful=False, name=f"spikeonnx_{op_type}"
+            stand_in, tensors, [dtype] * len(shapes), stateful=False, name=f"spikeonnx_{op_type}"
         )
         for tensor, shape in zip(outputs, shapes, strict=True):
             tensor.set_shape(shape)
@@ -169,6 +172,7 @@ class ExportContext:
             layer_name=layer_name(self.active[0]) if self.active else layer.name,
             attrs=dict(attrs),
             output_shapes=shapes,
+            elem_type=onnx.TensorProto.DOUBLE if dtype == tf.float64 else onnx.TensorProto.FLOAT,
         )
         if "dt" in attrs:
             self.dts[node_name] = float(attrs["dt"])

@@ -31,7 +31,7 @@ from ..contract import DOMAIN, OPSET_VERSION
 from . import passes
 from .context import ExportContext, StateSlot
 from .errors import ExportError
-from .kinds import initial_state_description, spiking_kind, state_shape
+from .kinds import initial_state_description, layer_dtype, spiking_kind, state_shape
 from .passes import SpikingNode
 from .walk import all_layers, trace_model
 
@@ -178,7 +178,7 @@ def _convert_once(model: Any, state_io: bool, opset: int, default_seed: int, dyn
     specs = _input_specs(model, dynamic_time)
     n_inputs = len(specs)
     for i, slot in enumerate(slots):
-        specs.append(tf.TensorSpec(slot.shape, tf.float32, name=f"spikeonnx_state_{i}"))
+        specs.append(tf.TensorSpec(slot.shape, tf.as_dtype(layer_dtype(slot.layer)), name=f"spikeonnx_state_{i}"))
 
     traced: Dict[str, Any] = {}
 

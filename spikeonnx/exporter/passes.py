@@ -64,6 +64,7 @@ class SpikingNode:
     layer_name: str  # the layer of the exported model the node is attributed to
     attrs: Dict[str, Any]
     output_shapes: List[Shape] = field(default_factory=list)
+    elem_type: int = onnx.TensorProto.FLOAT  # of the main input and every output (float or double)
 
 
 def scope_index(node_name: str) -> Optional[int]:
@@ -174,7 +175,7 @@ def _declare_node_shapes(graph: onnx.GraphProto, node: onnx.NodeProto, spec: Spi
             info.name = name
             infos[name] = info
         tensor_type = info.type.tensor_type
-        tensor_type.elem_type = onnx.TensorProto.FLOAT
+        tensor_type.elem_type = spec.elem_type
         tensor_type.ClearField("shape")
         for axis, d in enumerate(shape):
             dim = tensor_type.shape.dim.add()
