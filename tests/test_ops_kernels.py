@@ -330,7 +330,7 @@ def test_one_and_two_threads_are_bit_identical(op, time_major, shape):
     model = one_node_model(op, inputs, 2, dt=0.001, time_major=int(time_major), **attrs)
     one = _run(model, inputs, threads=1)
     two = _run(model, inputs, threads=2)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         _assert_bitwise(a, b)
     # And the threaded result is the right one.
     if op == "SpikingActivation":
@@ -385,7 +385,7 @@ def test_streamed_big_outputs_are_bit_exact(op, time_major):
     model = one_node_model(op, inputs, 2, dt=dt, time_major=int(time_major))
     one = _run(model, inputs, threads=1)
     two = _run(model, inputs, threads=2)
-    for got_one, got_two, want in zip(one, two, _want(op, inputs, dt, time_major)):
+    for got_one, got_two, want in zip(one, two, _want(op, inputs, dt, time_major), strict=True):
         _assert_bitwise(got_one, want)
         _assert_bitwise(got_two, want)
     assert np.count_nonzero(one[0]) > one[0].size // 4  # a non-trivial signal
