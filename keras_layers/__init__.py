@@ -9,9 +9,7 @@ activity regularizers, a ``dt`` scheduler callback, a mean constraint and a
 Keras-model energy estimator.
 """
 
-__version__ = "0.1.0"
-
-from . import callbacks, config, constraints, layers, model_energy, regularizers
+from . import callbacks, config, constraints, layers, model_energy, regularizers, version
 from .config import default
 from .layers import (
     Alpha,
@@ -24,6 +22,7 @@ from .layers import (
     SpikingActivationCell,
 )
 from .model_energy import ModelEnergy
+from .version import version as __version__
 
 __all__ = [
     "__version__",
@@ -34,6 +33,7 @@ __all__ = [
     "callbacks",
     "regularizers",
     "model_energy",
+    "version",
     "KerasSpikingCell",
     "KerasSpikingLayer",
     "SpikingActivationCell",
