@@ -28,7 +28,8 @@ class DtScheduler(keras.callbacks.Callback):
         Maps the integer training step to the new ``dt`` value; any Keras
         learning-rate schedule works.
     verbose : bool
-        If True, print ``dt`` at the start of each epoch.
+        If True, print ``dt`` at the start of each epoch, as
+        ``DtScheduler epoch=0 dt=1.0000`` (before that epoch's first update).
 
     Notes
     -----
@@ -45,8 +46,9 @@ class DtScheduler(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(dt, (tf.Variable, keras.Variable)):
             raise TypeError(
-                "DtScheduler requires `dt` to be a tf.Variable (or keras.Variable) "
-                f"shared with the layers, got {type(dt).__name__}"
+                "DtScheduler requires `dt` to be stored as a `tf.Variable`. "
+                f"Got {type(dt).__name__}; pass the same tf.Variable (or keras.Variable) "
+                "as `dt` to the layers and to DtScheduler"
             )
         if not callable(scheduler):
             raise TypeError(
@@ -67,7 +69,8 @@ class DtScheduler(keras.callbacks.Callback):
         """Print the current ``dt`` if verbose."""
         if self.verbose:
             value = float(np.asarray(self.dt.numpy()))
-            print(f"DtScheduler epoch={epoch} dt={value:.6g}")
+            # four decimals, as KerasSpiking prints
+            print(f"DtScheduler epoch={epoch} dt={value:.4f}")
 
     def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
         """Set ``dt`` from the schedule at the current global training step."""

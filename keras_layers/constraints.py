@@ -21,13 +21,16 @@ class Mean(keras.constraints.Constraint):
     Parameters
     ----------
     axis : int or tuple of int or None
-        Axes to average over. ``None`` (default) averages over the whole tensor.
+        Axes to average over. The default ``-1`` averages along the last axis, as
+        in KerasSpiking; ``None`` averages over the whole tensor. A filter's
+        ``tau`` is ``(1, *S)`` (Lowpass) or ``(n,)`` (Alpha), so with the default
+        all units of a one-dimensional ``S`` share one time constant.
     non_neg : bool
         If True, also clip the resulting mean at zero.
     """
 
     def __init__(
-        self, axis: Optional[Union[int, Sequence[int]]] = None, non_neg: bool = False
+        self, axis: Optional[Union[int, Sequence[int]]] = -1, non_neg: bool = False
     ):
         if axis is not None and not isinstance(axis, int):
             axis = tuple(int(a) for a in axis)
@@ -42,6 +45,13 @@ class Mean(keras.constraints.Constraint):
         return ops.broadcast_to(mean, ops.shape(w))
 
     def get_config(self) -> Dict[str, Any]:
-        """Return the constructor arguments (for serialization)."""
+        """Return the constructor arguments (for serialization).
+
+        ``non_neg`` appears only when True, so a default constraint's config is
+        ``{"axis": -1}``, the same as KerasSpiking's.
+        """
         axis = list(self.axis) if isinstance(self.axis, tuple) else self.axis
-        return {"axis": axis, "non_neg": self.non_neg}
+        cfg: Dict[str, Any] = {"axis": axis}
+        if self.non_neg:
+            cfg["non_neg"] = True
+        return cfg

@@ -108,11 +108,11 @@ def test_dt_scheduler_bad_arguments():
 
 def test_mean_constraint():
     w = np.arange(12, dtype=np.float32).reshape(1, 3, 4) - 7
-    out = keras_spiking.constraints.Mean()(tf.constant(w)).numpy()
+    out = keras_spiking.constraints.Mean(axis=None)(tf.constant(w)).numpy()
     np.testing.assert_array_equal(out, np.full(w.shape, w.mean(), np.float32))
     out = keras_spiking.constraints.Mean(axis=-1)(tf.constant(w)).numpy()
     np.testing.assert_array_equal(out, np.broadcast_to(w.mean(axis=-1, keepdims=True), w.shape))
-    out = keras_spiking.constraints.Mean(non_neg=True)(tf.constant(w)).numpy()
+    out = keras_spiking.constraints.Mean(axis=None, non_neg=True)(tf.constant(w)).numpy()
     np.testing.assert_array_equal(out, np.zeros(w.shape, np.float32))  # mean is -1.5
     cfg = keras_spiking.constraints.Mean(axis=(1, 2), non_neg=True).get_config()
     assert cfg == {"axis": [1, 2], "non_neg": True}
