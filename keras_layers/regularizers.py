@@ -20,7 +20,14 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import keras
 import tensorflow as tf
 
-__all__ = ["RangedRegularizer", "L1L2", "L1", "L2", "Percentile"]
+__all__ = ["RangedRegularizer", "L1L2", "L1", "L2", "Percentile", "HAS_TFP"]
+
+#: Whether percentiles below 100 are available. Kept for KerasSpiking
+#: compatibility, where it says whether tensorflow-probability is installed;
+#: ``keras_layers`` computes percentiles itself (see `percentile`), so it is True.
+#: Setting it to False makes ``Percentile(percentile < 100)`` refuse, as
+#: KerasSpiking does without tensorflow-probability.
+HAS_TFP = True
 
 Target = Union[float, Tuple[float, float], Sequence[float]]
 Axis = Union[int, Sequence[int], None]
@@ -33,8 +40,9 @@ def _parse_target(target: Any) -> Tuple[float, float]:
     if isinstance(target, (list, tuple)):
         if len(target) != 2:
             raise ValueError(
-                "target range must be given as a (min, max) pair with two elements, "
-                f"got {len(target)} elements: {target!r}"
+                "Target ranges should be specified as a tuple with two elements "
+                f"`(min, max)` (got {len(target)} elements). The target was {target!r}; "
+                "give one number for a single target value"
             )
         low, high = target
     else:
@@ -47,7 +55,10 @@ def _parse_target(target: Any) -> Tuple[float, float]:
             raise ValueError(f"target {label} must be finite, got {value!r}")
         bounds.append(float(value))
     if bounds[0] > bounds[1]:
-        raise ValueError(f"target range minimum {bounds[0]} exceeds maximum {bounds[1]}")
+        raise ValueError(
+            f"`minimum` cannot exceed `maximum`. The target range (min, max) = "
+            f"({bounds[0]}, {bounds[1]}) has its minimum above its maximum"
+        )
     return bounds[0], bounds[1]
 
 
@@ -56,8 +67,10 @@ class RangedRegularizer(keras.regularizers.Regularizer):
     """Penalise values that fall outside a target range.
 
     Values inside ``[min, max]`` cost nothing; a value outside costs what the wrapped
-    ``regularizer`` charges for its distance to the nearest end of the range. With a
-    scalar target the range collapses to one point and every departure is penalised.
+    ``regularizer`` charges for its distance (>= 0) to the nearest end of the range.
+    With a scalar target the range collapses to one point and the regularizer gets
+    the signed difference ``x - target``. (For L1/L2 the sign makes no difference;
+    a custom regularizer sees exactly what KerasSpiking gives it.)
 
     Parameters
     ----------
@@ -93,15 +106,17 @@ class RangedRegularizer(keras.regularizers.Regularizer):
         self.target = tuple(target) if isinstance(target, (list, tuple)) else target
 
     def _distance(self, x: tf.Tensor) -> tf.Tensor:
-        """Signed distance of ``x`` from the target range (zero inside it)."""
+        """``x - target`` for a single target, else the distance outside the range.
+
+        The distance to a range is ``max(min - x, 0) + max(x - max, 0)``: never
+        negative, zero inside the range.
+        """
         x = tf.convert_to_tensor(x)
         if self.minimum == self.maximum:
             return x - tf.constant(self.minimum, dtype=x.dtype)
         below = tf.nn.relu(tf.constant(self.minimum, dtype=x.dtype) - x)
         above = tf.nn.relu(x - tf.constant(self.maximum, dtype=x.dtype))
-        # Only one of the two terms is non-zero; "below" enters with a minus sign
-        # so the L1/L2 penalties see the true (signed) offset.
-        return above - below
+        return below + above
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """Compute the penalty of ``x``.
@@ -160,7 +175,8 @@ class L1L2(RangedRegularizer):
         super().__init__(target=target, regularizer=keras.regularizers.L1L2(l1=l1, l2=l2))
         if l1 == 0 and l2 == 0:
             warnings.warn(
-                f"{type(self).__name__}: both l1 and l2 are zero, so this regularizer adds no penalty",
+                "Regularization weight is zero, it will have no effect. "
+                f"{type(self).__name__} got l1 = l2 = 0; set l1 and/or l2",
                 stacklevel=2,
             )
 
@@ -370,10 +386,21 @@ class Percentile(L1L2):
     ) -> None:
         super().__init__(target=target, l1=l1, l2=l2)
         if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
-            raise ValueError(f"percentile must be a number in [0, 100], got {percentile!r}")
+            raise ValueError(
+                f"`percentile` must be in the range [0, 100]. Got {percentile!r}, not a number"
+            )
         self.percentile = float(percentile)
         if not 0.0 <= self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
+            raise ValueError(
+                f"`percentile` must be in the range [0, 100]. Got percentile={percentile!r} "
+                "(100 takes the maximum, 50 the median)"
+            )
+        if self.percentile != 100 and not HAS_TFP:
+            raise ValueError(
+                "`percentile` < 100 requires tensorflow-probability to be installed. "
+                "keras_layers needs no tensorflow-probability for it: this refusal only "
+                "happens because keras_layers.regularizers.HAS_TFP was set to False"
+            )
         if axis is not None and not isinstance(axis, numbers.Integral):
             if not isinstance(axis, (list, tuple)) or not all(
                 isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis

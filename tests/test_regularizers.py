@@ -121,7 +121,7 @@ def test_ranged_regularizer_default_and_custom():
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="two elements"):
         regularizers.L1(target=(1, 2, 3))
-    with pytest.raises(ValueError, match="exceeds maximum"):
+    with pytest.raises(ValueError, match="`minimum` cannot exceed `maximum`"):
         regularizers.L2(target=(2, 1))
     with pytest.raises(ValueError, match=r"\[0, 100\]"):
         regularizers.Percentile(percentile=101, l2=0.1)
@@ -139,7 +139,7 @@ def test_invalid_arguments_raise():
 
 
 def test_zero_weights_warn():
-    with pytest.warns(UserWarning, match="no penalty"):
+    with pytest.warns(UserWarning, match="Regularization weight is zero"):
         regularizers.L1L2()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
