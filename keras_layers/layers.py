@@ -58,16 +58,15 @@ def _resolve_dt(dt: DtLike, owner: str) -> Union[float, tf.Variable]:
     """Return a validated dt: the default if None, a positive float, or a variable.
 
     Variables are kept as the same object (not copied) so that later assignments,
-    e.g. from ``DtScheduler``, are seen by every layer sharing them.
+    e.g. from ``DtScheduler``, are seen by every layer sharing them. Their value is
+    not checked: like KerasSpiking, a variable may hold anything (e.g. 0 until a
+    ``DtScheduler`` sets it at the first training batch).
     """
     if dt is None:
         return config.default.dt
     if _is_variable(dt):
         if tuple(dt.shape) != ():
             raise ValueError(f"{owner}: dt variable must be a scalar, got shape {dt.shape}")
-        value = _variable_value(dt)
-        if not value > 0:
-            raise ValueError(f"{owner}: dt must be > 0, variable holds {value}")
         return dt
     if isinstance(dt, bool) or not isinstance(dt, (numbers.Real, np.floating)):
         raise TypeError(f"{owner}: dt must be a positive float or a tf.Variable, got {dt!r}")
@@ -411,6 +410,11 @@ class KerasSpikingLayer(keras.layers.Layer):
                 f"got input shape {shape}"
             )
         cell = self.build_cell(bm_shape)
+        # `trainable=False` given to this layer must reach the cell before it
+        # creates its weights: Keras 3 freezes a layer's variables when they are
+        # created (or when `trainable` is set later), and the cell is created here,
+        # after this layer's constructor ran.
+        cell.trainable = cell.trainable and self.trainable
         self.layer = keras.layers.RNN(
             cell,
             return_sequences=self.return_sequences,
@@ -418,6 +422,7 @@ class KerasSpikingLayer(keras.layers.Layer):
             stateful=self.stateful,
             unroll=self.unroll,
             dtype=self.dtype_policy,
+            trainable=self.trainable,
             name=f"{self.name}_rnn",
         )
         self.layer.build(bm_shape)
@@ -478,8 +483,12 @@ class KerasSpikingLayer(keras.layers.Layer):
                 f"{type(self).__name__}.reset_states: expected {len(variables)} state "
                 f"array(s), got {len(states)}"
             )
-        for var, value in zip(variables, states):
+        for var, value in zip(variables, states, strict=True):
             value = keras.ops.convert_to_tensor(value, dtype=var.dtype)
+            if tuple(value.shape[:1]) == tuple(var.shape[:1]) and np.prod(value.shape) == np.prod(var.shape):
+                # the same elements in another layout, e.g. a KerasSpiking Alpha state
+                # (B, 2, prod(S)) for a (B, 2, *S) variable
+                value = keras.ops.reshape(value, var.shape)
             if tuple(value.shape) != tuple(var.shape):
                 raise ValueError(
                     f"{type(self).__name__}.reset_states: state shape {tuple(value.shape)} "
@@ -541,20 +550,22 @@ def _shared_doc(**blocks: str) -> Callable[[type], type]:
 _FILTER_PARAMETERS = """
     tau_initializer : float or str or keras.initializers.Initializer
         Initial time constant in seconds (a float means a constant) or any Keras
-        initializer for the ``tau`` weight of shape ``(1, *S)``.
+        initializer for the ``tau`` weight: ``(1, *S)`` for Lowpass,
+        ``(prod(S),)`` for Alpha (the shapes KerasSpiking uses).
     dt : float or tf.Variable, optional
         Timestep in seconds; None uses ``keras_layers.default.dt``.
     apply_during_training : bool
         If False the filter is the identity during training and its weights are
         frozen (not trainable).
     level_initializer : float or str or keras.initializers.Initializer
-        Initializer of the ``initial_level`` weight ``(1, *S)``: the level at
-        which the filter starts, at rest.
+        Initializer of the ``initial_level`` weight (shaped like ``tau``): the
+        level at which the filter starts, at rest.
     initial_level_constraint : str or keras.constraints.Constraint, optional
         Constraint on ``initial_level``.
     tau_constraint : str or keras.constraints.Constraint, optional
-        Constraint on ``tau``; e.g. ``constraints.Mean()`` shares one time constant
-        between all units. Tau is clipped to >= 1e-8 in the forward pass anyway.
+        Constraint on ``tau``; e.g. ``constraints.Mean()`` (mean along the last
+        axis) shares one time constant between the units of a one-dimensional
+        ``S``. Tau is clipped to >= 1e-8 in the forward pass anyway.
 """
 
 _CELL_SIZE_PARAMETER = """
@@ -828,8 +839,9 @@ class _FilterCell(_FilterParams, KerasSpikingCell):
 
     Holds the ``tau`` and ``initial_level`` weights, clips ``tau`` and switches to
     the identity in training when ``apply_during_training`` is False. Subclasses
-    give the state layout (``_state_shape``), the state at rest (``_rest_state``)
-    and one step (``_step``).
+    give the weight shape (``_weight_shape``), the state layout
+    (``_state_shape``), the state at rest (``_rest_state``) and one step
+    (``_step``).
     """
 
     def __init__(
@@ -862,6 +874,10 @@ class _FilterCell(_FilterParams, KerasSpikingCell):
             tau_constraint,
         )
 
+    def _weight_shape(self) -> Tuple[int, ...]:
+        """Shape of the ``tau`` and ``initial_level`` weights."""
+        raise NotImplementedError
+
     @staticmethod
     def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
         """Shape of the state without the batch axis."""
@@ -873,33 +889,39 @@ class _FilterCell(_FilterParams, KerasSpikingCell):
         raise NotImplementedError
 
     def _step(
-        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+        self, x: tf.Tensor, state: tf.Tensor, tau: tf.Tensor, a: tf.Tensor, r: tf.Tensor
     ) -> Tuple[tf.Tensor, tf.Tensor]:
         """One step from ``x`` ``(B, *size)`` and ``state``; returns ``(y, new_state)``.
 
-        ``a = exp(-r)`` and ``r = dt / max(tau, 1e-8)``, both ``(1, *size)``.
+        ``tau`` is clipped to >= 1e-8, ``r = dt / tau`` and ``a = exp(-r)``, all
+        ``(1, *size)``.
         """
         raise NotImplementedError
 
     def build(self, input_shape: Any = None) -> None:
-        """Create the ``initial_level`` and ``tau`` weights, both ``(1, *size)``."""
+        """Create the ``initial_level`` and ``tau`` weights (see ``_weight_shape``)."""
         # frozen (not trainable) when the filter is skipped during training: the
         # weights would get no meaningful gradient there
         self.initial_level = self.add_weight(
             name="initial_level",
-            shape=(1, *self.size),
+            shape=self._weight_shape(),
             initializer=self.level_initializer,
             trainable=self.apply_during_training,
             constraint=self.initial_level_constraint,
         )
         self.tau = self.add_weight(
             name="tau",
-            shape=(1, *self.size),
+            shape=self._weight_shape(),
             initializer=self.tau_initializer,
             trainable=self.apply_during_training,
             constraint=self.tau_constraint,
         )
         super().build(input_shape)
+
+    def _per_unit(self, weight: Any, dtype: tf.DType) -> tf.Tensor:
+        """A ``tau`` or ``initial_level`` weight as ``(1, *size)`` in ``dtype``."""
+        value = tf.cast(keras.ops.convert_to_tensor(weight), dtype)
+        return tf.reshape(value, (1, *self.size))
 
     def get_initial_state(self, batch_size: Any = None, dtype: Any = None) -> List[tf.Tensor]:
         """Return ``[state]``, the filter at rest at ``initial_level``.
@@ -907,7 +929,7 @@ class _FilterCell(_FilterParams, KerasSpikingCell):
         ``state`` has shape ``(batch_size, *state_shape)``.
         """
         dtype = self._state_dtype(dtype)
-        level = tf.cast(keras.ops.convert_to_tensor(self.initial_level), dtype)
+        level = self._per_unit(self.initial_level, dtype)
         level = tf.broadcast_to(level, _batch_shape(batch_size, self.size, type(self).__name__))
         return [self._rest_state(level)]
 
@@ -919,9 +941,9 @@ class _FilterCell(_FilterParams, KerasSpikingCell):
         """One filter step; returns ``(y, [new_state])``."""
         x, restore_x = _reshape_to(inputs, self.size)
         state, restore_s = _reshape_to(states[0], self.state_shape)
-        tau = tf.maximum(tf.cast(keras.ops.convert_to_tensor(self.tau), x.dtype), _MIN_TAU)
+        tau = tf.maximum(self._per_unit(self.tau, x.dtype), _MIN_TAU)
         r = self._dt_tensor(x.dtype) / tau
-        y, new_state = self._step(x, state, tf.exp(-r), r)
+        y, new_state = self._step(x, state, tau, tf.exp(-r), r)
         return restore_x(y), [restore_s(new_state)]
 
 
@@ -943,10 +965,14 @@ class LowpassCell(_FilterCell):
 
     Notes
     -----
-    The state is ``y_prev``, of shape ``(B, *size)``.
+    The state is ``y_prev``, of shape ``(B, *size)``. The ``tau`` and
+    ``initial_level`` weights have shape ``(1, *size)``, as in KerasSpiking.
 
     Use directly as ``keras.layers.RNN(LowpassCell(size=10, tau_initializer=0.01))``.
     """
+
+    def _weight_shape(self) -> Tuple[int, ...]:
+        return (1, *self.size)
 
     @staticmethod
     def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -957,7 +983,7 @@ class LowpassCell(_FilterCell):
         return level
 
     def _step(
-        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+        self, x: tf.Tensor, state: tf.Tensor, tau: tf.Tensor, a: tf.Tensor, r: tf.Tensor
     ) -> Tuple[tf.Tensor, tf.Tensor]:
         y = (1 - a) * x + a * state
         return y, y
@@ -968,14 +994,21 @@ class LowpassCell(_FilterCell):
 class AlphaCell(_FilterCell):
     """RNN cell of an alpha filter (two identical lowpass stages in series).
 
-    Impulse response ``(t / tau^2) exp(-t / tau)``. The state is
-    ``(s1, s2)``, the outputs of the first and second stage; with
-    ``a = exp(-r)``, ``r = dt / max(tau, 1e-8)`` and input ``u`` held over the
-    step, the exact zero-order-hold update is::
+    Impulse response ``(t / tau^2) exp(-t / tau)``, i.e. ``tau^2 y'' + 2 tau y' + y
+    = u``. The state is ``(v, y)``, KerasSpiking's layout: ``v = dy/dt`` (per
+    second) and the output ``y``.
+
+    Each step goes through the equivalent cascade of two lowpass stages with
+    outputs ``s1 = y + tau v`` and ``s2 = y``; with ``a = exp(-r)``,
+    ``r = dt / max(tau, 1e-8)`` and input ``u`` held over the step, the exact
+    zero-order-hold update is::
 
         s1 <- a s1 + (1 - a) u
         s2 <- r a s1_old + a s2 + (1 - a - r a) u
-        y  =  s2
+        y  =  s2,   v = (s1 - s2) / tau
+
+    which is the same discretisation KerasSpiking applies to ``(v, y)`` (the
+    float32 rounding differs slightly).
 
     Parameters
     ----------
@@ -986,17 +1019,26 @@ class AlphaCell(_FilterCell):
 
     Notes
     -----
-    State layout: one tensor ``(B, 2, *size)`` with ``[:, 0] = s1`` and
-    ``[:, 1] = s2`` (for Keras' RNN, ``state_size`` is its element count
-    ``2 * prod(size)``). The initial state is ``s1 = s2 = initial_level``: the
-    filter starts at rest at that level (zero derivative), which is what the
-    original KerasSpiking 0.3.0 does. In a user-built ``keras.layers.RNN`` with
-    ``return_state=True``, Keras declares the symbolic state shape as
-    ``(B, 2 * prod(size))`` while the tensor computed is ``(B, 2, *size)``; the
-    ``Alpha`` layer reports the true shape.
+    State layout: one tensor ``(B, 2, *size)`` with ``[:, 0] = v`` and
+    ``[:, 1] = y`` (for Keras' RNN, ``state_size`` is its element count
+    ``2 * prod(size)``); a KerasSpiking-shaped ``(B, 2, prod(size))`` state is
+    accepted as ``initial_state`` too. The initial state is ``(0,
+    initial_level)``: the filter at rest at that level, as in KerasSpiking. In a
+    user-built ``keras.layers.RNN`` with ``return_state=True``, Keras declares the
+    symbolic state shape as ``(B, 2 * prod(size))`` while the tensor computed is
+    ``(B, 2, *size)``; the ``Alpha`` layer reports the true shape.
+
+    The ``tau`` and ``initial_level`` weights have shape ``(prod(size),)``, as in
+    KerasSpiking, so weights of a KerasSpiking model load with ``set_weights``.
+
+    The ``spikeonnx::Alpha`` op keeps the cascade state ``(s1, s2)``; the exporter
+    converts between the two layouts where a Keras model passes states.
 
     Use directly as ``keras.layers.RNN(AlphaCell(size=10, tau_initializer=0.01))``.
     """
+
+    def _weight_shape(self) -> Tuple[int, ...]:
+        return (int(np.prod(self.size)),)
 
     @staticmethod
     def _state_shape(size: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -1004,16 +1046,18 @@ class AlphaCell(_FilterCell):
 
     @staticmethod
     def _rest_state(level: tf.Tensor) -> tf.Tensor:
-        return tf.stack([level, level], axis=1)
+        return tf.stack([tf.zeros_like(level), level], axis=1)
 
     def _step(
-        self, x: tf.Tensor, state: tf.Tensor, a: tf.Tensor, r: tf.Tensor
+        self, x: tf.Tensor, state: tf.Tensor, tau: tf.Tensor, a: tf.Tensor, r: tf.Tensor
     ) -> Tuple[tf.Tensor, tf.Tensor]:
-        s1, s2 = state[:, 0], state[:, 1]
+        v, y = state[:, 0], state[:, 1]
+        # (v, y) -> cascade stages, one step of the cascade, and back
+        s1, s2 = y + tau * v, y
         ra = r * a
         s1_new = a * s1 + (1 - a) * x
         s2_new = ra * s1 + a * s2 + (1 - a - ra) * x
-        return s2_new, tf.stack([s1_new, s2_new], axis=1)
+        return s2_new, tf.stack([(s1_new - s2_new) / tau, s2_new], axis=1)
 
 
 class _FilterLayer(_FilterParams, KerasSpikingLayer):
@@ -1059,7 +1103,8 @@ class Lowpass(_FilterLayer):
        h(t) = (1 / \tau) \exp(-t / \tau), \qquad H(s) = \frac{1}{\tau s + 1}
 
     The time constants ``tau`` and the initial state ``initial_level`` (both of
-    shape ``(1, *S)``) are trainable unless ``apply_during_training=False``.
+    shape ``(1, *S)``) are trainable unless ``apply_during_training=False`` or
+    ``trainable=False``.
 
     Parameters
     ----------
@@ -1087,7 +1132,8 @@ class Alpha(_FilterLayer):
        h(t) = (t / \tau^2) \exp(-t / \tau), \qquad H(s) = \frac{1}{(\tau s + 1)^2}
 
     The time constants ``tau`` and the initial level ``initial_level`` (both of
-    shape ``(1, *S)``) are trainable unless ``apply_during_training=False``.
+    shape ``(prod(S),)``) are trainable unless ``apply_during_training=False`` or
+    ``trainable=False``.
 
     Parameters
     ----------
@@ -1097,7 +1143,8 @@ class Alpha(_FilterLayer):
     Notes
     -----
     Equivalent to ``keras.layers.RNN(AlphaCell(...))`` with the RNN built for
-    you. The state (``return_state=True``) has shape ``(B, 2, *S)``; see
+    you. The state (``return_state=True``) has shape ``(B, 2, *S)``: the output's
+    time derivative ``v`` and the output ``y``, as in KerasSpiking; see
     ``AlphaCell``.
     """
 

@@ -262,18 +262,21 @@ def check_alpha_with_initial_level_and_streaming_state(name, case, tmp_path):
     (ref,) = reference_outputs(onnx_model, {onnx_model.graph.input[0].name: x})
     assert_close(ref, actual)
 
-    # a full (s1, s2) state fed in: Keras initial_state vs state_in
+    # a full (s1, s2) state fed in: the streaming port takes the op's cascade state,
+    # Keras' initial_state the same state in its (dy/dt, y) layout
     streaming = export(model, state_io=True)
     check_valid(streaming)
     assert_alpha_wired_directly(streaming, "alpha", state_io=True)
     state = RNG.uniform(-1, 1, (2, 2, 4)).astype(np.float32)
     layer = model.layers[-1]
-    expected = np.asarray(layer(x, initial_state=[tf.constant(state)], training=False))
+    tau = np.asarray(layer.cell.tau).reshape(1, 4)
+    keras_state = tf.constant(np.stack([(state[:, 0] - state[:, 1]) / tau, state[:, 1]], axis=1))
+    expected = np.asarray(layer(x, initial_state=[keras_state], training=False))
     y, final = ort_outputs(streaming, {streaming.graph.input[0].name: x, "alpha/state_in": state})
     assert_close(y, expected)
     assert final.shape == (2, 2, 4)
     # the final state continues the sequence: a second half from it equals the whole run
-    whole = np.asarray(layer(np.concatenate([x, x], 1), initial_state=[tf.constant(state)], training=False))
+    whole = np.asarray(layer(np.concatenate([x, x], 1), initial_state=[keras_state], training=False))
     y2, _ = ort_outputs(streaming, {streaming.graph.input[0].name: x, "alpha/state_in": final})
     assert_close(y2, whole[:, 40:])
     meta = metadata(streaming)

@@ -71,7 +71,8 @@ def np_alpha(x, tau, level, dt):
     Independent of the layer's closed-form update: each step integrates
     s1' = (u - s1)/tau, s2' = (s1 - s2)/tau exactly with u held constant, written
     in terms of the deviation from the fixed point u. Both stages start at
-    ``level`` (at rest). Returns (y, final state (B, 2, *S)).
+    ``level`` (at rest). Returns (y, final state (B, 2, *S)) in the layer's
+    (KerasSpiking's) state layout ``(v, y) = ((s1 - s2) / tau, s2)``, v = dy/dt.
     """
     x = x.astype(np.float64)
     tau = np.maximum(np.asarray(tau, np.float64), 1e-8)
@@ -87,7 +88,7 @@ def np_alpha(x, tau, level, dt):
         # d1(t) = d1 e^{-t/tau};  d2(t) = (d2 + d1 t/tau) e^{-t/tau}
         s1, s2 = u + d1 * e, u + (d2 + d1 * h) * e
         out[:, t] = s2
-    return out, np.stack([s1, s2], axis=1)
+    return out, np.stack([(s1 - s2) / tau, s2], axis=1)
 
 
 def assert_filter_close(actual, expected, rtol=1e-6):
@@ -177,8 +178,10 @@ FILTERS = [("Lowpass", np_lowpass), ("Alpha", np_alpha)]
 def test_filter_matches_numpy(units, name, np_fn):
     dt = 0.002
     x = _inputs(units, steps=40, scale=1.0)
-    tau = RNG.uniform(0.003, 0.05, (1, *units))
-    level = RNG.uniform(-1, 1, (1, *units))
+    # weight shapes as in KerasSpiking: Lowpass (1, *S), Alpha (prod(S),)
+    weight_shape = (1, *units) if name == "Lowpass" else (int(np.prod(units)),)
+    tau = RNG.uniform(0.003, 0.05, weight_shape)
+    level = RNG.uniform(-1, 1, weight_shape)
     layer = getattr(ks, name)(
         keras.initializers.Constant(tau),
         dt=dt,
@@ -189,8 +192,8 @@ def test_filter_matches_numpy(units, name, np_fn):
     # compare against the float32 weights actually held by the layer
     tau32 = layer.cell.tau.numpy()
     level32 = layer.cell.initial_level.numpy()
-    assert tau32.shape == (1, *units) and level32.shape == (1, *units)
-    expected, state_expected = np_fn(x, tau32, level32, dt)
+    assert tau32.shape == weight_shape and level32.shape == weight_shape
+    expected, state_expected = np_fn(x, tau32.reshape(1, *units), level32.reshape(1, *units), dt)
     assert_filter_close(y.numpy(), expected)
     assert_filter_close(state.numpy(), state_expected)
     if name == "Alpha":
@@ -323,7 +326,9 @@ def test_cell_initial_state_layouts():
     al = ks.AlphaCell((2, 3), 0.01, level_initializer=keras.initializers.Constant(0.5))
     al.build((batch, 2, 3))
     (state,) = al.get_initial_state(batch)
-    np.testing.assert_array_equal(state.numpy(), np.full((batch, 2, 2, 3), 0.5, F32))
+    # at rest at the level: (dy/dt, y) = (0, 0.5)
+    np.testing.assert_array_equal(state.numpy()[:, 0], np.zeros((batch, 2, 3), F32))
+    np.testing.assert_array_equal(state.numpy()[:, 1], np.full((batch, 2, 3), 0.5, F32))
     assert al.state_size == 12 and al.output_size == 6
 
 
@@ -410,7 +415,7 @@ def test_apply_during_training_false_is_identity_and_frozen(name):
     filt, x, train_out, before, after = _filter_fit(name, apply_during_training=False)
     np.testing.assert_array_equal(train_out, x)
     assert filt.trainable_weights == [] and len(filt.non_trainable_weights) == 2
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
     # at inference the filter still filters
     np_fn = dict(FILTERS)[name]
@@ -422,7 +427,7 @@ def test_apply_during_training_true_trains_weights():
     filt, x, train_out, before, after = _filter_fit("Lowpass", apply_during_training=True)
     assert len(filt.trainable_weights) == 2
     assert not np.allclose(train_out, x)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_mean_tau_constraint_applied_in_fit():
@@ -470,7 +475,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="tau"):
         ks.AlphaCell(3, 0.0)
     with pytest.raises(ValueError, match="dt"):
-        ks.Lowpass(0.01, dt=tf.Variable(-1.0))
+        ks.Lowpass(0.01, dt=tf.Variable([0.1, 0.2]))  # a variable's value is free, its shape is not
     with pytest.raises(ValueError, match="size"):
         ks.LowpassCell((3, None), 0.01)
     with pytest.raises(ValueError, match="unit axes"):

@@ -58,8 +58,11 @@ def spiking_handler(
     layer's state input (``state_io``/stateful), from an ``initial_state``
     argument in the model graph, or from the layer itself (seeded voltage draw,
     ``initial_level``; an Alpha node then starts at rest, ``s1 = s2 = level``).
-    An Alpha state (B, 2, *S) goes straight to the node's ``initial_state``
-    input, with no ops around the node. ``return_sequences=False`` takes the
+    An Alpha state from the state input (B, 2, *S) is the op's own cascade state
+    ``(s1, s2)`` and goes straight to the node's ``initial_state`` input, with no
+    ops around the node; an Alpha state the Keras model passes (``initial_state``
+    argument, ``return_state`` output) is in the Keras layout ``(v, y)`` and is
+    converted (``s1 = y + tau v``, ``s2 = y``). ``return_sequences=False`` takes the
     last step with a Gather; ``return_state`` also returns the node's final state.
 
     Parameters
@@ -133,6 +136,8 @@ def spiking_handler(
             node_inputs = [x, tf.constant(tau), tf.constant(level)]
         elif kind == ALPHA:
             # The full (s1, s2) state goes to the op's initial_state input, which overrides the level.
+            if keras_state_in:
+                state_in = _alpha_keras_to_cascade(state_in, tau)
             node_inputs = [x, tf.constant(tau), tf.constant(level), state_in]
         else:
             node_inputs = [x, tf.constant(tau), state_in]
@@ -149,8 +154,30 @@ def spiking_handler(
         time_axis = 0 if time_major else 1
         y = tf.gather(y, tf.shape(y)[time_axis] - 1, axis=time_axis)
     if getattr(layer, "return_state", False):
+        if kind == ALPHA:
+            final = _alpha_cascade_to_keras(final, tau)
         return [y, *_tensor_to_keras_state(final, kind, layer)]
     return y
+
+
+# keras_layers clips tau like this in its forward pass; the conversions use the same value.
+_MIN_TAU = 1e-8
+
+
+def _alpha_keras_to_cascade(state: Any, tau: Any) -> Any:
+    """Keras Alpha state (B, 2, *S) ``(v, y)`` -> the op's cascade ``(s1, s2) = (y + tau v, y)``."""
+    # a KerasSpiking-shaped (B, 2, prod(S)) state is accepted too, as by the Keras layer
+    state = tf.reshape(state, [-1, 2, *tau.shape[1:]])
+    tau = tf.constant(np.maximum(tau, tau.dtype.type(_MIN_TAU)))
+    v, y = state[:, 0], state[:, 1]
+    return tf.stack([y + tau * v, y], axis=1)
+
+
+def _alpha_cascade_to_keras(state: Any, tau: Any) -> Any:
+    """The op's cascade state ``(s1, s2)`` -> Keras' ``(v, y) = ((s1 - s2) / tau, s2)``."""
+    tau = tf.constant(np.maximum(tau, tau.dtype.type(_MIN_TAU)))
+    s1, s2 = state[:, 0], state[:, 1]
+    return tf.stack([(s1 - s2) / tau, s2], axis=1)
 
 
 def _check_float64_draw(layer: Any, dtype: np.dtype, *, given: bool) -> None:
