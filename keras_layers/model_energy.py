@@ -238,8 +238,8 @@ class ModelEnergy(_energy.EnergyEstimator):
     layer_stats_computers: "Registry[StatsFn]" = Registry(
         "stats handler",
         overwrite_message=lambda cls: (
-            f"Layer '{cls.__name__}' already registered. Overwriting. The new stats handler "
-            "replaces the old one (pass replace=True to do this silently)"
+            f"Layer '{cls.__name__}' already registered. Overwriting. Pass replace=True to "
+            "register_layer when replacing its stats handler on purpose, to do it silently"
         ),
     )
 

@@ -73,8 +73,8 @@ class DeviceTable(Registry[Device]):
 DEVICES = DeviceTable(
     "device",
     overwrite_message=lambda name: (
-        f"Device '{name}' already registered. Overwriting. The new figures replace the old "
-        "ones (pass replace=True to do this silently)"
+        f"Device '{name}' already registered. Overwriting. Pass replace=True when "
+        "replacing its figures on purpose, to do it silently"
     ),
 )
 
