@@ -19,8 +19,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from spikeonnx.contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION
-from spikeonnx.exporter import ExportError
-from spikeonnx.exporter import passes
+from spikeonnx.exporter import ExportError, passes
 from spikeonnx.exporter.passes import SpikingNode
 from spikeonnx.reference import REFERENCE_OPS
 
