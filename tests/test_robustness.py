@@ -428,3 +428,49 @@ def test_4_float64_model_exports_float64_and_equals_keras():
         export(_spiking_model(7, dtype="float64", dt=dt))
     with pytest.raises(ExportError, match="'spiking' is float64 with dt=0.001.*float32"):
         export(_spiking_model(None, dtype="float64", dt=0.001))
+
+
+# -- 12. rank-0 inputs; per-input batch axes on the command line ---------------------------
+
+
+def _model_with_condition(path):
+    """z = If(flag, x + 1, x - 1) + w.T with a rank-0 bool input and w (3, B) batched on axis 1."""
+    then_graph = oh.make_graph([oh.make_node("Add", ["x", "one"], ["t"])], "then", [], [_vi("t", ["B", 3])])
+    else_graph = oh.make_graph([oh.make_node("Sub", ["x", "one"], ["e"])], "else", [], [_vi("e", ["B", 3])])
+    graph = oh.make_graph(
+        [oh.make_node("If", ["flag"], ["y"], then_branch=then_graph, else_branch=else_graph),
+         oh.make_node("Transpose", ["w"], ["wt"]), oh.make_node("Add", ["y", "wt"], ["z"])],
+        "cond",
+        [_vi("x", ["B", 3]), oh.make_tensor_value_info("flag", TensorProto.BOOL, []), _vi("w", [3, "B"])],
+        [_vi("z", ["B", 3])],
+        [oh.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )
+    onnx.save(finish_model(graph), path)
+    return path
+
+
+def test_12_rank0_inputs_have_no_batch_axis_and_cli_takes_named_axes(tmp_path, capsys):
+    from spikeonnx.analysis import GraphEnergy
+
+    path = _model_with_condition(tmp_path / "cond.onnx")
+    energy = GraphEnergy(str(path))  # default batch_axis=0 for every input
+    assert energy.to_dict(["cpu"], 1, None)["layers"]
+    data = {"x": np.ones((2, 3), np.float32), "flag": np.array(True), "w": np.ones((3, 2), np.float32)}
+    np.savez(tmp_path / "data.npz", **data)
+    GraphEnergy(str(path), data)
+
+    from spikeonnx.cli.energy import batch_axes
+
+    assert batch_axes(str(path), None) == 0
+    assert batch_axes(str(path), [("w", 1)]) == {"x": 0, "flag": None, "w": 1}
+    assert batch_axes(str(path), [(None, 1), ("x", 0)]) == {"x": 0, "flag": None, "w": 1}
+    code, out, err = run_cli(capsys, "energy", path, "--batch-axis", "w=1", "--batch-axis", "0", "--json",
+                             "--data", tmp_path / "data.npz")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "energy", path, "--batch-axis", "w=5")
+    assert_user_error(code, err, "energy", "'w'", "5")
+    code, _, err = run_cli(capsys, "energy", path, "--batch-axis", "nope=1")
+    assert_user_error(code, err, "energy", "'nope'", "not a graph input")
+    with pytest.raises(SystemExit):
+        main(["energy", str(path), "--batch-axis", "w=one"])
+    assert "NAME=AXIS" in capsys.readouterr().err

@@ -291,7 +291,12 @@ def _axes(
                 raise ValueError(f"{what}: {name!r} is not a graph input of {G.graph['label']}")
         result = {name: spec.get(name) for name in G.graph["inputs"]}
     elif spec is None or isinstance(spec, (int, np.integer)):
-        result = {name: (None if spec is None else int(spec)) for name in G.graph["inputs"]}
+        # One axis for every input: a rank-0 input (an If condition, a scalar) has no
+        # batch or time axis, rather than an axis out of range.
+        result = {
+            name: (None if spec is None or _dims(declared[name].type) == () else int(spec))
+            for name in G.graph["inputs"]
+        }
     else:
         raise TypeError(f"{what} must be an int, a dict or None, got {type(spec).__name__}")
 

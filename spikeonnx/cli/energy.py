@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..fileio import check_output_path
 from ..shards import Shards, is_shard_spec
@@ -22,6 +22,55 @@ def _plot(report: dict, path: Path, devices: List[str]) -> Path:
         return plot_energy(report, path, devices)
     except (ImportError, OSError) as err:
         raise CLIError(str(err)) from None
+
+
+def axis_entry(text: str) -> Tuple[Optional[str], int]:
+    """argparse type of ``--batch-axis``: ``AXIS`` (every input) or ``NAME=AXIS`` (one input)."""
+    name, sep, axis = text.rpartition("=")
+    try:
+        value = int(axis)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected AXIS or NAME=AXIS with an integer AXIS, got {text!r}") from None
+    if sep and not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=AXIS with an input NAME, got {text!r}")
+    return (name if sep else None), value
+
+
+def batch_axes(model: str, entries: Optional[List[Tuple[Optional[str], int]]]) -> Union[int, Dict[str, Optional[int]]]:
+    """The analyzer's ``batch_axis`` from the ``--batch-axis`` entries.
+
+    A plain ``AXIS`` applies to every input (default 0); ``NAME=AXIS`` entries override it
+    for their input. Inputs of rank 0 have no batch axis unless one is named for them.
+    """
+    entries = entries or []
+    plain = [axis for name, axis in entries if name is None]
+    named: Dict[str, int] = {}
+    for name, axis in entries:
+        if name is None:
+            continue
+        if name in named:
+            raise CLIError(f"--batch-axis names input {name!r} twice")
+        named[name] = axis
+    if len(plain) > 1:
+        raise CLIError(f"--batch-axis gives the axis of every input more than once ({plain})")
+    default = plain[0] if plain else 0
+    if not named:
+        return default
+    from ..contract import load_model
+
+    proto, _ = load_model(model, load_external_data=False)
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in weights]
+    unknown = sorted(set(named) - {v.name for v in inputs})
+    if unknown:
+        raise CLIError(f"--batch-axis: {', '.join(map(repr, unknown))} is not a graph input of {model} "
+                       f"(inputs: {', '.join(v.name for v in inputs)})")
+    axes: Dict[str, Optional[int]] = {}
+    for value in inputs:
+        shape = value.type.tensor_type.shape if value.type.tensor_type.HasField("shape") else None
+        scalar = shape is not None and len(shape.dim) == 0
+        axes[value.name] = named.get(value.name, None if scalar else default)
+    return axes
 
 
 @subcommand("energy", help="Estimate per-layer energy of an ONNX model on neuromorphic and standard devices.")
@@ -40,7 +89,9 @@ def configure(parser: argparse.ArgumentParser):
                         help="device to estimate for (repeatable; default: every device the data allows)")
     parser.add_argument("--timesteps", type=positive_int, default=1, help="timesteps per inference (default 1)")
     parser.add_argument("--dt", type=positive_float, default=None, help="device timestep in seconds (default 0.001)")
-    parser.add_argument("--batch-axis", type=int, default=0, help="batch axis of the inputs (default 0)")
+    parser.add_argument("--batch-axis", type=axis_entry, action="append", metavar="[NAME=]AXIS",
+                        help="batch axis of the inputs (default 0; inputs of rank 0 have none); NAME=AXIS "
+                             "sets it for one input (repeatable)")
     parser.add_argument("--time-axis", type=int, default=None, help="time axis of the inputs (default: none)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="write a per-layer, per-device energy bar chart")
@@ -79,7 +130,8 @@ def configure(parser: argparse.ArgumentParser):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                energy = GraphEnergy(args.model, data, batch_axis=args.batch_axis, time_axis=args.time_axis)
+                batch_axis = batch_axes(args.model, args.batch_axis)
+                energy = GraphEnergy(args.model, data, batch_axis=batch_axis, time_axis=args.time_axis)
                 report: Any = energy.to_dict(devices, args.timesteps, args.dt)
             except Exception as err:
                 if not (isinstance(err, (ValueError, TypeError, OSError, OverflowError)) or is_library_error(err)):
