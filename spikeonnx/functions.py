@@ -13,10 +13,9 @@ so spikes, filters and states agree bit for bit:
 * the time loop is one ``Scan`` over a ``(T, B, U)`` view of the sequence (``U`` all
   unit axes flattened, so one body serves every rank; batch-major data is transposed
   to time-major and back, chosen by an ``If`` on the ``time_major`` attribute);
-* products that do not depend on the state (``r * dt``, ``(1 - a) * x``, ...) are
-  computed for the whole sequence before the loop: elementwise, that is the same
-  rounding per element as inside it; every remaining step is a single ``Add``,
-  ``Mul``, ``Sub`` or ``Floor`` (onnxruntime fuses none of them into an FMA);
+* each step is the kernels' sequence of single ``Mul``, ``Add``, ``Sub``, ``Floor`` and
+  ``Div`` nodes on ``(B, U)`` slices (onnxruntime fuses none of them into an FMA;
+  per-unit coefficients are computed once, before the loop);
 * ``exp(-r)`` is evaluated in float64 and rounded once, as the kernels do;
 * the seeded initial voltage is TensorFlow's stateless Philox uniform computed in
   ``uint64`` integer ops (``Mul``, ``BitShift``, ``BitwiseXor``/``BitwiseAnd`` from
@@ -349,15 +348,14 @@ def _spiking_body(b: _Body, present: Sequence[bool]) -> List[str]:
         count = b.op("ReduceProd", state2, keepdims=0, hint="count")
         v0 = b.op("CastLike", b.reshape(_seeded_uniform(b, count), state2), rates, hint="v0")
     dt = b.op("CastLike", b.attr_const("dt", "float"), rates, hint="dt")
-    charge = b.op("Mul", lay.x3, dt, hint="charge")  # r * dt, rounded on its own
 
     def step(s: _Body, states, slices):
-        v = s.op("Add", states[0], slices[0], hint="v")
+        v = s.op("Add", states[0], s.op("Mul", slices[0], dt), hint="v")  # r * dt rounded on its own
         n = s.op("Floor", v, hint="n")
-        return [s.op("Sub", v, n, hint="v_next")], [n]
+        spikes = s.op("Div", n, dt, hint="spikes")  # a true division, as the contract says
+        return [s.op("Sub", v, n, hint="v_next")], [spikes]
 
-    (v_final,), (counts,) = _scan(b, lay, [v0], [charge], step, 1)
-    spikes3 = b.op("Div", counts, dt, hint="spikes3")  # a true division, as the contract says
+    (v_final,), (spikes3,) = _scan(b, lay, [v0], [lay.x3], step, 1)
     spikes = _unlayout(b, lay, spikes3, "spikes")
     final = b.reshape(v_final, lay.state_shape, hint="final_voltage")
     return [spikes, final]
@@ -369,17 +367,16 @@ def _lowpass_body(b: _Body, present: Sequence[bool]) -> List[str]:
     state2 = _state(b, lay)
     a, _ = _coefficients(b, x, _unit_param(b, lay, x, tau))
     gain = b.op("Sub", _like(b, 1.0, x, hint="one"), a, hint="gain")
-    driven = b.op("Mul", gain, lay.x3, hint="driven")  # (1 - a) * x_t for every t
     if present[2]:
         level0 = _state_in(b, lay, x, level, state2)
     else:  # the kernel rests at 0 without initial_level
         level0 = b.op("Expand", _like(b, 0.0, x, hint="zero"), state2)
 
     def step(s: _Body, states, slices):
-        new = s.op("Add", slices[0], s.op("Mul", a, states[0]), hint="level")  # (1-a) x + a y
+        new = s.op("Add", s.op("Mul", gain, slices[0]), s.op("Mul", a, states[0]), hint="level")  # (1-a) x + a y
         return [new], [new]
 
-    (final,), (y3,) = _scan(b, lay, [level0], [driven], step, 1)
+    (final,), (y3,) = _scan(b, lay, [level0], [lay.x3], step, 1)
     y = _unlayout(b, lay, y3, "y")
     return [y, b.reshape(final, lay.state_shape, hint="final_level")]
 
@@ -392,8 +389,6 @@ def _alpha_body(b: _Body, present: Sequence[bool]) -> List[str]:
     ra = b.op("Mul", r, a, hint="ra")
     one_a = b.op("Sub", _like(b, 1.0, x, hint="one"), a, hint="one_a")
     input2 = b.op("Sub", one_a, ra, hint="input2")  # 1 - a - r*a
-    drive1 = b.op("Mul", one_a, lay.x3, hint="drive1")
-    drive2 = b.op("Mul", input2, lay.x3, hint="drive2")
     if present[3]:
         full = b.op("CastLike", state, x)
         stages = []
@@ -408,11 +403,12 @@ def _alpha_body(b: _Body, present: Sequence[bool]) -> List[str]:
 
     def step(s: _Body, states, slices):
         old1, old2 = states
-        new1 = s.op("Add", s.op("Mul", a, old1), slices[0], hint="s1")
-        new2 = s.op("Add", s.op("Add", s.op("Mul", ra, old1), s.op("Mul", a, old2)), slices[1], hint="s2")
+        u = slices[0]
+        new1 = s.op("Add", s.op("Mul", a, old1), s.op("Mul", one_a, u), hint="s1")
+        new2 = s.op("Add", s.op("Add", s.op("Mul", ra, old1), s.op("Mul", a, old2)), s.op("Mul", input2, u), hint="s2")
         return [new1, new2], [new2]
 
-    (f1, f2), (y3,) = _scan(b, lay, [s1, s2], [drive1, drive2], step, 1)
+    (f1, f2), (y3,) = _scan(b, lay, [s1, s2], [lay.x3], step, 1)
     y = _unlayout(b, lay, y3, "y")
     axis = b.const([1], np.int64)
     stacked = b.op("Concat", b.op("Unsqueeze", f1, axis), b.op("Unsqueeze", f2, axis), axis=1)  # (B, 2, U)
