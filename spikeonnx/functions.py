@@ -419,7 +419,14 @@ def _alpha_body(b: _Body, present: Sequence[bool]) -> List[str]:
 _BODIES = {"SpikingActivation": _spiking_body, "Lowpass": _lowpass_body, "Alpha": _alpha_body}
 
 
-def make_function(op_type: str, *, opset: int, present: Optional[Sequence[bool]] = None) -> onnx.FunctionProto:
+def make_function(
+    op_type: str,
+    *,
+    opset: int,
+    present: Optional[Sequence[bool]] = None,
+    n_inputs: Optional[int] = None,
+    n_outputs: int = 2,
+) -> onnx.FunctionProto:
     """The model-local function of one ``spikeonnx`` op.
 
     Parameters
@@ -432,11 +439,15 @@ def make_function(op_type: str, *, opset: int, present: Optional[Sequence[bool]]
     present : sequence of bool, optional
         For each formal input, whether the nodes supply it (default: all). A function
         serves nodes that agree on this.
+    n_inputs, n_outputs : int
+        How many inputs (default: all the op has) and outputs the function declares:
+        as many as its nodes have (inputs past ``n_inputs`` are absent).
 
     Returns
     -------
     onnx.FunctionProto
-        Domain ``spikeonnx``, name ``op_type``, all formal inputs and both outputs,
+        Domain ``spikeonnx``, name ``op_type``, the first ``n_inputs`` / ``n_outputs``
+        formal inputs and outputs,
         attributes ``dt`` (required), ``time_major`` and (SpikingActivation) ``seed``.
 
     Raises
@@ -451,7 +462,11 @@ def make_function(op_type: str, *, opset: int, present: Optional[Sequence[bool]]
             f"model-local functions need a default-domain opset >= {MIN_OPSET} (CastLike), got {opset!r}"
         )
     inputs, outputs = SIGNATURES[op_type]
-    present = [True] * len(inputs) if present is None else [bool(p) for p in present]
+    n_inputs = len(inputs) if n_inputs is None else n_inputs
+    if not 1 <= n_inputs <= len(inputs) or not 1 <= n_outputs <= len(outputs):
+        raise ValueError(f"{op_type} has 1 to {len(inputs)} inputs and 1 to {len(outputs)} outputs")
+    present = [True] * n_inputs if present is None else [bool(p) for p in present]
+    present = list(present[:n_inputs]) + [False] * (len(inputs) - n_inputs)
     if len(present) != len(inputs):
         raise ValueError(f"{op_type}: 'present' needs {len(inputs)} entries, got {len(present)}")
     required = 1 if op_type == "SpikingActivation" else 2
@@ -468,7 +483,7 @@ def make_function(op_type: str, *, opset: int, present: Optional[Sequence[bool]]
         if default is not None:
             attrs.append(helper.make_attribute(attr, default))
     function = helper.make_function(
-        DOMAIN, op_type, list(inputs), list(outputs), b.nodes, [helper.make_opsetid("", opset)],
+        DOMAIN, op_type, list(inputs[:n_inputs]), list(outputs[:n_outputs]), b.nodes, [helper.make_opsetid("", opset)],
         attributes=[a for a, d in _ATTRIBUTES[op_type].items() if d is None],
         doc_string=f"spikeonnx.{op_type} in standard ONNX ops (docs/op-contract.md); "
         "runs where the spikeonnx op library is not loaded.",
@@ -594,15 +609,23 @@ def attach_functions(model: onnx.ModelProto, *, skip_unsupported: bool = False) 
             for attr, default in _ATTRIBUTES[op_type].items():
                 if default is not None and attr not in given:
                     node.attribute.append(helper.make_attribute(attr, default))
-            while len(node.input) < len(inputs):
+        # The function declares as many inputs and outputs as the widest node; narrower
+        # nodes are padded (the reference evaluator needs exactly the function's inputs,
+        # onnxruntime all of its outputs).
+        n_inputs = max(len(node.input) for node in nodes[op_type])
+        n_outputs = max(len(node.output) for node in nodes[op_type])
+        for node in nodes[op_type]:
+            while len(node.input) < n_inputs:
                 node.input.append("")
-            while len(node.output) < len(outputs):
+            while len(node.output) < n_outputs:
                 name = f"{node.output[0]}__unused_state"
                 while name in used:
                     name += "_"
                 used.add(name)
                 node.output.append(name)
-        model.functions.append(make_function(op_type, opset=opset, present=present))
+        model.functions.append(
+            make_function(op_type, opset=opset, present=present, n_inputs=n_inputs, n_outputs=n_outputs)
+        )
     model.ir_version = min(max(model.ir_version, _MIN_IR), MAX_IR_VERSION)
     if not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET_VERSION))
