@@ -420,8 +420,12 @@ def test_4_float64_model_exports_float64_and_equals_keras():
     got = InferenceSession(onnx_model).run(None, {"x": x, "v0": v0})
     for name, want, value in zip(("spikes", "lowpass", "alpha"), expected, got):
         assert value.dtype == np.float64 and want.dtype == np.float64, name
-        np.testing.assert_array_equal(value, want, err_msg=name)
+    np.testing.assert_array_equal(got[0], expected[0])  # spikes: exactly
     assert np.abs(got[0]).sum() > 0
+    # The filters in float64 precision (the op and Keras order Alpha's arithmetic differently,
+    # an ulp apart at times); a float32 path would be ~1e-7 off.
+    for name, want, value in zip(("lowpass", "alpha"), expected[1:], got[1:]):
+        np.testing.assert_allclose(value, want, rtol=1e-13, atol=1e-12, err_msg=name)
 
     # what float64 cannot reproduce is refused, naming the layer and the reason
     with pytest.raises(ExportError, match="'spiking' is float64 with seed=7.*float64 numbers"):
