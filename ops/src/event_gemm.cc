@@ -16,7 +16,7 @@ constexpr const char* kOp = "EventGemm";
 
 // Same break-even as EventMatMul: the two share the event path and onnxruntime's MatMul
 // and Gemm share their kernel.
-constexpr double kBreakEven = 0.30;
+double break_even(int64_t rows) { return rows >= 1024 ? 0.25 : 0.15; }
 
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
@@ -137,7 +137,7 @@ struct EventGemmKernel {
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
     const int64_t nonzeros = count_nonzero(ctx, a, M * K);
-    if (dense->available() && !use_events(nonzeros, M * K, kBreakEven)) {
+    if (dense->available() && !use_events(nonzeros, M * K, break_even(M))) {
       dense->run(context, c_in.present ? 3 : 2, out);
       return;
     }

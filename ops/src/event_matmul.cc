@@ -13,10 +13,10 @@ namespace {
 
 constexpr const char* kOp = "EventMatMul";
 
-// Inputs denser than this go to onnxruntime's MatMul (measured with
-// benchmarks/bench_events.py: on an AVX-512 machine the event path breaks even with
-// onnxruntime's MatMul at about this density of spikes).
-constexpr double kBreakEven = 0.30;
+// Inputs denser than this go to onnxruntime's MatMul (measured with one-node models and benchmarks/bench_events.py on an AVX-512 machine, 1024 x 1024 weights).  The
+// event path sweeps the weight once per block of 256 rows, so it pays off at higher
+// densities when there are many rows.
+double break_even(int64_t rows) { return rows >= 1024 ? 0.25 : 0.15; }
 
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
@@ -86,7 +86,7 @@ struct EventMatMulKernel {
            Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N, const NativeOp& dense) const {
     const T* x = static_cast<const T*>(x_in.data);
     const int64_t nonzeros = count_nonzero(ctx, x, M * K);
-    if (dense.available() && !use_events(nonzeros, M * K, kBreakEven)) {
+    if (dense.available() && !use_events(nonzeros, M * K, break_even(M))) {
       dense.run(context, 2, out);
       return;
     }
