@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 import onnx
@@ -164,8 +164,8 @@ def bench_case(name: str, build: Callable[[List[float]], onnx.ModelProto], x: np
             yd, ye = sd.run(None, {"x": x})[0], se.run(None, {"x": x})[0]
             scale = float(np.abs(yd).max()) or 1.0
             assert float(np.abs(yd - ye).max()) <= 1e-5 * scale, "event graph differs from the dense graph"
-            td = _best_of(lambda: sd.run(None, {"x": x}), repeats)
-            te = _best_of(lambda: se.run(None, {"x": x}), repeats)
+            td = _best_of(lambda s=sd: s.run(None, {"x": x}), repeats)
+            te = _best_of(lambda s=se: s.run(None, {"x": x}), repeats)
             cells.append(f"{td * 1e3:12.1f} ms {te * 1e3:5.1f} ms {td / te:7.2f}x")
         measured_text = "/".join(f"{d * 100:.1f}" for d in measured) + " %"
         print(f"  {target * 100:6.0f}% {measured_text:>22} | {cells[0]} | {cells[1]}   ({rewritten} event nodes)")
