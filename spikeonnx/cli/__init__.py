@@ -44,7 +44,7 @@ def positive_float(text: str) -> float:
 # name -> (configure(parser), run(args) -> int)
 _COMMANDS: Dict[str, tuple] = {}
 # Modules that define subcommands; each calls ``subcommand`` on import.
-_MODULES = ("demo", "export", "run", "energy", "devices")
+_MODULES = ("demo", "export", "run", "energy", "devices", "inspect", "plot")
 _USER_ERRORS = (CLIError, FileNotFoundError, ValueError, IsADirectoryError, PermissionError, OverflowError)
 # Modules whose exceptions describe a bad model or input (onnxruntime's Fail, InvalidGraph,
 # RuntimeException...; onnx's ValidationError), not a bug of ours. Matched by module, so
@@ -93,6 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit status."""
+    from ._logs import quiet_tensorflow
+
+    quiet_tensorflow()  # before anything imports TensorFlow; keeps a user's TF_CPP_MIN_LOG_LEVEL
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
