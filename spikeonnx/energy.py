@@ -671,6 +671,60 @@ def _format_summary(
     return "\n".join(out)
 
 
+def _format_tables(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    totals: Sequence[Tuple[str, float]] = (),
+    notes: Sequence[str] = (),
+    line_length: int = 98,
+) -> str:
+    """Lay out the summary as one table, or as several when the device columns do not fit.
+
+    If the table at its natural width (every column as wide as its widest cell) is
+    longer than ``line_length`` and has more than one device column, the device
+    columns are split, in order, over several tables that each repeat the other
+    columns and take as many device columns as fit (at least one). The tables are
+    separated by a blank line; totals and notes follow the last. Each table is laid
+    out by `_format_summary`.
+
+    Parameters
+    ----------
+    columns, rows, totals, notes, line_length
+        As for `_format_summary`.
+
+    Returns
+    -------
+    str
+        The table(s), lines joined by newlines.
+    """
+    devices = [i for i, column in enumerate(columns) if column.kind in DEVICE_COLUMNS]
+    others = [i for i, column in enumerate(columns) if column.kind not in DEVICE_COLUMNS]
+    cells = [[column.title for column in columns]] + [[str(cell) for cell in row] for row in rows]
+    if any(len(row) != len(columns) for row in cells):
+        return _format_summary(columns, rows, totals, notes, line_length)  # which reports the bad row
+    natural = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    if len(devices) < 2 or sum(natural) + len(columns) - 1 <= line_length:
+        return _format_summary(columns, rows, totals, notes, line_length)
+    base = sum(natural[i] + 1 for i in others)  # with a separator after each
+    groups: List[List[int]] = [[]]
+    used = base
+    for i in devices:
+        if groups[-1] and used + natural[i] > line_length:
+            groups.append([])
+            used = base
+        groups[-1].append(i)
+        used += natural[i] + 1
+    tables = []
+    for n, group in enumerate(groups):
+        keep = sorted(others + group)  # the columns in the order asked for
+        last = n == len(groups) - 1
+        tables.append(_format_summary(
+            [columns[i] for i in keep], [[row[i] for i in keep] for row in rows],
+            totals if last else (), notes if last else (), line_length,
+        ))
+    return "\n\n".join(tables)
+
+
 def _summary_table(
     columns: Union[str, Sequence[str]],
     layers: Sequence[Any],
@@ -690,7 +744,8 @@ def _summary_table(
 
     Checks the arguments (columns, then ``line_length``, then timesteps and
     ``dt``), fills the cells with `_summary_rows`, adds a total line per "energy"
-    column and, if ``print_warnings``, the `_assumption_notes`.
+    column and, if ``print_warnings``, the `_assumption_notes`; device columns that
+    do not fit in ``line_length`` go to further tables (`_format_tables`).
 
     Parameters
     ----------
@@ -725,13 +780,15 @@ def _summary_table(
         The table.
     """
     parsed = parse_columns(columns, noun=noun)
-    line_length = check_line_length(line_length, len(parsed))
+    # device columns may go to tables of their own: the narrowest has one of them
+    n_devices = sum(column.kind in DEVICE_COLUMNS for column in parsed)
+    line_length = check_line_length(line_length, len(parsed) - max(n_devices - 1, 0))
     timesteps = check_timesteps(timesteps_per_inference)
     dt = check_dt(dt, default_dt)
     rows = _summary_rows(parsed, layers, describe, lambda layer, device: layer_energy(layer, device, timesteps, dt))
     totals = [(c.device, total_energy(c.device, timesteps, dt)) for c in parsed if c.kind == "energy"]
     notes = _assumption_notes(parsed, all_layers_spiking) if print_warnings else []
-    return _format_summary(parsed, rows, totals, notes, line_length)
+    return _format_tables(parsed, rows, totals, notes, line_length)
 
 
 class EnergyEstimator:
@@ -857,6 +914,8 @@ class EnergyEstimator:
         dt: Optional[float] = None,
         line_length: int = 98,
         print_warnings: bool = True,
+        *,
+        width: Optional[int] = None,
     ) -> None:
         """Print a per-layer table of statistics and energy estimates.
 
@@ -882,11 +941,17 @@ class EnergyEstimator:
         dt : float, optional
             Length of a device timestep in seconds (default: see `total_energy`).
         line_length : int
-            Maximum length of a table line; wide columns are truncated to fit.
+            Maximum length of a table line. Device columns that do not fit are
+            split over several tables (each repeating the other columns); text
+            columns are shortened only if one device column does not fit.
         print_warnings : bool
             Whether to add notes about the assumptions behind the estimates.
+        width : int, optional
+            The same limit as ``line_length`` under the command line's name (it
+            takes precedence when given), e.g. ``shutil.get_terminal_size().columns``
+            to fit the terminal.
         """
-        print(self.summary_string(columns, timesteps_per_inference, dt, line_length, print_warnings))
+        print(self.summary_string(columns, timesteps_per_inference, dt, line_length, print_warnings, width=width))
 
     def summary_string(
         self,
@@ -895,6 +960,8 @@ class EnergyEstimator:
         dt: Optional[float] = None,
         line_length: int = 98,
         print_warnings: bool = True,
+        *,
+        width: Optional[int] = None,
     ) -> str:
         """Return the table that `summary` prints, as a string.
 
@@ -917,7 +984,7 @@ class EnergyEstimator:
             timesteps_per_inference=timesteps_per_inference,
             dt=dt,
             default_dt=self._default_dt(),
-            line_length=line_length,
+            line_length=line_length if width is None else width,
             print_warnings=print_warnings,
             noun=self._column_noun,
         )
