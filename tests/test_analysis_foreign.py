@@ -69,9 +69,9 @@ def test_pytorch_convnet():
                           output_names=["logits"], opset_version=17)
     model = onnx.load_from_string(buf.getvalue())
 
-    with pytest.warns(UserWarning, match="op type 'MaxPool'") as rec:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every op of the model has a spec: no warning
         energy = GraphEnergy(model, x)
-    assert sum("MaxPool" in str(w.message) for w in rec) == 1
     stats = energy.layer_stats
     convs = [name for name in energy.layer_names if name.endswith("Conv")]
     assert convs == ["/c1/Conv", "/c2/Conv", "/c3/Conv"]

@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx.analysis import passes, stats
+from spikeonnx.analysis.axes import AxisMark
 from spikeonnx.analysis.graph import AnalysisGraph, analyze
 from spikeonnx.analysis.rates import compute_rates, load_example_data
 
@@ -92,6 +93,11 @@ def test_infer_shapes_marks_batch_and_time():
     G = passes.load(model)
     assert "tensors" not in G.graph and "inputs" not in G.nodes["conv"]
     passes.infer_shapes(G)
+    # one sample: a dynamic batch axis has size 1 for shape inference
+    assert G.nodes["conv"]["inputs"][0].shape == (1, 3, 8, 10)
+    passes.propagate_axes(G)
+    assert G.graph["marks"]["x"] == (AxisMark(0, 1), None)
+    assert G.graph["marks"]["f"] == (AxisMark(0, 1), None)  # through Conv, Relu and Flatten
     conv_in, weight, bias = G.nodes["conv"]["inputs"]
     assert conv_in.shape == (stats.BATCH, 3, 8, 10) and conv_in.is_float
     assert weight.shape == (4, 3, 3, 3) and bias.shape == (4,)
@@ -101,6 +107,7 @@ def test_infer_shapes_marks_batch_and_time():
 
     timed = passes.load(model, time_axis=1)  # (N, C, H, W) read as (batch, time, ...)
     passes.infer_shapes(timed)
+    passes.propagate_axes(timed)
     assert timed.nodes["conv"]["inputs"][0].shape == (stats.BATCH, stats.TIME, 8, 10)
 
 
@@ -110,6 +117,7 @@ def test_infer_shapes_marks_batch_and_time():
 def _counted(model, **kwargs):
     G = passes.load(model, **kwargs)
     passes.infer_shapes(G)
+    passes.propagate_axes(G)
     passes.count_nodes(G)
     return G
 

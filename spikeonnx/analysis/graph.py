@@ -16,14 +16,28 @@ import numpy as np
 import onnx
 
 from .. import contract
-from .passes import AxisSpec, Layer, ModelLike, constant, count_nodes, group_layers, infer_shapes, is_constant, load
+from .passes import (
+    AxisSpec,
+    Layer,
+    ModelLike,
+    constant,
+    count_nodes,
+    group_layers,
+    infer_shapes,
+    is_constant,
+    load,
+    propagate_axes,
+)
 from .passes import op_node as _op_node
 from .stats import OpNode, TensorInfo
 
 __all__ = ["ModelLike", "AxisSpec", "Layer", "AnalysisGraph", "analyze"]
 
 
-def analyze(model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec = None) -> nx.MultiDiGraph:
+def analyze(
+    model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec = None,
+    feeds: Optional[Mapping[str, np.ndarray]] = None,
+) -> nx.MultiDiGraph:
     """Run the analysis passes on ``model`` (see :mod:`.passes`) and return the graph.
 
     Parameters
@@ -32,9 +46,12 @@ def analyze(model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec =
         The model.
     batch_axis, time_axis : int, dict or None
         Batch/time axis of the graph inputs, see :func:`.passes.load`.
+    feeds : dict, optional
+        Example data (input name -> array), used for shapes nothing else resolves.
     """
     G = load(model, batch_axis=batch_axis, time_axis=time_axis)
-    infer_shapes(G)
+    infer_shapes(G, feeds=feeds)
+    propagate_axes(G)
     count_nodes(G)
     group_layers(G)
     return G

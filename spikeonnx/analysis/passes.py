@@ -42,6 +42,8 @@ from onnx import numpy_helper
 
 from .. import contract
 from ..energy import sum_stats
+from .axes import AxisMark, broadcast_axes
+from .source import ModelSource, read_model
 from .stats import (
     BATCH,
     TIME,
@@ -130,8 +132,9 @@ class Layer:
 # ----------------------------------------------------------------------------------
 # 1. load
 # ----------------------------------------------------------------------------------
-def _read(model: ModelLike) -> Tuple[onnx.ModelProto, str]:
-    """The model (through :func:`spikeonnx.contract.load_model`) and its label."""
+def _read(model: ModelLike) -> Tuple[onnx.ModelProto, str, ModelSource]:
+    """The model without the data of its big weights, its label and where the
+    weights are (:func:`.source.read_model`)."""
     if isinstance(model, onnx.ModelProto):
         label = f"<model {model.graph.name or 'unnamed'}>"
     elif isinstance(model, (bytes, bytearray)):
@@ -143,13 +146,13 @@ def _read(model: ModelLike) -> Tuple[onnx.ModelProto, str]:
     else:
         raise TypeError(f"model must be an onnx.ModelProto, a path or bytes, got {type(model).__name__}")
     try:
-        proto, _ = contract.load_model(model)
+        proto, source = read_model(model)
     except ValueError as err:
         raise ValueError(f"{label}: not a valid ONNX model, the file may be truncated or corrupt ({err})") from None
     # a truncated protobuf can still parse; an empty graph is the usual symptom
     if len(proto.graph.node) == 0 and len(proto.graph.output) == 0:
         raise ValueError(f"{label}: not a valid ONNX model (no graph; truncated or empty file?)")
-    return proto, label
+    return proto, label, source
 
 
 def _dims(type_proto: onnx.TypeProto) -> Optional[Tuple[Any, ...]]:
@@ -193,13 +196,13 @@ def load(model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec = No
         For a missing path, a folder, a wrong type, an invalid or truncated model,
         malformed metadata, undefined or twice-defined tensors, or a cycle.
     """
-    proto, label = _read(model)
+    proto, label, source = _read(model)
     metadata = contract.read_metadata(proto, label)
     onnx_graph = proto.graph
     initializers = {t.name: t for t in onnx_graph.initializer}
     inputs = [v.name for v in onnx_graph.input if v.name not in initializers]
     G = nx.MultiDiGraph(
-        model=proto, label=label, metadata=metadata, initializers=initializers, inputs=inputs,
+        model=proto, source=source, label=label, metadata=metadata, initializers=initializers, inputs=inputs,
         outputs=[v.name for v in onnx_graph.output],
         # state inputs of an exported model: optional in example data, not layers
         state_inputs=[n for n in inputs if n in metadata.state_io or n in metadata.initial_state],
@@ -334,6 +337,12 @@ class _TensorTable(Mapping):
         self._values.update(initializers)
         self._cache: Dict[str, TensorInfo] = {}
 
+    def override(self, infos: Mapping[str, TensorInfo]) -> None:
+        """Replace what inference said of some tensors (by shapes from elsewhere)."""
+        for name, info in infos.items():
+            self._values.setdefault(name, None)
+            self._cache[name] = info
+
     def __getitem__(self, name: str) -> TensorInfo:
         info = self._cache.get(name)
         if info is None:
@@ -361,8 +370,31 @@ def _uninferable(G: nx.MultiDiGraph, tensor: str) -> bool:
     return label is not None and not onnx.defs.has(G.nodes[label]["op_type"], G.nodes[label]["proto"].domain)
 
 
-def _light_model(G: nx.MultiDiGraph) -> onnx.ModelProto:
-    """A copy of the model fit for shape inference: no big weights, marked axes."""
+def input_axes(G: nx.MultiDiGraph) -> Dict[str, Tuple[Optional[int], Optional[int]]]:
+    """Graph input -> its ``(batch, time)`` axes: as declared, and with no time axis
+    declared anywhere, an unknown size right after the batch axis is time (the Keras
+    convention, :func:`spikeonnx.energy.counted_axes`)."""
+    declared = {v.name: v for v in G.graph["model"].graph.input}
+    out: Dict[str, Tuple[Optional[int], Optional[int]]] = {}
+    for name in G.graph["inputs"]:
+        batch, time = G.graph["batch_axes"].get(name), G.graph["time_axes"].get(name)
+        shape = _dims(declared[name].type) if name in declared else None
+        if time is None and G.graph["time_fallback"] and shape is not None:
+            after = 0 if batch is None else batch + 1
+            if after < len(shape) and not isinstance(shape[after], int):
+                time = after
+        out[name] = (batch, time)
+    return out
+
+
+def _light_model(G: nx.MultiDiGraph, concrete: bool) -> Tuple[onnx.ModelProto, Dict[str, int]]:
+    """A copy of the model fit for shape inference: no big weights; with ``concrete``,
+    the batch and time axes of the graph inputs that have no static size get size 1.
+
+    Counts are per sample and timestep, so one sample of one timestep is all the
+    shapes need; with it every reshape around the batch resolves statically. Returns
+    the model and the symbolic dimension names replaced (name -> size).
+    """
     src = G.graph["model"]
     light = onnx.ModelProto()
     light.ir_version = src.ir_version
@@ -377,39 +409,142 @@ def _light_model(G: nx.MultiDiGraph) -> onnx.ModelProto:
             g.initializer.append(init)
         else:
             g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    axes = input_axes(G)
+    symbols: Dict[str, int] = {}
+    if concrete:
+        for value in src.graph.input:
+            if value.name in axes and value.type.HasField("tensor_type"):
+                dims = value.type.tensor_type.shape.dim
+                for axis in axes[value.name]:
+                    if axis is not None and axis < len(dims) and not dims[axis].HasField("dim_value"):
+                        if dims[axis].dim_param:
+                            symbols[dims[axis].dim_param] = 1
     for value in src.graph.input:
         if value.name in G.graph["initializers"]:
             continue
         vi = g.input.add()
         vi.CopyFrom(value)
-        dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
-        b = G.graph["batch_axes"].get(value.name)
-        t = G.graph["time_axes"].get(value.name)
-        if t is not None and t < len(dims):
-            dims[t].Clear()
-            dims[t].dim_param = TIME
-        if b is not None and b < len(dims) and b != t:
-            d = dims[b]
-            # a batch of 1 is harmless in counts and keeps baked-in reshapes resolvable
-            if not (d.HasField("dim_value") and d.dim_value == 1):
+        if not concrete or not vi.type.HasField("tensor_type"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        for axis, d in enumerate(dims):
+            if (d.HasField("dim_param") and d.dim_param in symbols) or (
+                axis in axes.get(value.name, ()) and not d.HasField("dim_value")
+            ):
                 d.Clear()
-                d.dim_param = BATCH
+                d.dim_value = 1
     for value in src.graph.output:
         vo = g.output.add()
         if _uninferable(G, value.name):
             vo.CopyFrom(value)  # the declared type is all we will know
             continue
-        # declared output shapes may carry the concrete batch size we replaced
+        # declared output shapes may carry the batch size we replaced
         vo.name = value.name
         if value.type.HasField("tensor_type"):
             vo.type.tensor_type.elem_type = value.type.tensor_type.elem_type
     # keep declared types of tensors no schema can infer (unknown custom ops)
-    g.value_info.extend(v for v in src.graph.value_info if _uninferable(G, v.name))
-    return light
+    for v in src.graph.value_info:
+        if _uninferable(G, v.name):
+            g.value_info.append(_substituted(v, symbols))
+    return light, symbols
 
 
-def infer_shapes(G: nx.MultiDiGraph) -> None:
+def _substituted(value: onnx.ValueInfoProto, symbols: Mapping[str, int]) -> onnx.ValueInfoProto:
+    """``value`` with the symbolic sizes of ``symbols`` replaced by their sizes, and
+    size expressions (``"2*batch"``, as the dynamo exporter writes) evaluated."""
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(value)
+    if not out.type.HasField("tensor_type"):
+        return out
+    for d in out.type.tensor_type.shape.dim:
+        if d.HasField("dim_param"):
+            size = _evaluate(d.dim_param, symbols)
+            if size is not None:
+                d.Clear()
+                d.dim_value = size
+    return out
+
+
+def _evaluate(expression: str, symbols: Mapping[str, int]) -> Optional[int]:
+    """The value of a size expression over ``symbols`` (+, -, *, //, integers), or None."""
+    import ast
+
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return None
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in symbols:
+            return symbols[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)):
+            a, b = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Add):
+                return a + b
+            if isinstance(node.op, ast.Sub):
+                return a - b
+            if isinstance(node.op, ast.Mult):
+                return a * b
+            return a // b
+        raise ValueError(expression)
+
+    try:
+        result = value(tree)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return result if result > 0 else None
+
+
+_SHAPE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING)
+
+
+def _unresolved(G: nx.MultiDiGraph, tensors: Mapping[str, TensorInfo]) -> List[str]:
+    """Node outputs holding data (not shape arithmetic) whose shape is not fully static."""
+    out = []
+    for label in G.graph["order"]:
+        for name in G.nodes[label]["proto"].output:
+            if not name:
+                continue
+            info = tensors[name] if name in tensors else None
+            if info is not None and info.elem_type in _SHAPE_TYPES:
+                continue
+            if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+                out.append(name)
+    return out
+
+
+def _onnx_inference(G: nx.MultiDiGraph, light: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
+
+
+def _ort_inference(light: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """onnxruntime's symbolic shape inference (it evaluates shape arithmetic that
+    ONNX's data propagation leaves open), or None if it fails."""
+    import contextlib
+    import io
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return SymbolicShapeInference.infer_shapes(light, auto_merge=True, guess_output_rank=False)
+    except Exception:  # it raises many types on models it does not support
+        return None
+
+
+def infer_shapes(G: nx.MultiDiGraph, *, feeds: Optional[Mapping[str, np.ndarray]] = None) -> None:
     """Pass 2: ``G.graph["tensors"]`` and the node attributes ``inputs``/``outputs``.
+
+    Shapes come from ONNX shape inference on a light copy of the model whose batch
+    and time axes have size 1 when they are dynamic (see :func:`_light_model`). Data
+    tensors it leaves open are then taken, in turn, from the shapes the file declares
+    (``value_info``), from onnxruntime's symbolic shape inference and, with example
+    data (``feeds``), from a run of the model on one sample of it.
+    ``G.graph["shape_sources"]`` says which of these were needed.
 
     Raises
     ------
@@ -419,13 +554,66 @@ def infer_shapes(G: nx.MultiDiGraph) -> None:
     from .. import schemas
 
     schemas.register_schemas()
+    light, symbols = _light_model(G, concrete=True)
     try:
-        inferred = onnx.shape_inference.infer_shapes(_light_model(G), check_type=False, strict_mode=False,
-                                                     data_prop=True)
-    except Exception as err:  # onnx raises several unrelated types here
-        raise ValueError(f"{G.graph['label']}: ONNX shape inference failed: {err}") from None
+        inferred = _onnx_inference(G, light)
+    except Exception:  # onnx raises several unrelated types here
+        light, symbols = _light_model(G, concrete=False)
+        try:
+            inferred = _onnx_inference(G, light)
+        except Exception as err:
+            inferred = _ort_inference(light)
+            if inferred is None:
+                raise ValueError(f"{G.graph['label']}: ONNX shape inference failed: {err}") from None
+    G.graph["concrete_sizes"] = symbols
+    sources = ["onnx"]
     tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+    missing = _unresolved(G, tensors)
+    rounds = 0
+    while missing and rounds < _FOLD_ROUNDS:
+        # shape arithmetic ONNX does not propagate (Mod, Div, ...) on constants and
+        # static shapes: evaluate it and infer again
+        folded = _fold(light, inferred)
+        if folded is None:
+            break
+        try:
+            inferred = _onnx_inference(G, folded)
+        except Exception:  # the folded model is no better: keep what we have
+            break
+        light, rounds = folded, rounds + 1
+        tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+        missing = _unresolved(G, tensors)
+    if rounds:
+        sources.append("folding")
+    if missing:
+        declared = {v.name: v for v in G.graph["model"].graph.value_info}
+        usable = [_substituted(declared[n], symbols) for n in missing if n in declared]
+        usable = [v for v in usable if all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)]
+        if usable:
+            light.graph.value_info.extend(usable)
+            try:
+                inferred = _onnx_inference(G, light)
+                tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+                missing = _unresolved(G, tensors)
+                sources.append("value_info")
+            except Exception:  # declared shapes inference disagrees with: ignore them
+                del light.graph.value_info[len(light.graph.value_info) - len(usable):]
+    if missing:
+        ort_inferred = _ort_inference(light)
+        if ort_inferred is not None:
+            table = _TensorTable(ort_inferred.graph, G.graph["initializers"])
+            found = {n: table[n] for n in missing if n in table and n not in _unresolved_names(table, [n])}
+            if found:
+                tensors.override(found)
+                missing = [n for n in missing if n not in found]
+                sources.append("onnxruntime")
+    if missing and feeds is not None:
+        found = _runtime_shapes(G, missing, feeds, tensors)
+        if found:
+            tensors.override(found)
+            sources.append("run")
     G.graph["tensors"] = tensors
+    G.graph["shape_sources"] = sources
 
     def info(name: str) -> Optional[TensorInfo]:
         return (tensors[name] if name in tensors else TensorInfo(name, None)) if name else None
@@ -433,6 +621,188 @@ def infer_shapes(G: nx.MultiDiGraph) -> None:
     for _, data in G.nodes(data=True):
         data["inputs"] = [info(n) for n in data["proto"].input]
         data["outputs"] = [info(n) for n in data["proto"].output]
+
+
+_FOLD_ROUNDS = 64
+_FOLD_LIMIT = 1 << 16  # elements of a tensor computed while folding
+_NO_FOLD = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli",
+            "If", "Loop", "Scan"}
+
+
+def _fold(light: onnx.ModelProto, inferred: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """``light`` with the nodes computable from constants and static shapes replaced
+    by their values (initializers), or None if there is none to fold."""
+    from onnx.reference import ReferenceEvaluator
+
+    values: Dict[str, np.ndarray] = {}
+    for init in light.graph.initializer:
+        if not init.external_data and (int(np.prod(init.dims)) if init.dims else 1) <= _FOLD_LIMIT:
+            values[init.name] = numpy_helper.to_array(init)
+    shapes = {v.name: _dims(v.type) for v in (*inferred.graph.input, *inferred.graph.value_info,
+                                               *inferred.graph.output)}
+    kept: List[onnx.NodeProto] = []
+    new: Dict[str, np.ndarray] = {}
+    for node in light.graph.node:
+        result = None
+        if normalize_domain(node.domain) == "" and node.op_type not in _NO_FOLD:
+            if node.op_type == "Shape":
+                shape = shapes.get(node.input[0])
+                if shape is not None and all(isinstance(d, int) for d in shape):
+                    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                    rank = len(shape)
+                    start, end = attrs.get("start", 0), attrs.get("end", rank)
+                    result = [np.array(shape[slice(start, end)], dtype=np.int64)]
+            elif all(not n or n in values for n in node.input):
+                result = _evaluate_node(ReferenceEvaluator, light, node, values)
+        if result is None or any(r.size > _FOLD_LIMIT for r in result):
+            kept.append(node)
+            continue
+        for name, value in zip(node.output, result):
+            if name:
+                values[name] = new[name] = value
+    if not new:
+        return None
+    folded = onnx.ModelProto()
+    folded.CopyFrom(light)
+    del folded.graph.node[:]
+    folded.graph.node.extend(kept)
+    folded.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in new.items())
+    return folded
+
+
+def _evaluate_node(evaluator: Any, light: onnx.ModelProto, node: onnx.NodeProto,
+                   values: Mapping[str, np.ndarray]) -> Optional[List[np.ndarray]]:
+    """The outputs of one node on constant inputs (onnx's reference runtime), or None."""
+    feeds = {n: values[n] for n in node.input if n}
+    inputs = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+              for n, v in feeds.items()]
+    outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    try:
+        graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+        model = onnx.helper.make_model(graph, opset_imports=light.opset_import)
+        model.ir_version = light.ir_version
+        result = evaluator(model).run(None, feeds)
+    except Exception:  # an op the reference runtime does not have, or bad inputs: leave it
+        return None
+    out = iter(result)
+    return [np.asarray(next(out)) if o else np.zeros(0) for o in node.output]
+
+
+def _unresolved_names(tensors: Mapping[str, TensorInfo], names: Sequence[str]) -> List[str]:
+    return [n for n in names if tensors[n].shape is None or not all(isinstance(d, int) for d in tensors[n].shape)]
+
+
+def _runtime_shapes(G: nx.MultiDiGraph, names: Sequence[str], feeds: Mapping[str, np.ndarray],
+                    tensors: Mapping[str, TensorInfo]) -> Dict[str, TensorInfo]:
+    """Shapes of ``names`` seen when the model runs on one sample (and timestep) of
+    the example data, as the light model's shapes are for one."""
+    from .source import make_session
+
+    axes = input_axes(G)
+    sliced = {}
+    for name, arr in feeds.items():
+        arr = np.asarray(arr)
+        for axis in axes.get(name, ()):
+            if axis is not None and axis < arr.ndim and _declared_size(G, name, axis) is None:
+                arr = np.take(arr, [0], axis=axis)
+        sliced[name] = arr
+    types = {n: _elem_type_of(G, n, tensors) for n in names}
+    try:
+        session, probes = make_session(G.graph["model"], G.graph["source"], [(n, types[n]) for n in names])
+        values = session.run([probes[n] for n in names], sliced)
+    except Exception as err:  # onnxruntime raises its own types
+        raise ValueError(f"{G.graph['label']}: running the model on the example data to find its shapes "
+                         f"failed: {err}") from None
+    return {n: TensorInfo(n, tuple(int(d) for d in v.shape), types[n]) for n, v in zip(names, values)}
+
+
+def _declared_size(G: nx.MultiDiGraph, name: str, axis: int) -> Optional[int]:
+    for value in G.graph["model"].graph.input:
+        if value.name == name:
+            shape = _dims(value.type)
+            return shape[axis] if shape is not None and isinstance(shape[axis], int) else None
+    return None
+
+
+def _elem_type_of(G: nx.MultiDiGraph, name: str, tensors: Mapping[str, TensorInfo]) -> int:
+    if name in tensors and tensors[name].elem_type:
+        return tensors[name].elem_type
+    for values in (G.graph["model"].graph.value_info, G.graph["model"].graph.output):
+        for value in values:
+            if value.name == name and _elem_type(value.type):
+                return _elem_type(value.type)
+    label = G.graph["producer"].get(name)
+    if label is not None:  # the type of the op's first typed input: most ops keep it
+        for n in G.nodes[label]["proto"].input:
+            if n and n in tensors and tensors[n].elem_type:
+                return tensors[n].elem_type
+    return onnx.TensorProto.FLOAT
+
+
+# ----------------------------------------------------------------------------------
+# 3. batch and time axes
+# ----------------------------------------------------------------------------------
+_NO_MARKS: Tuple[Optional[AxisMark], Optional[AxisMark]] = (None, None)
+
+
+def _input_mark(shape: Optional[Tuple[Any, ...]], axis: Optional[int]) -> Optional[AxisMark]:
+    if axis is None or shape is None or axis >= len(shape):
+        return None
+    return AxisMark(axis, shape[axis])
+
+
+def propagate_axes(G: nx.MultiDiGraph) -> None:
+    """Pass 3: where the batch and time of every tensor are (:mod:`.axes`).
+
+    Starting from the graph inputs' axes (:func:`input_axes`), each node's op moves
+    the marks of its inputs to its outputs with the rule of its spec
+    (:attr:`~.stats.OpSpec.axes`). Stores ``G.graph["marks"]`` (tensor -> ``(batch,
+    time)`` :class:`~.axes.AxisMark` pair, either None when the tensor carries no
+    such factor) and writes the :data:`~.stats.BATCH`/:data:`~.stats.TIME` marks
+    into the shapes of ``G.graph["tensors"]`` and the node attributes where the
+    factor is an axis of its own (shown as ``None``, as Keras shows them).
+    """
+    tensors = G.graph["tensors"]
+    marks: Dict[str, Tuple[Optional[AxisMark], Optional[AxisMark]]] = {}
+    for name, (batch, time) in input_axes(G).items():
+        shape = tensors[name].shape if name in tensors else None
+        marks[name] = (_input_mark(shape, batch), _input_mark(shape, time))
+    for label in G.graph["order"]:
+        data = G.nodes[label]
+        spec = op_spec(data["domain"], data["op_type"])
+        rule = spec.axis_rule if spec is not None else broadcast_axes
+        given = [marks.get(n, _NO_MARKS) if n else _NO_MARKS for n in data["proto"].input]
+        if not any(b is not None or t is not None for b, t in given):
+            continue
+        node = op_node(G, label)
+        per_output = []
+        for kind in (0, 1):
+            try:
+                moved = list(rule(node, [m[kind] for m in given]))
+            except (ValueError, TypeError, IndexError, KeyError) as err:
+                raise ValueError(f"{G.graph['label']}: the axis rule of node {label!r} ({data['op_type']}) "
+                                 f"failed: {err}") from None
+            moved += [None] * (len(data["proto"].output) - len(moved))
+            per_output.append(moved)
+        for name, batch, time in zip(data["proto"].output, *per_output):
+            if name:
+                marks[name] = (batch, time)
+    G.graph["marks"] = marks
+    marked: Dict[str, TensorInfo] = {}
+    for name, pair in marks.items():
+        info = tensors[name] if name in tensors else None
+        if info is None or info.shape is None:
+            continue
+        shape = list(info.shape)
+        for mark, symbol in zip(reversed(pair), (TIME, BATCH)):  # batch wins a shared axis
+            if mark is not None and mark.is_own_axis(info.shape):
+                shape[mark.axis] = symbol
+        if tuple(shape) != info.shape:
+            marked[name] = TensorInfo(name, tuple(shape), info.elem_type)
+    tensors.override(marked)
+    for _, data in G.nodes(data=True):
+        for key in ("inputs", "outputs"):
+            data[key] = [marked.get(i.name, i) if i is not None else None for i in data[key]]
 
 
 # ----------------------------------------------------------------------------------
@@ -449,8 +819,15 @@ def constant(G: nx.MultiDiGraph, name: str) -> Optional[np.ndarray]:
     if name in cache:
         return cache[name]
     value: Optional[np.ndarray] = None
-    if name in G.graph["initializers"]:
-        value = numpy_helper.to_array(G.graph["initializers"][name])
+    source = G.graph["source"]
+    if name in source.spans:
+        value = source.array(name)
+    elif name in G.graph["initializers"]:
+        tensor = G.graph["initializers"][name]
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            value = numpy_helper.to_array(tensor, os.path.dirname(source.path or "."))
+        else:
+            value = numpy_helper.to_array(tensor)
     elif name in G.graph["constant_nodes"]:
         for attr in G.graph["constant_nodes"][name].attribute:
             if attr.name == "value":
@@ -462,36 +839,16 @@ def constant(G: nx.MultiDiGraph, name: str) -> Optional[np.ndarray]:
 
 
 def op_node(G: nx.MultiDiGraph, label: str) -> OpNode:
-    """The :class:`~.stats.OpNode` view of one node (after :func:`infer_shapes`)."""
+    """The :class:`~.stats.OpNode` view of one node (after :func:`infer_shapes`;
+    batch/time marks after :func:`propagate_axes`)."""
     data = G.nodes[label]
+    marks = G.graph.get("marks")
     return OpNode(
         data["proto"], label, data["inputs"], data["outputs"],
         constants=lambda name: constant(G, name),
-        time_fallback=G.graph["time_fallback"],
-        unmerge=lambda name: _unmerge(G, name),
         is_constant=lambda name: is_constant(G, name),
+        marks=None if marks is None else lambda name: marks.get(name, _NO_MARKS),
     )
-
-
-def _unmerge(G: nx.MultiDiGraph, name: str) -> Optional[TensorInfo]:
-    """Walk back from ``name`` through pass-through ops to the last tensor whose
-    batch axis is still its own (see :meth:`OpNode.unmerged_units`)."""
-    tensors = G.graph["tensors"]
-    for _ in range(64):  # bounded: pass-through chains are short
-        label = G.graph["producer"].get(name)
-        if label is None:
-            return None
-        node = G.nodes[label]
-        spec = op_spec(node["domain"], node["op_type"])
-        if spec is None or not spec.pass_through or not node["proto"].input:
-            return None
-        name = node["proto"].input[0]
-        info = tensors[name] if name in tensors else None
-        if info is None or info.shape is None:
-            return None
-        if not OpNode.is_merged(info.shape):
-            return info
-    return None
 
 
 # ----------------------------------------------------------------------------------
@@ -511,6 +868,8 @@ def count_nodes(G: nx.MultiDiGraph) -> None:
     ValueError
         If a stat function returns invalid stats.
     """
+    if "marks" not in G.graph:
+        raise ValueError("count_nodes needs the batch/time marks: run propagate_axes first")
     unknown: Dict[str, List[str]] = {}
     for label in G.graph["order"]:
         data = G.nodes[label]
@@ -583,6 +942,7 @@ def group_layers(G: nx.MultiDiGraph) -> None:
     members: Dict[str, List[str]] = {}
     for label in G.graph["order"]:
         members.setdefault(group[label], []).append(label)
+    members = {key: members[key] for key in _layer_order(G, group, members)}
     layers: List[Layer] = []
     used: Set[str] = set()
     tensors = G.graph["tensors"]
@@ -599,6 +959,21 @@ def group_layers(G: nx.MultiDiGraph) -> None:
             G.nodes[label]["layer"] = layer.name
         layers.append(layer)
     G.graph["layers"] = layers
+
+
+def _layer_order(G: nx.MultiDiGraph, group: Mapping[str, str], members: Mapping[str, List[str]]) -> List[str]:
+    """Group keys in topological order of the layers (a layer after every layer
+    feeding it), ties broken by the position of each layer's main node: free nodes
+    attached to a layer (constants, shape arithmetic) do not move it up."""
+    position = {label: i for i, label in enumerate(G.graph["order"])}
+    main = {key: position[_main_node(G, labels)] for key, labels in members.items()}
+    quotient = nx.DiGraph()
+    quotient.add_nodes_from(members)
+    quotient.add_edges_from((group[u], group[v]) for u, v in G.edges() if group[u] != group[v])
+    try:
+        return list(nx.lexicographical_topological_sort(quotient, key=lambda key: main[key]))
+    except nx.NetworkXUnfeasible:  # layers feeding each other (grouping by metadata can do that)
+        return sorted(members, key=lambda key: main[key])
 
 
 def _single_consumer(G: nx.MultiDiGraph, tensor: str) -> Optional[str]:
@@ -633,6 +1008,8 @@ def _joins_weighted(G: nx.MultiDiGraph, label: str, through: str) -> bool:
     if spec.pass_through:
         return True
     others = [n for n in data["proto"].input if n and n != through]
+    if spec.affine:
+        return all(is_constant(G, n) for n in others)
     return spec.bias and len(others) == 1 and is_constant(G, others[0])
 
 

@@ -26,6 +26,7 @@ import onnx
 from .. import contract
 from .graph import AnalysisGraph
 from .passes import value_info
+from .source import make_session
 
 __all__ = ["ExampleData", "load_example_data", "compute_rates", "RateSums", "RateAccumulator"]
 
@@ -169,18 +170,6 @@ def _initial_state(
             raise ValueError(f"cannot build the initial value of state input {name!r}: axis {axis} has no known size")
     spec = graph.metadata.initial_state.get(name)
     return contract.initial_state(spec, shape, info.dtype or np.dtype(np.float32))
-
-
-def _make_session(model_bytes: bytes, model: onnx.ModelProto) -> Any:
-    """An onnxruntime session for the model, with our op library when it uses our ops."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if any(node.domain == contract.DOMAIN for node in model.graph.node):
-        from ..ops import library_path
-
-        options.register_custom_ops_library(library_path())
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 def compute_rates(graph: AnalysisGraph, feeds: Dict[str, np.ndarray]) -> Dict[str, float]:
@@ -396,35 +385,11 @@ class RateAccumulator:
 
 
 def _probe_session(graph: AnalysisGraph, needed: Sequence[str]) -> Tuple[Any, Dict[str, str]]:
-    """A session of ``graph``'s model with each tensor of ``needed`` exposed as an output.
+    """A session of ``graph``'s model with each tensor of ``needed`` exposed as an output
+    (the weights are handed over where they are, not copied: :mod:`.source`).
 
     Returns the session and tensor name -> name of the output exposing it.
     """
-    model = graph.model
-    n_outputs = len(model.graph.output)
-    n_nodes = len(model.graph.node)
-    old_ir = model.ir_version
-    taken = {o for node in model.graph.node for o in node.output} | {v.name for v in model.graph.input}
-    probes: Dict[str, str] = {}
-    try:
-        # Expose each layer input through an Identity of its own: onnxruntime drops
-        # the declared shape of a tensor that is itself a graph output, which breaks
-        # its shape propagation after custom ops. The caller's proto is extended for
-        # one serialization (no copy of the weights) and then put back.
-        for i, name in enumerate(needed):
-            probe = f"{name}__spikeonnx_rate_probe"
-            while probe in taken:
-                probe += "_"
-            probes[name] = probe
-            model.graph.node.append(
-                onnx.helper.make_node("Identity", [name], [probe], name=f"spikeonnx_rate_probe_{i}")
-            )
-            info = graph.tensors.get(name)
-            model.graph.output.append(onnx.helper.make_tensor_value_info(probe, info.elem_type, None))
-        model.ir_version = min(old_ir, contract.MAX_IR_VERSION)
-        blob = model.SerializeToString()
-    finally:
-        del model.graph.output[n_outputs:]
-        del model.graph.node[n_nodes:]
-        model.ir_version = old_ir
-    return _make_session(blob, model), probes
+    tensors = graph.tensors
+    outputs = [(name, tensors[name].elem_type if name in tensors else onnx.TensorProto.FLOAT) for name in needed]
+    return make_session(graph.model, graph.graph.graph["source"], outputs)

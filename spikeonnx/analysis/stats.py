@@ -38,8 +38,10 @@ import onnx
 from onnx import helper
 
 from ..contract import DOMAIN
-from ..energy import check_stats, counted_axes
+from ..energy import check_stats
 from ..registry import Registry
+from . import axes as _axes
+from .axes import AxisMark, AxisRule
 
 __all__ = [
     "BATCH",
@@ -159,14 +161,13 @@ class OpNode:
     constants : callable
         ``constants(name)`` returns the value of a constant tensor (initializer or
         ``Constant`` output) as a NumPy array, or None if the tensor is not constant.
-    time_fallback : bool
-        Whether to apply the Keras convention that an unknown size right after the
-        batch axis is time (used when no time axis was declared).
-    unmerge : callable, optional
-        ``unmerge(name)`` returns the tensor a reshape-merged tensor came from (see
-        :meth:`unmerged_units`), or None.
     is_constant : callable, optional
         ``is_constant(name)``: whether a tensor is constant, without reading its value.
+    marks : callable, optional
+        ``marks(name)`` returns the ``(batch, time)`` :class:`~.axes.AxisMark` pair of
+        a tensor (either may be None), as :func:`~.passes.propagate_axes` found them.
+        Without it (or for a tensor it does not know) only axes whose size is the
+        :data:`BATCH`/:data:`TIME` mark are left out of counts.
     """
 
     def __init__(
@@ -176,9 +177,9 @@ class OpNode:
         inputs: List[Optional[TensorInfo]],
         outputs: List[Optional[TensorInfo]],
         constants: Callable[[str], Optional[np.ndarray]],
-        time_fallback: bool,
-        unmerge: Optional[Callable[[str], Optional[TensorInfo]]] = None,
+        *,
         is_constant: Optional[Callable[[str], bool]] = None,
+        marks: Optional[Callable[[str], Tuple[Optional[AxisMark], Optional[AxisMark]]]] = None,
     ) -> None:
         self.proto = proto
         self.name = label
@@ -188,8 +189,7 @@ class OpNode:
         self.outputs = outputs
         self._constants = constants
         self._is_constant = is_constant
-        self._time_fallback = time_fallback
-        self._unmerge = unmerge
+        self._marks = marks
         self._attrs: Optional[Dict[str, Any]] = None
 
     # --- attributes and constants -------------------------------------------------
@@ -216,6 +216,10 @@ class OpNode:
             return self._is_constant(self.proto.input[index])
         return self.constant(index) is not None
 
+    def has_input(self, index: int) -> bool:
+        """Whether optional input ``index`` is given."""
+        return index < len(self.proto.input) and bool(self.proto.input[index])
+
     # --- shapes -------------------------------------------------------------------
     def _info(self, kind: str, index: int) -> TensorInfo:
         infos = self.inputs if kind == "input" else self.outputs
@@ -240,38 +244,60 @@ class OpNode:
             )
         return info.shape
 
-    def unit_axes(self, shape: Sequence[Dim]) -> List[int]:
+    def marks(self, tensor: str) -> Tuple[Optional[AxisMark], Optional[AxisMark]]:
+        """The ``(batch, time)`` marks of ``tensor`` (see :mod:`.axes`)."""
+        if not tensor or self._marks is None:
+            return None, None
+        return self._marks(tensor)
+
+    def unit_axes(self, shape: Sequence[Dim], tensor: str = "") -> List[int]:
         """Axes of ``shape`` that count: every axis but the batch and time axes.
 
-        The batch axis is the one marked :data:`BATCH`; a tensor with no such mark
-        (e.g. after a reshape that merged batch and time) has its first axis taken
-        as the batch axis, as in Keras. The time axis is the one marked :data:`TIME`;
-        with no declared time axis, an unknown size right after the batch axis is
-        taken as time (:func:`spikeonnx.energy.counted_axes`).
+        The batch and time axes are the ones marked :data:`BATCH`/:data:`TIME`, and
+        those that :func:`~.passes.propagate_axes` found to be the batch or time axis
+        of ``tensor``. A batch merged with other axes by a reshape has no axis of its
+        own: :meth:`units` divides it out instead.
         """
-        shape = list(shape)
-        rank = len(shape)
-        time = shape.index(TIME) if TIME in shape else None
-        if BATCH in shape:
-            batch: Optional[int] = shape.index(BATCH)
-        elif rank:
-            batch = 1 if (time == 0 and rank > 1) else 0
-        else:
-            batch = None
-        axes = counted_axes(shape, batch, time, time_fallback=self._time_fallback)
-        return [axis for axis in axes if shape[axis] not in (BATCH, TIME)]
+        skip = {axis for axis, d in enumerate(shape) if d in (BATCH, TIME)}
+        for mark in self.marks(tensor):
+            if mark is not None and mark.is_own_axis(shape):
+                skip.add(mark.axis)
+        return [axis for axis in range(len(shape)) if axis not in skip]
 
     def units(self, shape: Sequence[Dim], tensor: str = "") -> int:
-        """Number of elements of one sample at one timestep of a tensor of ``shape``.
+        """Number of elements of one sample at one timestep of ``tensor`` (of ``shape``).
+
+        The element count without the batch and time axes; a batch or time factor
+        merged into another axis (e.g. ``(batch*heads, L, D)``) is divided out.
 
         Raises
         ------
         ShapeResolutionError
             If a counted axis has a symbolic or unknown size.
         """
+        shape = list(shape)
+        skip = set()
+        divisor = 1
+        for mark, symbol in zip(self.marks(tensor), (BATCH, TIME)):
+            if mark is None:
+                continue
+            if mark.axis is not None and mark.axis < len(shape) and (
+                shape[mark.axis] == symbol or mark.is_own_axis(shape)
+            ):
+                skip.add(mark.axis)
+            elif isinstance(mark.size, int):
+                divisor *= mark.size
+            else:
+                raise ShapeResolutionError(
+                    f"cannot compute stats for node {self.name!r} ({self.op_type}): the "
+                    f"{'batch' if symbol == BATCH else 'time'} axis of tensor {tensor!r} with shape "
+                    f"{_raw(shape)} was merged with other axes and has a symbolic size; give it a "
+                    "static size"
+                )
         total = 1
-        for axis in self.unit_axes(shape):
-            d = shape[axis]
+        for axis, d in enumerate(shape):
+            if axis in skip or d in (BATCH, TIME):
+                continue
             if not isinstance(d, int):
                 what = f"tensor {tensor!r}" if tensor else "a tensor"
                 raise ShapeResolutionError(
@@ -279,29 +305,18 @@ class OpNode:
                     f"of {what} with shape {format_shape(shape) if d is None else _raw(shape)} "
                     f"has {'an unknown' if d is None else 'the symbolic'} size"
                     f"{'' if d is None else ' ' + repr(d)}, which shape inference cannot resolve "
-                    "without the data; give the model a static shape there, or declare the "
-                    "axis as batch/time axis"
+                    "without the data; give the model a static shape there, pass example data, "
+                    "or declare the axis as batch/time axis"
                 )
             total *= d
-        return total
-
-    @staticmethod
-    def is_merged(shape: Sequence[Dim]) -> bool:
-        """True if the first axis of ``shape`` looks like batch merged with other axes
-        by a reshape (an unknown size that is neither the batch nor the time mark)."""
-        return bool(shape) and not isinstance(shape[0], int) and shape[0] not in (BATCH, TIME)
-
-    def unmerged_units(self, index: int) -> Optional[int]:
-        """:meth:`units` of input ``index`` as it was before reshapes merged its batch
-        axis with others (e.g. tf2onnx's ``(B, T, F) -> (B*T, F)`` around a MatMul), or
-        None if the input is not such a tensor."""
-        info = self._info("input", index)
-        if info.shape is None or not self.is_merged(info.shape) or self._unmerge is None:
-            return None
-        source = self._unmerge(info.name)
-        if source is None or source.shape is None:
-            return None
-        return self.units(source.shape, source.name)
+        if total % divisor:
+            raise ShapeResolutionError(
+                f"cannot compute stats for node {self.name!r} ({self.op_type}): tensor {tensor!r} "
+                f"with shape {_raw(shape)} should hold batch/time factors of {divisor} elements but "
+                "does not divide by it; declare the batch and time axes of the graph inputs "
+                "(batch_axis=, time_axis=)"
+            )
+        return total // divisor
 
     def output_units(self, index: int = 0) -> int:
         """:meth:`units` of output ``index``."""
@@ -338,6 +353,14 @@ class OpSpec:
         The op adds or subtracts a second operand (a bias when that is constant).
     bookkeeping : bool
         The op is shape arithmetic; it never gives a layer its type.
+    affine : bool
+        The op scales and shifts its input by constants per channel (inference
+        BatchNormalization): it folds into the weighted op before it and joins that
+        op's layer.
+    axes : callable or None
+        The rule moving batch/time marks from the inputs to the outputs (see
+        :mod:`.axes`); None for :func:`~.axes.broadcast_axes`, right for element-wise
+        and layout-keeping ops.
     """
 
     role: str = "other"
@@ -345,12 +368,21 @@ class OpSpec:
     pass_through: bool = False
     bias: bool = False
     bookkeeping: bool = False
+    affine: bool = False
+    axes: Optional[AxisRule] = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"op role must be one of {ROLES}, got {self.role!r}")
         if self.stats is not None and not callable(self.stats):
             raise TypeError(f"stat function must be callable, got {self.stats!r}")
+        if self.axes is not None and not callable(self.axes):
+            raise TypeError(f"axis rule must be callable, got {self.axes!r}")
+
+    @property
+    def axis_rule(self) -> AxisRule:
+        """The rule moving batch/time marks (the broadcast rule by default)."""
+        return self.axes if self.axes is not None else _axes.broadcast_axes
 
 
 #: The op registry: ``(domain, op_type) -> OpSpec`` (domain ``""`` for standard ops).
@@ -369,6 +401,8 @@ def register_op(
     pass_through: bool = False,
     bias: bool = False,
     bookkeeping: bool = False,
+    affine: bool = False,
+    axes: Optional[AxisRule] = None,
     replace: bool = False,
 ) -> Callable[[StatFunction], StatFunction]:
     """Decorator registering a stat function (and the role) of the op ``domain.op_type``.
@@ -385,8 +419,11 @@ def register_op(
         ONNX domain (``""`` or ``"ai.onnx"`` for the standard ops).
     op_type : str
         ONNX op type.
-    role, pass_through, bias, bookkeeping
+    role, pass_through, bias, bookkeeping, affine
         The op's traits, see :class:`OpSpec` (default: a layer of its own).
+    axes : callable, optional
+        How the op moves the batch and time axes (see :mod:`.axes`); the default
+        suits element-wise and layout-keeping ops.
     replace : bool
         Replace an existing spec silently (otherwise a warning says so).
 
@@ -402,7 +439,8 @@ def register_op(
     def decorator(fn: StatFunction) -> StatFunction:
         if not callable(fn):
             raise TypeError(f"register_op({domain!r}, {op_type!r}) must decorate a function")
-        spec = OpSpec(role, fn, pass_through=pass_through, bias=bias, bookkeeping=bookkeeping)
+        spec = OpSpec(role, fn, pass_through=pass_through, bias=bias, bookkeeping=bookkeeping, affine=affine,
+                      axes=axes)
         OPS.register(key, spec, replace=replace)
         return fn
 
@@ -437,7 +475,7 @@ def get_op_stats(node: OpNode) -> Optional[Dict[str, Any]]:
     return check_stats({} if raw is None else raw, f"stat function for {node.op_type!r}", complete=True)
 
 
-def _builtin(domain: str, *op_types: str, role: str, **traits: bool) -> Callable[[StatFunction], StatFunction]:
+def _builtin(domain: str, *op_types: str, role: str, **traits: Any) -> Callable[[StatFunction], StatFunction]:
     """Register the built-in spec of ``op_types`` (at import, nothing to replace)."""
 
     def decorator(fn: Optional[StatFunction]) -> Optional[StatFunction]:
@@ -449,7 +487,7 @@ def _builtin(domain: str, *op_types: str, role: str, **traits: bool) -> Callable
 
 
 # ----------------------------------------------------------------------------------
-# built-in specs
+# built-in specs (the counting convention of each op: docs/op-counting.md)
 # ----------------------------------------------------------------------------------
 
 #: Default-domain ops that move data without synapses or neurons (free, pass-through).
@@ -468,6 +506,11 @@ FREE_OPS = frozenset(
     Sign Equal Less LessOrEqual Greater GreaterOrEqual Not And Or Xor Where ReduceMean
     ReduceSum GlobalAveragePool SpaceToDepth DepthToSpace NonZero ArgMax ArgMin TopK
     OptionalHasElement OptionalGetElement SequenceConstruct Trilu EyeLike IsNaN IsInf
+    GlobalMaxPool GlobalLpPool ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum
+    ReduceLogSumExp ReduceSumSquare Exp Log Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh
+    Atanh CumSum ScatterND ScatterElements OneHot Compress Unique BitShift BitwiseAnd
+    BitwiseOr BitwiseXor BitwiseNot Hardmax Shrink SplitToSequence SequenceAt
+    ConcatFromSequence SequenceLength SequenceEmpty SequenceInsert Det
     """.split()
 )
 #: Default-domain element-wise nonlinearities counted as (non-spiking) neurons.
@@ -477,6 +520,31 @@ ACTIVATION_OPS = frozenset(
     Mish ThresholdedRelu PRelu Softmax LogSoftmax Erf
     """.split()
 )
+#: Default-domain ops that pool or resample (a layer of their own, no synapses, no neurons).
+POOL_OPS = ("MaxPool", "AveragePool", "LpPool", "MaxRoiPool", "MaxUnpool", "Resize", "Upsample")
+#: Default-domain normalizations with statistics of their own (a layer, nothing counted).
+NORMALIZATION_OPS = ("LayerNormalization", "GroupNormalization", "InstanceNormalization", "LRN",
+                     "MeanVarianceNormalization", "LpNormalization", "RMSNormalization")
+
+_RESHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+_REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")
+_NO_AXES_OPS = ("Shape", "Size", "NonZero", "Range", "ConstantOfShape", "EyeLike", "OptionalHasElement",
+                "SequenceLength", "Unique")
+
+
+def _free_axis_rule(op_type: str) -> Optional[AxisRule]:
+    if op_type in _RESHAPE_OPS:
+        return _axes.reshape_axes
+    if op_type == "Transpose":
+        return _axes.transpose_axes
+    if op_type == "Gather":
+        return _axes.gather_axes
+    if op_type in _REDUCE_OPS:
+        return _axes.reduce_axes
+    if op_type in _NO_AXES_OPS:
+        return _axes.no_axes
+    return None
 
 
 def _gather_stats(node: OpNode) -> Any:
@@ -492,6 +560,7 @@ for _op in sorted(FREE_OPS):
     _builtin(
         "", _op, role="free",
         pass_through=_op in PASS_THROUGH_OPS, bias=_op in BIAS_OPS, bookkeeping=_op in BOOKKEEPING_OPS,
+        axes=_free_axis_rule(_op),
     )(_gather_stats if _op == "Gather" else None)
 del _op
 
@@ -502,32 +571,45 @@ def _known(node: OpNode, value: Dim, what: str) -> int:
         raise ShapeResolutionError(
             f"cannot compute stats for node {node.name!r} ({node.op_type}): {what} has {size}, "
             "which shape inference cannot resolve without the data; give the model a static "
-            "shape there"
+            "shape there, or pass example data"
         )
     return value
 
 
-@_builtin("spikeonnx", "EventMatMul", role="weighted")  # spikeonnx.events: the same op, event-driven
-@_builtin("", "MatMul", "MatMulInteger", role="weighted")
-def _matmul_stats(node: OpNode) -> Dict[str, Any]:
-    """Connections of a matrix product: every output element sums over K inputs."""
-    a = node.input_shape(0)
-    b = node.input_shape(1)
+def _matmul_connections(node: OpNode, a_index: int, b_index: int) -> Dict[str, Any]:
+    """Every output element of a matrix product sums over K products."""
+    a = node.input_shape(a_index)
+    b = node.input_shape(b_index)
     k = a[-1] if a else None
     if not isinstance(k, int) and b:
         k = b[-2] if len(b) >= 2 else b[0]
     k = _known(node, k, "the contracted dimension")
-    out = node.output_shape(0)
-    source_units = node.unmerged_units(0)
-    if source_units is not None and out and isinstance(out[-1], int) and source_units % k == 0:
-        # the data entered as (batch*positions, K): count the positions it had before
-        # the reshape, as Keras counts a Dense layer on (batch, positions, K)
-        return {"connections": source_units * out[-1]}
     return {"connections": node.output_units(0) * k}
 
 
-@_builtin("spikeonnx", "EventGemm", role="weighted")  # spikeonnx.events: the same op, event-driven
-@_builtin("", "Gemm", role="weighted")
+@_builtin("spikeonnx", "EventMatMul", role="weighted", axes=_axes.matmul_axes)  # spikeonnx.events: event-driven
+@_builtin("", "MatMul", "MatMulInteger", role="weighted", axes=_axes.matmul_axes)
+def _matmul_stats(node: OpNode) -> Dict[str, Any]:
+    """Connections of a matrix product: every output element sums over K inputs."""
+    return _matmul_connections(node, 0, 1)
+
+
+@_builtin("", "QLinearMatMul", role="weighted", axes=functools.partial(_axes.matmul_axes, a=0, b=3))
+def _qlinear_matmul_stats(node: OpNode) -> Dict[str, Any]:
+    """Quantized matrix product (A is input 0, B input 3): as MatMul."""
+    return _matmul_connections(node, 0, 3)
+
+
+@_builtin("com.microsoft", "FusedMatMul", role="weighted")
+def _fused_matmul_stats(node: OpNode) -> Dict[str, Any]:
+    """onnxruntime's ``alpha * op(A) @ op(B)``: as MatMul, K after the transposes."""
+    a = node.input_shape(0)
+    k = a[-2] if node.attribute("transA", 0) and len(a) >= 2 else (a[-1] if a else None)
+    return {"connections": node.output_units(0) * _known(node, k, "the contracted dimension")}
+
+
+@_builtin("spikeonnx", "EventGemm", role="weighted", axes=_axes.gemm_axes)  # spikeonnx.events: event-driven
+@_builtin("", "Gemm", role="weighted", axes=_axes.gemm_axes)
 def _gemm_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of ``alpha*A'B' + beta*C``: output features times input features."""
     b = node.input_shape(1)
@@ -568,6 +650,29 @@ def _conv_output_spatial(node: OpNode, x: Shape, kernel: Sequence[int]) -> List[
     return out
 
 
+def _conv_connections(node: OpNode, x_index: int, w_index: int) -> Dict[str, Any]:
+    x = node.input_shape(x_index)
+    w = node.input_shape(w_index)
+    group = int(node.attribute("group", 1))
+    for axis, d in enumerate(w):
+        _known(node, d, f"axis {axis} of the weight {node.proto.input[w_index]!r}")
+    if len(w) < 3 or len(x) != len(w):
+        raise ValueError(
+            f"node {node.name!r} ({node.op_type}): input rank {len(x)} and weight rank {len(w)} do not match"
+        )
+    if isinstance(x[1], int) and x[1] != w[1] * group:
+        raise ValueError(
+            f"node {node.name!r} ({node.op_type}): {x[1]} input channels but weight expects "
+            f"{w[1]} x group {group}"
+        )
+    kernel = node.attribute("kernel_shape") or list(w[2:])
+    y = node.outputs[0].shape if node.outputs and node.outputs[0] is not None else None
+    if y is None or len(y) != len(w) or not all(isinstance(d, int) for d in y[1:]):
+        # shape inference left sizes open: compute them from the attributes
+        y = (x[0], w[0], *_conv_output_spatial(node, x, kernel))
+    return {"connections": node.units(y, node.proto.output[0]) * int(np.prod(w[1:]))}
+
+
 @_builtin("spikeonnx", "EventConv", role="weighted")  # spikeonnx.events: the same op, event-driven
 @_builtin("", "Conv", "ConvInteger", role="weighted")
 def _conv_stats(node: OpNode) -> Dict[str, Any]:
@@ -576,27 +681,23 @@ def _conv_stats(node: OpNode) -> Dict[str, Any]:
     This is the multiply-accumulate count, padded taps included, as Keras'
     ``ModelEnergy`` counts ``Conv*D`` layers.
     """
-    x = node.input_shape(0)
-    w = node.input_shape(1)
-    group = int(node.attribute("group", 1))
-    for axis, d in enumerate(w):
-        _known(node, d, f"axis {axis} of the weight {node.proto.input[1]!r}")
-    if len(w) < 3 or len(x) != len(w):
-        raise ValueError(
-            f"node {node.name!r} (Conv): input rank {len(x)} and weight rank {len(w)} do not match"
-        )
-    if isinstance(x[1], int) and x[1] != w[1] * group:
-        raise ValueError(
-            f"node {node.name!r} (Conv): {x[1]} input channels but weight expects "
-            f"{w[1]} x group {group}"
-        )
-    kernel = node.attribute("kernel_shape") or list(w[2:])
-    y = node.outputs[0].shape if node.outputs and node.outputs[0] is not None else None
-    if y is None or len(y) != len(w) or not all(isinstance(d, int) for d in y[1:]):
-        # shape inference left sizes open: compute them from the attributes
-        batch = x[0]
-        y = (batch, w[0], *_conv_output_spatial(node, x, kernel))
-    return {"connections": node.units(y, node.proto.output[0]) * int(np.prod(w[1:]))}
+    return _conv_connections(node, 0, 1)
+
+
+@_builtin("", "QLinearConv", role="weighted")
+def _qlinear_conv_stats(node: OpNode) -> Dict[str, Any]:
+    """Quantized convolution (x is input 0, the weight input 3): as Conv."""
+    return _conv_connections(node, 0, 3)
+
+
+@_builtin("com.microsoft", "FusedConv", role="weighted")
+def _fused_conv_stats(node: OpNode) -> Dict[str, Any]:
+    """onnxruntime's Conv with a fused activation: the Conv's connections, and one
+    neuron per output element for a nonlinear activation."""
+    stats = _conv_connections(node, 0, 1)
+    if node.attribute("activation", ""):
+        stats.update(neurons=node.output_units(0), spiking=False)
+    return stats
 
 
 @_builtin("", "ConvTranspose", role="weighted")
@@ -610,7 +711,138 @@ def _conv_transpose_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.input_units(0) * int(np.prod(w[1:]))}
 
 
+@_builtin("", "Einsum", role="weighted", axes=_axes.einsum_axes)
+def _einsum_stats(node: OpNode) -> Dict[str, Any]:
+    """A contraction of two or more operands: one multiply-accumulate per point of
+    the index space (the product of every index size); one operand only moves or
+    sums data and counts nothing."""
+    if len(node.proto.input) < 2:
+        return {}
+    shapes = [node.input_shape(i) for i in range(len(node.proto.input))]
+    equation = str(node.attribute("equation", ""))
+    parsed = _axes.einsum_labels(equation, [len(s) for s in shapes])
+    if parsed is None:
+        raise ValueError(f"node {node.name!r} (Einsum): equation {equation!r} does not fit inputs of ranks "
+                         f"{[len(s) for s in shapes]}")
+    labels, _ = parsed
+    excluded = set()
+    divisor = 1
+    for kind in (0, 1):  # the batch, then the time factor, taken from the first operand carrying it
+        for term, shape, name in zip(labels, shapes, node.proto.input):
+            mark = node.marks(name)[kind]
+            if mark is None:
+                continue
+            if mark.axis is not None and (shape[mark.axis] in (BATCH, TIME) or mark.is_own_axis(shape)):
+                excluded.add(term[mark.axis])
+            else:
+                divisor *= _known(node, mark.size, f"the batch/time factor of {name!r}")
+            break
+    sizes: Dict[str, int] = {}
+    for term, shape, name in zip(labels, shapes, node.proto.input):
+        for axis, (label, d) in enumerate(zip(term, shape)):
+            if label in excluded:
+                continue
+            d = _known(node, d, f"axis {axis} of {name!r}")
+            sizes[label] = max(sizes.get(label, 1), d)  # a size 1 broadcasts
+    total = int(np.prod(list(sizes.values()), dtype=np.int64)) if sizes else 1
+    return {"connections": total // divisor}
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+# element-wise nonlinearities per hidden unit and step: LSTM 3 sigmoid gates and 2
+# tanh (cell input, output); GRU 2 sigmoid gates and a tanh; RNN one activation
+_NONLINEAR = {"LSTM": 5, "GRU": 3, "RNN": 1}
+
+
+@_builtin("", "LSTM", "GRU", "RNN", role="weighted", axes=_axes.recurrent_axes)
+def _recurrent_stats(node: OpNode) -> Dict[str, Any]:
+    """A recurrent layer: per sequence position, every gate of every direction
+    connects the input (size I) and the previous hidden state (size H) to its H
+    units: ``dirs x gates*H x (I + H)`` connections (read from the weight shapes W
+    ``(dirs, gates*H, I)`` and R ``(dirs, gates*H, H)``), and ``dirs x H x
+    nonlinearities`` neurons. A sequence axis declared as time is one step, any
+    other counts each position."""
+    w = node.input_shape(1)
+    r = node.input_shape(2)
+    if len(w) != 3 or len(r) != 3:
+        raise ValueError(f"node {node.name!r} ({node.op_type}): weights W {w} and R {r} must have rank 3")
+    dirs = _known(node, w[0], "the directions of W")
+    gates_h = _known(node, w[1], "the gate size of W")
+    size_in = _known(node, w[2], "the input size of W")
+    hidden = _known(node, r[2], "the hidden size of R")
+    if gates_h != _GATES[node.op_type] * hidden:
+        raise ValueError(
+            f"node {node.name!r} ({node.op_type}): W has {gates_h} rows, expected "
+            f"{_GATES[node.op_type]} gates x hidden size {hidden}"
+        )
+    units = node.input_units(0)
+    if units % size_in:
+        raise ValueError(f"node {node.name!r} ({node.op_type}): input X does not end in the input size {size_in}")
+    positions = units // size_in
+    return {
+        "connections": positions * dirs * gates_h * (size_in + hidden),
+        "neurons": positions * dirs * hidden * _NONLINEAR[node.op_type],
+        "spiking": False,
+    }
+
+
+@_builtin("com.microsoft", "Attention", role="weighted")
+def _ms_attention_stats(node: OpNode) -> Dict[str, Any]:
+    """onnxruntime's fused self-attention (Q, K, V projections and attention): per
+    query position, the projection ``D_in x (D_q + D_k + D_v)`` plus ``L x (D_q +
+    D_v)`` for Q·Kᵀ and the weighted sum of V over ``L`` key positions (past ones
+    included); one neuron (softmax) per head and key position."""
+    x = node.input_shape(0)
+    w = node.input_shape(1)
+    d_in = _known(node, x[-1], "the input hidden size")
+    cols = _known(node, w[-1], "the projection width")
+    sizes = node.attribute("qkv_hidden_sizes") or [cols // 3] * 3
+    heads = int(node.attribute("num_heads", 1))
+    positions = node.input_units(0) // d_in
+    keys = _known(node, x[1], "the sequence length") if len(x) == 3 else positions
+    if node.has_input(4):  # past: (2, batch, heads, past length, head size)
+        keys += _known(node, node.input_shape(4)[3], "the past sequence length")
+    return {
+        "connections": positions * d_in * cols + positions * keys * (sizes[0] + sizes[2]),
+        "neurons": positions * heads * keys,
+        "spiking": False,
+    }
+
+
+@_builtin("com.microsoft", "MultiHeadAttention", role="weighted")
+def _ms_multihead_attention_stats(node: OpNode) -> Dict[str, Any]:
+    """onnxruntime's fused attention on projected Q, K, V: per query position ``L x
+    (D_q + D_v)`` connections (Q·Kᵀ and the weighted sum of V over ``L`` key
+    positions) and one neuron (softmax) per head and key position."""
+    q = node.input_shape(0)
+    heads = int(node.attribute("num_heads", 1))
+    if len(q) == 5:  # packed QKV: (batch, S, heads, 3, head size)
+        d_q = d_v = _known(node, q[2], "the heads") * _known(node, q[4], "the head size")
+        positions = node.input_units(0) // (3 * d_q)
+        keys = _known(node, q[1], "the sequence length")
+    else:
+        d_q = _known(node, q[-1], "the query hidden size")
+        positions = node.input_units(0) // d_q
+        d_v = d_q
+        keys = positions
+        if node.has_input(1):
+            k = node.input_shape(1)
+            if len(k) == 4:  # (batch, heads, L, head size)
+                keys = _known(node, k[2], "the key length")
+            else:  # (batch, L, D) or packed KV (batch, L, heads, 2, head size)
+                keys = _known(node, k[1], "the key length")
+                if len(k) == 5:
+                    d_v = _known(node, k[2], "the heads") * _known(node, k[4], "the head size")
+        if node.has_input(2):
+            v = node.input_shape(2)
+            d_v = _known(node, v[-1], "the value size") * (_known(node, v[1], "the heads") if len(v) == 4 else 1)
+        if node.has_input(6):  # past key: (batch, heads, past length, head size)
+            keys += _known(node, node.input_shape(6)[2], "the past sequence length")
+    return {"connections": positions * keys * (d_q + d_v), "neurons": positions * heads * keys, "spiking": False}
+
+
 @_builtin("", *sorted(ACTIVATION_OPS), role="activation")
+@_builtin("com.microsoft", "Gelu", "FastGelu", "BiasGelu", "QuickGelu", role="activation")
 def _activation_stats(node: OpNode) -> Dict[str, Any]:
     """A non-spiking nonlinearity: one neuron update per output element."""
     return {"neurons": node.output_units(0), "spiking": False}
@@ -625,6 +857,25 @@ def _clip_stats(node: OpNode) -> Dict[str, Any]:
     if low is not None and low.size == 1 and float(low.reshape(())) == 0.0:
         return {"neurons": node.output_units(0), "spiking": False}
     return {}
+
+
+def _nothing(node: OpNode) -> Dict[str, Any]:
+    """Counts nothing: no synapses (no learned weights multiply the data) and no
+    neurons (no element-wise nonlinearity)."""
+    return {}
+
+
+# pooling and resampling combine inputs with fixed weights (or a max): not synapses
+_builtin("", *POOL_OPS, role="other")(_nothing)
+# normalizations scale by statistics of the data: not synapses, not neurons
+_builtin("", *NORMALIZATION_OPS, role="other")(_nothing)
+_builtin("com.microsoft", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
+         "SimplifiedLayerNormalization", role="other")(_nothing)
+# inference BatchNormalization is a constant per-channel affine map: it folds into
+# the weighted op before it (and joins its layer), as exporters often fold it
+_builtin("", "BatchNormalization", role="free", affine=True)(_nothing)
+# integer arithmetic (e.g. on constants) is work of no neural kind, shown as a layer
+_builtin("", "Mod", role="other")(_nothing)
 
 
 @_builtin(DOMAIN, "SpikingActivation", role="activation")
@@ -646,4 +897,3 @@ def _spiking_activation_stats(node: OpNode) -> Dict[str, Any]:
 def _filter_stats(node: OpNode) -> Dict[str, Any]:
     """Synaptic filters do no synaptic operations and update no neurons."""
     return {}
-
