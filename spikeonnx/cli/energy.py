@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -73,6 +75,20 @@ def batch_axes(model: str, entries: Optional[List[Tuple[Optional[str], int]]]) -
     return axes
 
 
+def _write_csv(report: dict, devices: List[str], stream: Any) -> None:
+    """One CSV row per layer: statistics, then synop/neuron/total joules per inference per device."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["layer", "type", "output_shape", "params", "connections", "neurons", "rate_hz",
+                     *(f"{part}_j_{d}" for d in devices for part in ("synop", "neuron", "energy"))])
+    for layer in report["layers"]:
+        shape = layer["output_shape"]
+        writer.writerow([
+            layer["name"], layer["type"], "" if shape is None else "x".join("?" if d is None else str(d) for d in shape),
+            layer["params"], layer["connections"], layer["neurons"], "" if layer["rate"] is None else repr(layer["rate"]),
+            *(repr(layer["energy"][d][part]) for d in devices for part in ("synop", "neuron", "total")),
+        ])
+
+
 @subcommand("energy", help="Estimate per-layer energy of an ONNX model on neuromorphic and standard devices.")
 def configure(parser: argparse.ArgumentParser):
     parser.add_argument("model", help="the ONNX model file")
@@ -93,9 +109,15 @@ def configure(parser: argparse.ArgumentParser):
                         help="batch axis of the inputs (default 0; inputs of rank 0 have none); NAME=AXIS "
                              "sets it for one input (repeatable)")
     parser.add_argument("--time-axis", type=int, default=None, help="time axis of the inputs (default: none)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    machine = parser.add_mutually_exclusive_group()
+    machine.add_argument("--json", action="store_true", help="print the results as JSON")
+    machine.add_argument("--csv", action="store_true",
+                         help="print one CSV row per layer (statistics, and synop/neuron/total joules per "
+                              "inference on each device)")
     parser.add_argument("--plot", metavar="FILE.png", help="write a per-layer, per-device energy bar chart")
-    parser.add_argument("--line-length", type=positive_int, default=98, help="table width (default 98)")
+    parser.add_argument("--width", "--line-length", dest="line_length", type=positive_int, default=None,
+                        help="longest table line; devices that do not fit go to further tables (default: the "
+                             "terminal's width, or $COLUMNS)")
 
     def run(args: argparse.Namespace) -> int:
         from ..analysis import GraphEnergy
@@ -142,16 +164,19 @@ def configure(parser: argparse.ArgumentParser):
             print(f"spikeonnx energy: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
         if args.json:
             print(json.dumps(report, indent=2))
+        elif args.csv:
+            _write_csv(report, devices, sys.stdout)
         else:
             print(energy.summary_string(
                 columns=("name", "output_shape", "params", "connections", "neurons",
                          *(["rate"] if args.data is not None else []),
                          *(f"energy {d}" for d in devices)),
-                timesteps_per_inference=args.timesteps, dt=args.dt, line_length=args.line_length,
+                timesteps_per_inference=args.timesteps, dt=args.dt,
+                width=shutil.get_terminal_size().columns if args.line_length is None else args.line_length,
             ))
         if args.plot:
             written = _plot(report, Path(args.plot), devices)
-            if not args.json:
+            if not (args.json or args.csv):
                 print(f"plot written to {written}")
         return 0
 
