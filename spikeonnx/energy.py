@@ -681,11 +681,12 @@ def _format_tables(
     """Lay out the summary as one table, or as several when the device columns do not fit.
 
     If the table at its natural width (every column as wide as its widest cell) is
-    longer than ``line_length`` and has more than one device column, the device
-    columns are split, in order, over several tables that each repeat the other
-    columns and take as many device columns as fit (at least one). The tables are
-    separated by a blank line; totals and notes follow the last. Each table is laid
-    out by `_format_summary`.
+    longer than ``line_length`` and has device columns, the device columns are split,
+    in order, over several tables: the first has every other column and the device
+    columns that fit after them (possibly none), each further table repeats only the
+    "name" column (or the first other column) and takes as many device columns as fit
+    (at least one). The tables are separated by a blank line; totals and notes follow
+    the last. Each table is laid out by `_format_summary`.
 
     Parameters
     ----------
@@ -703,21 +704,23 @@ def _format_tables(
     if any(len(row) != len(columns) for row in cells):
         return _format_summary(columns, rows, totals, notes, line_length)  # which reports the bad row
     natural = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    if len(devices) < 2 or sum(natural) + len(columns) - 1 <= line_length:
+    if not devices or not others or sum(natural) + len(columns) - 1 <= line_length:
         return _format_summary(columns, rows, totals, notes, line_length)
-    base = sum(natural[i] + 1 for i in others)  # with a separator after each
-    groups: List[List[int]] = [[]]
-    used = base
+    key = [i for i in others if columns[i].kind == "name"][:1] or others[:1]
+    # (leading columns, device columns) per table; widths count a separator after each column
+    tables_columns: List[Tuple[List[int], List[int]]] = [(others, [])]
+    used = sum(natural[i] + 1 for i in others)
     for i in devices:
-        if groups[-1] and used + natural[i] > line_length:
-            groups.append([])
-            used = base
-        groups[-1].append(i)
+        lead, group = tables_columns[-1]
+        if used + natural[i] > line_length and (group or lead is others):
+            tables_columns.append((key, []))
+            used = sum(natural[k] + 1 for k in key)
+        tables_columns[-1][1].append(i)
         used += natural[i] + 1
     tables = []
-    for n, group in enumerate(groups):
-        keep = sorted(others + group)  # the columns in the order asked for
-        last = n == len(groups) - 1
+    for n, (lead, group) in enumerate(tables_columns):
+        keep = sorted(lead + group)  # the columns in the order asked for
+        last = n == len(tables_columns) - 1
         tables.append(_format_summary(
             [columns[i] for i in keep], [[row[i] for i in keep] for row in rows],
             totals if last else (), notes if last else (), line_length,
