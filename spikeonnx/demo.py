@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -108,16 +110,43 @@ def _images(sequences: np.ndarray) -> np.ndarray:
     return sequences.reshape(*sequences.shape[:2], 8, 8, 1)
 
 
-def _onnx_predict(session: Any, x: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
-    """Logits of ``x`` in onnxruntime, batch by batch with a progress bar."""
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _bar(progress: bool, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr, live only if ``progress`` and stderr is a terminal."""
     from tqdm.auto import tqdm
 
+    return tqdm(disable=not (progress and _is_terminal(sys.stderr)), file=sys.stderr, **kwargs)
+
+
+def _onnx_predict(session: Any, x: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    """Logits of ``x`` in onnxruntime, batch by batch with a progress bar."""
     name = session.get_inputs()[0].name
     chunks = []
     starts = range(0, len(x), batch_size)
-    for start in tqdm(starts, desc="onnxruntime inference", unit="batch", disable=not progress):
+    for start in _bar(progress, iterable=starts, desc="onnxruntime inference", unit="batch"):
         chunks.append(session.run(None, {name: x[start:start + batch_size]})[0])
     return np.concatenate(chunks)
+
+
+def _epoch_logger(echo: Callable[[str], None], epochs: int) -> Any:
+    """A Keras callback printing one plain line per epoch (for logs: no bar, no escapes)."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            metrics = ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
+            echo(f"epoch {epoch + 1}/{epochs}: {metrics} ({time.perf_counter() - self._start:.1f} s)")
+
+    return EpochLog()
 
 
 def run_demo(
@@ -128,13 +157,16 @@ def run_demo(
     dt: float = 0.01,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    width: Optional[int] = None,
 ) -> DemoResult:
     """Train, save, export, run and analyse the spiking digits classifier.
 
     Parameters
     ----------
     out : pathlib.Path
-        Folder for ``model.keras``, ``model.onnx``, ``energy.png`` and ``rates.png``.
+        Folder for ``model.keras``, ``model.onnx`` and the figures ``energy.png``,
+        ``rates.png`` (mean rate per layer), ``spikes.png`` (spike raster of one test
+        image) and ``firing_rates.png`` (distribution of per-neuron firing rates).
     epochs : int
         Training epochs.
     timesteps : int
@@ -144,9 +176,14 @@ def run_demo(
     dt : float
         Timestep of the spiking layers, in seconds.
     progress : bool
-        Show progress bars.
+        Show live progress bars where they go to a terminal (Keras's on stdout, the
+        others on stderr). Elsewhere, and with ``progress=False``, training reports one
+        line per epoch through ``echo`` and the other stages none.
     echo : callable
         Where the report lines go.
+    width : int, optional
+        Width of the energy table's lines (devices are split over several tables to
+        fit); default: the terminal's (:func:`shutil.get_terminal_size`).
 
     Returns
     -------
@@ -157,11 +194,12 @@ def run_demo(
             raise ValueError(f"{label} must be an int >= 1, got {value!r}")
     import keras
 
-    from .analysis import GraphEnergy
+    from .analysis import AnalysisGraph, GraphEnergy
+    from .analysis.rates import RateAccumulator
     from .devices import DEVICES
     from .examples import digits
     from .exporter import export
-    from .plots import plot_energy, plot_rates
+    from .plots import plot_energy, plot_firing_rates, plot_rates, plot_spikes, record_spikes
     from .runtime import InferenceSession
 
     out = Path(out)
@@ -181,18 +219,23 @@ def run_demo(
         metrics=["accuracy"],
     )
     echo(f"training ({epochs} epochs, spiking-aware)")
-    model.fit(x_train, train.y_train, epochs=epochs, batch_size=32, verbose=1 if progress else 0)
+    # Keras's bars (on stdout) are live only on a terminal; in a log, one line per epoch
+    keras_bars = progress and _is_terminal(sys.stdout)
+    model.fit(x_train, train.y_train, epochs=epochs, batch_size=32, verbose=1 if keras_bars else 0,
+              callbacks=[] if keras_bars else [_epoch_logger(echo, epochs)])
     keras_path = out / "model.keras"
     save_keras_atomically(model, keras_path)
     model = keras.saving.load_model(keras_path)  # evaluate what was saved
 
     onnx_path = out / "model.onnx"
-    export(model, onnx_path)
+    with _bar(progress, total=1, desc="ONNX export", unit="model") as bar:
+        export(model, onnx_path)
+        bar.update(1)
     echo(f"saved {keras_path} and exported {onnx_path}")
 
     batch = 64
     start = time.perf_counter()
-    keras_logits = model.predict(x_test, batch_size=batch, verbose=1 if progress else 0)
+    keras_logits = model.predict(x_test, batch_size=batch, verbose=1 if keras_bars else 0)
     keras_seconds = time.perf_counter() - start
     session = InferenceSession(onnx_path)
     _onnx_predict(session, x_test[:batch], batch, progress=False)  # warm-up
@@ -209,19 +252,29 @@ def run_demo(
          f"{keras_seconds / onnx_seconds:.1f}x faster)")
     echo(f"identical predictions on {same:.2%} of the {len(x_test)} test images")
 
+    rate_data = x_test[:128]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        energy = GraphEnergy(onnx_path, example_data=x_test[:128])
+        # rates measured batch by batch for a live bar; the sums are exact, so the
+        # result is that of one call on all of rate_data
+        accumulator = RateAccumulator(AnalysisGraph(onnx_path))
+        for start in _bar(progress, iterable=range(0, len(rate_data), 32), desc="firing rates", unit="batch"):
+            accumulator.add(rate_data[start:start + 32])
+        energy = GraphEnergy(onnx_path, example_data=accumulator.sums)
     for warning in caught:
         echo(f"note: {warning.message}")
     names = [d.name for d in DEVICES.values()]
     echo(energy.summary_string(
         columns=("name", "output_shape", "connections", "neurons", "rate", *(f"energy {d}" for d in names)),
-        timesteps_per_inference=timesteps, dt=dt, line_length=175,
+        timesteps_per_inference=timesteps, dt=dt,
+        width=shutil.get_terminal_size().columns if width is None else width,
     ))
     report = energy.to_dict(names, timesteps_per_inference=timesteps, dt=dt)
-    files = {"keras": keras_path, "onnx": onnx_path, "energy": out / "energy.png", "rates": out / "rates.png"}
-    files["energy"] = plot_energy(report, files["energy"], names)
-    files["rates"] = plot_rates(report, files["rates"])
-    echo(f"wrote {files['energy']} and {files['rates']}")
+    files = {"keras": keras_path, "onnx": onnx_path}
+    files["energy"] = plot_energy(report, out / "energy.png", names)
+    files["rates"] = plot_rates(report, out / "rates.png")
+    recording = record_spikes(onnx_path, rate_data)
+    files["spikes"] = plot_spikes(recording, out / "spikes.png")
+    files["firing_rates"] = plot_firing_rates(recording, out / "firing_rates.png")
+    echo("wrote " + ", ".join(str(files[k]) for k in ("energy", "rates", "spikes", "firing_rates")))
     return DemoResult(keras_acc, onnx_acc, same, keras_seconds, onnx_seconds, dict(report["total_energy"]), files)

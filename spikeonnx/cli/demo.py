@@ -15,7 +15,9 @@ def configure(parser: argparse.ArgumentParser):
     parser.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default 15)")
     parser.add_argument("--timesteps", type=positive_int, default=20,
                         help="timesteps per test image at inference (default 20)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live progress bars (they are shown only on a terminal; logs get one line per "
+                             "training epoch either way)")
 
     def run(args: argparse.Namespace) -> int:
         try:
