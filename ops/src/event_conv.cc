@@ -322,11 +322,14 @@ struct EventConvKernel {
             }
           }
         }
-        // (positions, M) -> (M, positions)
+        // (positions, M) -> (M, positions): each output row written contiguously (the
+        // strided reads stay in the cached accumulator; strided writes a page apart each
+        // would miss the TLB at every element).
         T* yn = y + n * g.m * positions;
-        for (int64_t p = 0; p < positions; ++p) {
-          const T* a = acc.data() + p * g.m;
-          for (int64_t m = 0; m < g.m; ++m) yn[m * positions + p] = a[m];
+        for (int64_t m = 0; m < g.m; ++m) {
+          const T* a = acc.data() + m;
+          T* row = yn + m * positions;
+          for (int64_t p = 0; p < positions; ++p) row[p] = a[p * g.m];
         }
       }
     };
