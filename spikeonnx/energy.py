@@ -604,6 +604,35 @@ def _assumption_notes(columns: Sequence[Column], all_layers_spiking: bool) -> Li
     return notes
 
 
+_TEXT_COLUMNS = ("name", "output_shape")
+
+
+def _engineering(cell: str) -> str:
+    """An integer cell in engineering notation (``115605504`` -> ``115.6e6``) when
+    that is shorter; any other cell unchanged."""
+    if not cell.isdigit() or len(cell) < 7:
+        return cell
+    exponent = 3 * ((len(cell) - 1) // 3)
+    short = f"{int(cell) / 10 ** exponent:.4g}e{exponent}"
+    return short if len(short) < len(cell) else cell
+
+
+def _column_widths(cells: Sequence[Sequence[str]], line_length: int) -> List[int]:
+    """Column widths: natural, then the widest column that can still narrow loses
+    one character while the line is too long. A column never gets narrower than
+    its longest word (the whole cell for numbers), so wrapping never splits one."""
+    n = len(cells[0])
+    widths = [max(len(row[i]) for row in cells) for i in range(n)]
+    least = [max(max((len(word) for word in row[i].split()), default=0) for row in cells) or 1 for i in range(n)]
+    while sum(widths) + n - 1 > line_length:
+        candidates = [i for i in range(n) if widths[i] > least[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1
+    return widths
+
+
 def _format_summary(
     columns: Sequence[Column],
     rows: Sequence[Sequence[str]],
@@ -613,11 +642,14 @@ def _format_summary(
 ) -> str:
     """Lay out the summary table.
 
-    Columns are separated by ``|`` and as wide as their widest cell; while a line
-    would be longer than ``line_length`` the widest column (the leftmost of equals)
-    loses one character, and cells are cut to their column width. Headers and the
-    "name" column are left-aligned, all else right-aligned. Totals follow a ``=``
-    rule, then the notes, each wrapped to ``line_length``.
+    Columns are separated by ``|`` and as wide as their widest cell. While a line
+    would be longer than ``line_length``, the widest column (the leftmost of equals)
+    loses one character, and text wraps onto more lines, but never below the longest
+    word of a column: numbers and words are never cut. If that is still too wide,
+    large integers switch to engineering notation (``115.6e6``); if even that does
+    not fit, the table is wider than ``line_length``. Headers and the "name" column
+    are left-aligned, all else right-aligned. Totals follow a ``=`` rule, then the
+    notes, each wrapped to ``line_length``.
 
     Parameters
     ----------
@@ -652,18 +684,29 @@ def _format_summary(
             raise ValueError(f"summary row {i} has {len(row)} cells for {len(columns)} columns")
     cells = [header] + [[str(cell) for cell in row] for row in rows]
 
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    while sum(widths) + len(widths) - 1 > line_length:
-        # line_length >= 2n - 1 guarantees the widest column is at least 2 wide here
-        widest = widths.index(max(widths))
-        widths[widest] -= 1
+    widths = _column_widths(cells, line_length)
+    if sum(widths) + len(widths) - 1 > line_length:
+        numeric = [column.kind not in _TEXT_COLUMNS for column in columns]
+        cells = [header] + [[_engineering(c) if numeric[i] else c for i, c in enumerate(row)] for row in cells[1:]]
+        widths = _column_widths(cells, line_length)
 
-    def line(values: Sequence[str], aligns: Sequence[str]) -> str:
-        return "|".join(f"{v[:w]:{a}{w}}" for v, a, w in zip(values, aligns, widths, strict=True))
+    def lines(values: Sequence[str], aligns: Sequence[str]) -> List[str]:
+        wrapped = [
+            textwrap.wrap(v, width=w, break_long_words=False, break_on_hyphens=False) or [""] if len(v) > w else [v]
+            for v, w in zip(values, widths, strict=True)
+        ]
+        height = max(len(parts) for parts in wrapped)
+        return [
+            "|".join(
+                f"{parts[k] if k < len(parts) else '':{a}{w}}" for parts, a, w in zip(wrapped, aligns, widths, strict=True)
+            )
+            for k in range(height)
+        ]
 
     aligns = ["<" if column.kind == "name" else ">" for column in columns]
-    out = [line(header, ["<"] * len(columns)), "|".join("-" * w for w in widths)]
-    out += [line(row, aligns) for row in cells[1:]]
+    out = lines(header, ["<"] * len(columns)) + ["|".join("-" * w for w in widths)]
+    for row in cells[1:]:
+        out += lines(row, aligns)
     if totals:
         out.append("=" * len(out[0]))
         out += [f"Total energy per inference [Joules/inf] ({device}): {joules:0.2e}" for device, joules in totals]

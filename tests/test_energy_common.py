@@ -202,28 +202,59 @@ def test_format_summary_natural_widths_and_alignment():
 
 
 def test_format_summary_shrinks_widest_column_to_fit():
-    # natural widths 20 + 6 + 11 + 2 separators = 39; at 30 the name column goes
-    # to 12, then ties with nothing wider than it and shrinks to 11.
+    # natural widths 20 + 6 + 11 + 2 separators = 39; at 30 the name column narrows
+    # to its longest word (12, "(InputLayer)"), then the energy column loses one:
+    # text wraps onto more lines, nothing is cut
     lines = en._format_summary(COLUMNS, ROWS, line_length=30).splitlines()
     assert lines == [
-        "Layer (type|Conn #|J/inf (cpu)",
-        "-----------|------|-----------",
-        "input_1 (In|     0|          0",
-        "d (Dense)  |    12|      1e-07",
+        "Layer (type)|Conn #|J/inf     ",
+        "            |      |(cpu)     ",
+        "------------|------|----------",
+        "input_1     |     0|         0",
+        "(InputLayer)|      |          ",
+        "d (Dense)   |    12|     1e-07",
     ]
-    # at 29: widths 11, 6, 11 tie -> the leftmost of the widest loses the character
-    lines = en._format_summary(COLUMNS, ROWS, line_length=29).splitlines()
-    assert lines[0] == "Layer (typ|Conn #|J/inf (cpu)"
-    assert lines[3] == "d (Dense) |    12|      1e-07"
-    # at 28 both lose one
-    lines = en._format_summary(COLUMNS, ROWS, line_length=28).splitlines()
-    assert lines[0] == "Layer (typ|Conn #|J/inf (cpu"
-    assert lines[3] == "d (Dense) |    12|     1e-07"
-    # the minimum width: one character per column
+    # narrower than every column's longest word (the whole cell for numbers): the
+    # table is wider than asked rather than cutting a number or a word
     lines = en._format_summary(COLUMNS, ROWS, line_length=5).splitlines()
-    assert lines == ["L|C|J", "-|-|-", "i|0|0", "d|1|1"]
+    assert lines == [
+        "Layer (type)|Conn|J/inf",
+        "            |#   |(cpu)",
+        "------------|----|-----",
+        "input_1     |   0|    0",
+        "(InputLayer)|    |     ",
+        "d (Dense)   |  12|1e-07",
+    ]
     for width in range(5, 45):
-        assert all(len(line) <= width for line in en._format_summary(COLUMNS, ROWS, line_length=width).splitlines())
+        text = en._format_summary(COLUMNS, ROWS, line_length=width)
+        lines = text.splitlines()
+        assert all(len(line) <= max(width, 23) for line in lines)
+        for word in " ".join(" ".join(row) for row in ROWS).split():
+            assert word in text.split("|") or word in text.replace("|", " ").split()
+
+
+def test_format_summary_never_cuts_a_number():
+    """9+ digit counts: the columns narrow and wrap text first, then large integers
+    switch to engineering notation; no digit is ever dropped silently."""
+    columns = [en.Column("name"), en.Column("output_shape"), en.Column("params"), en.Column("connections"),
+               en.Column("neurons"), en.Column("energy", "cpu"), en.Column("energy", "loihi")]
+    rows = [["layer1.0.conv1 (Conv)", "(None, 64, 56, 56)", "36864", "115605504", "200704", "9.9e-04", "1.2e-05"],
+            ["fc (Gemm)", "(None, 1000)", "513000", "1234567890", "0", "4.4e-06", "3.1e-08"]]
+    for width in range(40, 130):
+        text = en._format_summary(columns, rows, line_length=width)
+        tokens = text.replace("|", " ").split()
+        if all(len(line) <= width for line in text.splitlines()) and "115605504" in tokens:
+            # the full numbers are shown: every cell's words are there whole
+            for row in rows:
+                for cell in row:
+                    assert all(word in tokens for word in cell.split()), (width, cell)
+        else:
+            # engineering notation: the same values to 4 significant digits
+            assert "115.6e6" in tokens and "1.235e9" in tokens, width
+            assert all(cell in tokens for cell in ("36864", "200704", "9.9e-04", "1.2e-05")), width
+        assert not any(n in tokens for n in ("1156055", "11560550", "123456789")), width
+    wide = en._format_summary(columns, rows, line_length=200)
+    assert "115605504" in wide and "1234567890" in wide and max(map(len, wide.splitlines())) < 200
 
 
 def test_format_summary_totals_and_notes():
