@@ -201,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--densities", default="0.01,0.05,0.2,1.0")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--digits", action="store_true", help="also time the digits classifier against Keras")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of the digits classifier")
