@@ -183,7 +183,8 @@ def test_9_interrupted_writes_leave_the_old_file(tmp_path, capsys, monkeypatch):
 
     from spikeonnx.plots import plot_energy
 
-    report = {"model": "m.onnx", "layers": [{"name": "a", "type": "Dense", "energy": {"cpu": {"total": 1e-9}}}]}
+    report = {"model": "m.onnx", "layers": [{"name": "a", "type": "Dense", "energy": {"cpu": {"total": 1e-9}}}],
+              "total_energy": {"cpu": 1e-9}}
     png = tmp_path / "energy.png"
     png.write_bytes(b"the old plot")
     monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: part(target) or 1 / 0)
@@ -270,7 +271,7 @@ def test_11_library_errors_are_one_line_naming_the_file(tmp_path, capsys):
          ["meta_huge.onnx", "spikeonnx.batch_axes", "'x'"]),
         (["run", tmp_path / "meta_text.onnx", tmp_path / "empty.npy", "--stream", "1"],
          ["meta_text.onnx", "spikeonnx.batch_axes", "'x'"]),
-        (["energy", tmp_path / "external.onnx"], ["external.onnx", "outside"]),
+        (["energy", tmp_path / "external.onnx", "--data", tmp_path / "x2.npy"], ["external.onnx", "outside"]),
         (["energy", tmp_path / "meta_text.onnx"], ["meta_text.onnx", "spikeonnx.batch_axes"]),
     ]
     for argv, fragments in cases:
