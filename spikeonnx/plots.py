@@ -429,18 +429,20 @@ def plot_firing_rates(recording: SpikeRecording, path: PathLike, *, bins: int = 
         low = positive.min() if positive.size else 1.0 / (max(batch * steps, 1) * layer.dt)
         high = max(positive.max() if positive.size else ceiling, ceiling) * 1.05
         edges = np.geomspace(low / 1.05, high, bins + 1)
-        counts, _ = np.histogram(positive, edges)
-        saturated = edges[:-1] >= ceiling * (1 - 1e-9)
-        ax.bar(edges[:-1], counts, np.diff(edges), align="edge", color=np.where(saturated, "tab:red", "tab:blue"),
-               edgecolor="white", linewidth=0.5)
+        # firing and saturated neurons stacked in the same bins (a bin may straddle 1/dt)
+        firing, _ = np.histogram(positive[positive < ceiling], edges)
+        full, _ = np.histogram(positive[positive >= ceiling], edges)
+        ax.bar(edges[:-1], firing, np.diff(edges), align="edge", color="tab:blue", edgecolor="white", linewidth=0.5)
+        ax.bar(edges[:-1], full, np.diff(edges), bottom=firing, align="edge", color="tab:red", edgecolor="white",
+               linewidth=0.5)
         silent = int(np.sum(rates == 0))
         n_saturated = int(np.sum(rates >= ceiling))
         # silent neurons: a bar one bin-width left of the first edge
         ratio = edges[1] / edges[0]
         ax.bar(edges[0] / ratio ** 2, silent, edges[0] / ratio - edges[0] / ratio ** 2, align="edge",
                color="tab:gray", edgecolor="white", linewidth=0.5)
-        ax.annotate("0 Hz", xy=(edges[0] / ratio ** 1.5, 0), xytext=(0, -2), textcoords="offset points",
-                    ha="center", va="top", fontsize=7, color="tab:gray")
+        ax.annotate("0 Hz", xy=(edges[0] / ratio ** 1.5, silent), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, color="tab:gray")
         ax.axvline(ceiling, color="tab:red", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlim(edges[0] / ratio ** 3, edges[-1] * ratio)
