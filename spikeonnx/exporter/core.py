@@ -23,6 +23,7 @@ import onnx
 
 from .. import __version__
 from ..contract import Metadata, write_metadata
+from ..events import rewrite_events
 from ..fileio import atomic_write
 from ..functions import attach_functions
 from . import passes
@@ -130,8 +131,6 @@ def export(
     if events:
         # After attach_functions (which knows only the spiking ops) and after the layer
         # attribution (which reads the standard op types); node names do not change.
-        from ..events import rewrite_events
-
         rewrite_events(onnx_model, functions=functions)
 
     if check:
