@@ -29,6 +29,8 @@ __all__ = [
     "DOMAIN",
     "OPSET_VERSION",
     "OP_TYPES",
+    "EVENT_OPS",
+    "EVENT_OP_TYPES",
     "MAX_IR_VERSION",
     "PRODUCER",
     "STATE_IN_SUFFIX",
@@ -56,8 +58,13 @@ __all__ = [
 DOMAIN = "spikeonnx"
 #: Version of the domain (the operator set our nodes belong to).
 OPSET_VERSION = 1
-#: The operators of the domain.
+#: The spiking and filter operators of the domain (the event ops follow).
 OP_TYPES = ("SpikingActivation", "Lowpass", "Alpha")
+#: Event-driven weighted ops of the domain (:mod:`spikeonnx.events`), by the standard op
+#: whose value each computes (only for nonzero inputs, in the op library).
+EVENT_OPS = {"MatMul": "EventMatMul", "Gemm": "EventGemm", "Conv": "EventConv"}
+#: The event-driven ops' names.
+EVENT_OP_TYPES = tuple(EVENT_OPS.values())
 #: Highest model IR version we write and hand to onnxruntime. onnx 1.17+ writes IR 11+
 #: by default; onnxruntime 1.18 and later accept IR 10, and nothing we emit needs more.
 MAX_IR_VERSION = 10

@@ -34,14 +34,13 @@ from typing import Dict, List, Set
 import onnx
 from onnx import helper
 
-from .contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
-from .schemas import EVENT_OP_TYPES
+from .contract import DOMAIN, EVENT_OP_TYPES, EVENT_OPS, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
 
 __all__ = ["optimize", "rewrite_events", "EVENT_OP_TYPES", "STANDARD_OP", "make_event_function", "event_nodes"]
 
 #: Event op -> the standard op it computes.
-STANDARD_OP: Dict[str, str] = dict(zip(EVENT_OP_TYPES, ("MatMul", "Gemm", "Conv"), strict=True))
-_EVENT_OP = {standard: event for event, standard in STANDARD_OP.items()}
+STANDARD_OP: Dict[str, str] = {event: standard for standard, event in EVENT_OPS.items()}
+_EVENT_OP = EVENT_OPS
 
 # Formal inputs and attributes of each event op (those of the standard op; the attributes
 # are passed on to the body by reference).

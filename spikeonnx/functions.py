@@ -45,7 +45,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from .contract import DOMAIN, MAX_IR_VERSION, OP_TYPES, OPSET_VERSION
+from .contract import DOMAIN, EVENT_OP_TYPES, MAX_IR_VERSION, OP_TYPES, OPSET_VERSION
 
 __all__ = ["attach_functions", "make_function", "MIN_OPSET", "BITWISE_OPSET", "SIGNATURES"]
 
@@ -533,7 +533,9 @@ def attach_functions(model: onnx.ModelProto, *, skip_unsupported: bool = False) 
     are written out: the ONNX reference evaluator calls a function only with exactly its
     inputs and ignores attribute defaults, onnxruntime only with all its outputs. None of
     this changes what the op library computes. Existing ``spikeonnx`` functions are replaced, so
-    calling this twice changes nothing. The IR version is raised to 9 if lower (never
+    calling this twice changes nothing; the event ops' nodes and functions
+    (:func:`spikeonnx.optimize`) are left as they are, so the two may run in either
+    order. The IR version is raised to 9 if lower (never
     above :data:`spikeonnx.contract.MAX_IR_VERSION`).
 
     Parameters
@@ -560,11 +562,11 @@ def attach_functions(model: onnx.ModelProto, *, skip_unsupported: bool = False) 
     """
     nodes: Dict[str, List[onnx.NodeProto]] = {}
     for node in _walk_nodes(model.graph):
-        if node.domain == DOMAIN:
+        if node.domain == DOMAIN and node.op_type not in EVENT_OP_TYPES:  # those have their own functions
             if node.op_type not in SIGNATURES:
                 raise ValueError(f"node {node.name!r}: unknown spikeonnx op {node.op_type!r}")
             nodes.setdefault(node.op_type, []).append(node)
-    kept = [f for f in model.functions if f.domain != DOMAIN]
+    kept = [f for f in model.functions if f.domain != DOMAIN or f.name in EVENT_OP_TYPES]
     del model.functions[:]
     model.functions.extend(kept)
     if not nodes:

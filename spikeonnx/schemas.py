@@ -22,9 +22,9 @@ import onnx.helper
 from onnx import OperatorSetIdProto, TypeProto
 from onnx.shape_inference import InferenceError
 
-from .contract import DOMAIN, OP_TYPES, OPSET_VERSION
+from .contract import DOMAIN, EVENT_OP_TYPES, OP_TYPES, OPSET_VERSION
 
-# DOMAIN and OP_TYPES are re-exported from spikeonnx.contract; OPSET is an older name
+# DOMAIN, OP_TYPES and EVENT_OP_TYPES are re-exported from spikeonnx.contract; OPSET is an older name
 # of contract.OPSET_VERSION, kept for callers.
 __all__ = ["DOMAIN", "OPSET", "OP_TYPES", "EVENT_OP_TYPES", "register_schemas", "make_opset_imports"]
 
@@ -251,11 +251,6 @@ def _build_schemas() -> List[onnx.defs.OpSchema]:
         ],
     )
     return [spiking, lowpass, alpha]
-
-
-#: Event-driven weighted ops (:mod:`spikeonnx.events`): the value of MatMul, Gemm and
-#: Conv, computed only for nonzero inputs by the op library.
-EVENT_OP_TYPES = ("EventMatMul", "EventGemm", "EventConv")
 
 
 def _dims(type_proto: TypeProto) -> Optional[list]:

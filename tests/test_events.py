@@ -449,3 +449,27 @@ def test_export_rewrites_by_default():
     assert [n.op_type for n in exported.graph.node] == [n.op_type for n in optimize(plain).graph.node]
     assert "EventMatMul" in [n.op_type for n in exported.graph.node]
     assert "EventMatMul" not in [n.op_type for n in plain.graph.node]
+
+
+def test_functions_and_events_in_either_order():
+    """attach_functions skips the event ops and keeps their functions: optimize() then
+    attach_functions gives the same model as the other order, and it runs in stock onnxruntime."""
+    from spikeonnx.contract import EVENT_OP_TYPES as contract_event_ops
+    from spikeonnx.functions import attach_functions
+    from spikeonnx.schemas import EVENT_OP_TYPES as schema_event_ops
+
+    assert EVENT_OP_TYPES is contract_event_ops and schema_event_ops is contract_event_ops
+    rng = np.random.default_rng(12)
+    model = _spiking_mlp(rng)
+    events_first = attach_functions(optimize(model))
+    functions_first = optimize(attach_functions(onnx.ModelProto.FromString(model.SerializeToString())))
+    for m in (events_first, functions_first):
+        assert {f.name for f in m.functions} == {"SpikingActivation", "EventMatMul"}
+        assert [n.op_type for n in event_nodes(m)] == ["EventMatMul"]
+    assert [(n.op_type, list(n.input), list(n.output)) for n in events_first.graph.node] == [
+        (n.op_type, list(n.input), list(n.output)) for n in functions_first.graph.node]
+    x = rng.uniform(0, 30, (4, 7, 12)).astype(np.float32)
+    _check_runs_anywhere(events_first, model, {"x": x}, spiking=True)
+    # A second attach_functions changes nothing.
+    again = attach_functions(onnx.ModelProto.FromString(events_first.SerializeToString()))
+    assert again.SerializeToString() == events_first.SerializeToString()

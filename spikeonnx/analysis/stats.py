@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..contract import DOMAIN
+from ..contract import DOMAIN, EVENT_OPS
 from ..energy import check_stats
 from ..registry import Registry
 from . import axes as _axes
@@ -587,7 +587,7 @@ def _matmul_connections(node: OpNode, a_index: int, b_index: int) -> Dict[str, A
     return {"connections": node.output_units(0) * k}
 
 
-@_builtin("spikeonnx", "EventMatMul", role="weighted", axes=_axes.matmul_axes)  # spikeonnx.events: event-driven
+@_builtin(DOMAIN, EVENT_OPS["MatMul"], role="weighted", axes=_axes.matmul_axes)  # spikeonnx.events: event-driven
 @_builtin("", "MatMul", "MatMulInteger", role="weighted", axes=_axes.matmul_axes)
 def _matmul_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a matrix product: every output element sums over K inputs."""
@@ -608,7 +608,7 @@ def _fused_matmul_stats(node: OpNode) -> Dict[str, Any]:
     return {"connections": node.output_units(0) * _known(node, k, "the contracted dimension")}
 
 
-@_builtin("spikeonnx", "EventGemm", role="weighted", axes=_axes.gemm_axes)  # spikeonnx.events: event-driven
+@_builtin(DOMAIN, EVENT_OPS["Gemm"], role="weighted", axes=_axes.gemm_axes)  # spikeonnx.events: event-driven
 @_builtin("", "Gemm", role="weighted", axes=_axes.gemm_axes)
 def _gemm_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of ``alpha*A'B' + beta*C``: output features times input features."""
@@ -673,7 +673,7 @@ def _conv_connections(node: OpNode, x_index: int, w_index: int) -> Dict[str, Any
     return {"connections": node.units(y, node.proto.output[0]) * int(np.prod(w[1:]))}
 
 
-@_builtin("spikeonnx", "EventConv", role="weighted")  # spikeonnx.events: the same op, event-driven
+@_builtin(DOMAIN, EVENT_OPS["Conv"], role="weighted")  # spikeonnx.events: the same op, event-driven
 @_builtin("", "Conv", "ConvInteger", role="weighted")
 def _conv_stats(node: OpNode) -> Dict[str, Any]:
     """Connections of a convolution: output elements x kernel volume x input channels/group.
