@@ -70,7 +70,11 @@ class GraphEnergy(_energy.EnergyEstimator):
         batch_axis: AxisSpec = 0,
         time_axis: AxisSpec = None,
     ) -> None:
-        self.graph = AnalysisGraph(model, batch_axis=batch_axis, time_axis=time_axis)
+        direct = example_data is not None and not hasattr(example_data, "rate_sums")
+        self.graph = AnalysisGraph(
+            model, batch_axis=batch_axis, time_axis=time_axis,
+            feeds=(lambda graph: load_example_data(example_data, graph)) if direct else None,
+        )
         self.graph.warn_unknown()
         self.example_data = example_data
         self.layer_rates: Dict[str, float] = {}
@@ -78,8 +82,7 @@ class GraphEnergy(_energy.EnergyEstimator):
             # accumulated elsewhere (RateSums, shards streamed or on a Ray cluster)
             self.layer_rates = example_data.rate_sums(self.graph).layer_rates(self.graph)
         elif example_data is not None:
-            feeds = load_example_data(example_data, self.graph)
-            self.layer_rates = compute_rates(self.graph, feeds)
+            self.layer_rates = compute_rates(self.graph, self.graph.feeds)
         self.graph.graph.graph["rates"] = self.layer_rates
         self._records = [self._make_record(layer) for layer in self.graph.layers]
 

@@ -9,7 +9,7 @@ for :class:`~.energy.GraphEnergy` and for users who want more than the table.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Union
 
 import networkx as nx
 import numpy as np
@@ -71,6 +71,9 @@ class AnalysisGraph:
         Time axis of the graph inputs, as ``batch_axis``. When no time axis is known
         (neither given nor in the metadata), an unknown size right after the batch
         axis is taken as time, as Keras' ``ModelEnergy`` does.
+    feeds : dict or callable, optional
+        Example data (input name -> array), or a function of the loaded graph
+        returning it; used for shapes nothing else resolves (kept as ``feeds``).
 
     Attributes
     ----------
@@ -84,8 +87,18 @@ class AnalysisGraph:
         cycles), or failed shape inference.
     """
 
-    def __init__(self, model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec = None) -> None:
-        self.graph = analyze(model, batch_axis=batch_axis, time_axis=time_axis)
+    def __init__(
+        self, model: ModelLike, *, batch_axis: AxisSpec = 0, time_axis: AxisSpec = None,
+        feeds: Union[None, Mapping[str, np.ndarray], Callable[["AnalysisGraph"], Mapping[str, np.ndarray]]] = None,
+    ) -> None:
+        self.graph = load(model, batch_axis=batch_axis, time_axis=time_axis)
+        # example data is checked against the loaded inputs, then used for shapes
+        # nothing else resolves (see infer_shapes)
+        self.feeds = feeds(self) if callable(feeds) else feeds
+        infer_shapes(self.graph, feeds=self.feeds)
+        propagate_axes(self.graph)
+        count_nodes(self.graph)
+        group_layers(self.graph)
 
     # --- what the passes stored ---------------------------------------------------
     @property

@@ -878,6 +878,30 @@ _builtin("", "BatchNormalization", role="free", affine=True)(_nothing)
 _builtin("", "Mod", role="other")(_nothing)
 
 
+def _subgraph_ops(graph: onnx.GraphProto) -> List[Tuple[str, str]]:
+    ops = []
+    for node in graph.node:
+        ops.append((normalize_domain(node.domain), node.op_type))
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                ops.extend(_subgraph_ops(sub))
+    return ops
+
+
+@_builtin("", "If", "Loop", "Scan", role="other")
+def _control_flow_stats(node: OpNode) -> Any:
+    """Control flow: its subgraphs are not analysed. Branches of free and
+    non-counting ops only (e.g. a rank check around a normalization) count nothing;
+    a subgraph with synapses or neurons is reported as not counted."""
+    for attr in node.proto.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            for key in _subgraph_ops(sub):
+                spec = OPS.get(key)
+                if spec is None or spec.role in ("weighted", "activation"):
+                    return NotImplemented
+    return {}
+
+
 @_builtin(DOMAIN, "SpikingActivation", role="activation")
 def _spiking_activation_stats(node: OpNode) -> Dict[str, Any]:
     """Spiking neurons: the unit axes of the (batch, time, *units) input, per the op contract."""
