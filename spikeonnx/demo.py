@@ -276,5 +276,5 @@ def run_demo(
     recording = record_spikes(onnx_path, rate_data)
     files["spikes"] = plot_spikes(recording, out / "spikes.png")
     files["firing_rates"] = plot_firing_rates(recording, out / "firing_rates.png")
-    echo("wrote " + ", ".join(str(files[k]) for k in ("energy", "rates", "spikes", "firing_rates")))
+    echo(f"figures in {out}: " + ", ".join(files[k].name for k in ("energy", "rates", "spikes", "firing_rates")))
     return DemoResult(keras_acc, onnx_acc, same, keras_seconds, onnx_seconds, dict(report["total_energy"]), files)
