@@ -343,6 +343,11 @@ def test_alpha_accepts_a_keras_spiking_shaped_state_for_multid_units():
     # the state comes back in the layout it was handed in
     assert state.shape == (2, 2, 6) and state_full.shape == (2, 2, 2, 3)
     np.testing.assert_array_equal(np.reshape(state, (2, 2, 2, 3)), state_full)
+    # reset_states of a stateful layer takes the flat layout as well
+    stateful = keras_spiking.Alpha(0.02, stateful=True)
+    stateful(x[:, :1])
+    stateful.reset_states(states=[start])
+    np.testing.assert_array_equal(stateful(x), y_full)
 
 
 @needs_ops
