@@ -11,13 +11,26 @@ For each, the best of ``--repeat`` runs of ``GraphEnergy(model)`` (load, shape
 inference, networkx graph, grouping, per-op stats) is compared with the best of
 ``onnx.shape_inference.infer_shapes(model)``; the target is a ratio within 3x.
 
-Run: ``python benchmarks/bench_analyzer.py [--repeat N] [--batch B]``.
+With example data (``--data``, on by default), the ResNet-50 with real-size
+random weights is saved to a temporary file, and two fresh processes each load it
+and run it once on the same batch: ``GraphEnergy(path, data)`` (analysis plus the
+rate run) and a plain ``onnxruntime.InferenceSession(path).run``. Each reports its
+wall time and its peak resident memory (``resource.getrusage(RUSAGE_SELF)`` of the
+child, read back through ``RUSAGE_CHILDREN``); the targets are <= 1.5x the time and
+<= 1.3x the peak memory of the plain session.
+
+Run: ``python benchmarks/bench_analyzer.py [--repeat N] [--batch B] [--no-data]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from typing import Callable, List, Tuple
@@ -103,6 +116,96 @@ def resnet50(weights_as_inputs: bool, batch: int = 1) -> Tuple[onnx.ModelProto, 
     return model, b.params, b.convs
 
 
+_PREPARE = r"""
+import sys
+import numpy as np
+import onnx
+from onnx import numpy_helper
+sys.path.insert(0, sys.argv[1])
+from bench_analyzer import resnet50
+model, params, _ = resnet50(False, int(sys.argv[4]))
+rng = np.random.default_rng(0)
+for init in model.graph.initializer:  # real-size random weights, as a trained model has
+    arr = rng.standard_normal(tuple(init.dims)).astype(np.float32) * 0.01
+    if init.name.startswith(("var", "scale")):  # batch norm: positive variances, unit scales
+        arr = np.ones(tuple(init.dims), np.float32)
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+onnx.save(model, sys.argv[2])
+np.save(sys.argv[3], rng.standard_normal((int(sys.argv[4]), 3, 224, 224)).astype(np.float32))
+print(params)
+"""
+
+_CHILD = r"""
+import json, resource, sys, time, warnings
+start = time.perf_counter()
+import numpy as np
+mode, path, data_path = sys.argv[1:4]
+if mode == "plain":
+    import onnxruntime as ort
+else:
+    import onnxruntime as ort  # noqa: F401 (imported by the analysis too)
+    from spikeonnx.analysis import GraphEnergy
+x = np.load(data_path)
+imported = time.perf_counter()
+if mode == "plain":
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    session.run(None, {session.get_inputs()[0].name: x})
+else:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GraphEnergy(path, x).total_energy("loihi")
+done = time.perf_counter()
+print(json.dumps({"time": done - imported, "import": imported - start,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def _child(mode: str, path: str, data_path: str) -> Tuple[float, float, int]:
+    """Wall time (after imports), import time and peak RSS (kB) of one fresh process
+    doing ``mode``. The peak is also read through RUSAGE_CHILDREN, which must agree."""
+    import resource
+
+    proc = subprocess.run([sys.executable, "-c", _CHILD, mode, path, data_path], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{mode} run failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # RUSAGE_CHILDREN holds the largest peak of any waited-for child so far
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >= result["peak_kb"]
+    return result["time"], result["import"], result["peak_kb"]
+
+
+def bench_example_data(batch: int, repeat: int) -> None:
+    """GraphEnergy with example data vs a plain onnxruntime session, in fresh processes.
+
+    Run before this process holds any big model: a child's peak RSS counts the
+    memory it shared with its parent at fork time.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "resnet50.onnx")
+        data_path = os.path.join(folder, "x.npy")
+        here = os.path.dirname(os.path.abspath(__file__))
+        prep = subprocess.run([sys.executable, "-c", _PREPARE, here, path, data_path, str(batch)],
+                              capture_output=True, text=True)
+        if prep.returncode:
+            raise RuntimeError(prep.stderr[-3000:])
+        params = int(prep.stdout.split()[-1])
+        size_mb = os.path.getsize(path) / 2**20
+        runs: dict = {"plain": [], "graph": []}
+        for _ in range(repeat):
+            for mode in ("plain", "graph"):  # interleaved: both see the same machine state
+                runs[mode].append(_child(mode, path, data_path))
+    best = {mode: (min(r[0] for r in rs), min(r[1] for r in rs), min(r[2] for r in rs) / 1024)
+            for mode, rs in runs.items()}
+    (t_plain, i_plain, m_plain), (t_graph, i_graph, m_graph) = best["plain"], best["graph"]
+    print(f"[example data] model file {size_mb:.0f} MB ({params / 1e6:.1f}M params), batch {batch}, "
+          f"best of {repeat} fresh processes each")
+    print(f"[example data] time after imports: GraphEnergy(path, data) {t_graph:.2f} s | plain onnxruntime "
+          f"session create+run {t_plain:.2f} s | ratio {t_graph / t_plain:.2f}x (target <= 1.5x)")
+    print(f"[example data] imports: spikeonnx.analysis + onnxruntime {i_graph:.2f} s | onnxruntime {i_plain:.2f} s")
+    print(f"[example data] peak RSS: GraphEnergy {m_graph:.0f} MB | plain session {m_plain:.0f} MB | "
+          f"ratio {m_graph / m_plain:.2f}x (target <= 1.3x)")
+
+
 def _best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -116,14 +219,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--no-data", action="store_true", help="skip the example-data comparison")
     args = parser.parse_args()
+
+    if not args.no_data:
+        bench_example_data(args.batch, max(1, min(args.repeat, 3)))
 
     from spikeonnx.analysis import GraphEnergy
 
     for variant, as_inputs in (("initializers", False), ("weight-inputs", True)):
         model, params, convs = resnet50(as_inputs, args.batch)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BatchNormalization/MaxPool count nothing
+            warnings.simplefilter("error")  # every op of the graph has a spec
             # only the image has a batch axis (not the weights declared as inputs)
             axes = {"image": 0}
             energy = GraphEnergy(model, batch_axis=axes)

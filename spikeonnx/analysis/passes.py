@@ -1009,7 +1009,7 @@ def _joins_weighted(G: nx.MultiDiGraph, label: str, through: str) -> bool:
         return True
     others = [n for n in data["proto"].input if n and n != through]
     if spec.affine:
-        return all(is_constant(G, n) for n in others)
+        return all(is_constant(G, n) or n in G.graph["parameter_inputs"] for n in others)
     return spec.bias and len(others) == 1 and is_constant(G, others[0])
 
 
