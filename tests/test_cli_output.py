@@ -255,3 +255,31 @@ def test_demo_and_export_logs_are_clean(tmp_path):
     assert not exported.stderr.strip(), exported.stderr
     inspected = run_cli("inspect", tmp_path / "again.onnx")
     assert "conv_spikes: SpikingActivation (Keras layer conv_spikes), dt 0.01 s, seed 0" in inspected.stdout
+
+
+@pytest.mark.parametrize("command", ["inspect", "plot"])
+def test_help(command, capsys):
+    from spikeonnx.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: spikeonnx {command}" in capsys.readouterr().out
+
+
+@pytest.mark.needs_ops
+def test_user_errors_are_one_line(files, tmp_path, capsys):
+    from spikeonnx.cli import main
+
+    _, model, data = files
+    for argv, fragment in (
+        (["plot", "spikes", str(model)], "needs input data"),
+        (["plot", "spikes", str(model), str(data), "--sample", "9", "-o", str(tmp_path / "s.png")], "sample"),
+        (["plot", "rates", str(tmp_path / "none.onnx"), str(data)], "model file not found"),
+        (["plot", "energy", str(model), "-o", str(model)], "is the input file"),
+        (["inspect", str(data)], "not an ONNX model"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
