@@ -87,6 +87,78 @@ bool event_string_attribute(const OrtApi* api, const OrtKernelInfo* info, const 
   return true;
 }
 
+namespace {
+constexpr size_t kAlignFloats = 16;  // 64 bytes
+
+size_t aligned_offset(const std::vector<float>& v) {
+  const auto address = reinterpret_cast<uintptr_t>(v.data());
+  return ((64 - address % 64) % 64) / sizeof(float);
+}
+}  // namespace
+
+PackedPanels::PackedPanels(int64_t K, int64_t panels) : k_(K) {
+  const int64_t P = event_loops().gemm_panel_width();
+  n_ = panels * P;
+  storage_.assign(static_cast<size_t>(panels * K * P) + kAlignFloats, 0.0f);
+  offset_ = aligned_offset(storage_);
+}
+
+PackedPanels::PackedPanels(const float* b, int64_t K, int64_t N, bool transposed) : k_(K), n_(N) {
+  const int64_t P = event_loops().gemm_panel_width();
+  const int64_t panels = (N + P - 1) / P;
+  storage_.assign(static_cast<size_t>(panels * K * P) + kAlignFloats, 0.0f);
+  offset_ = aligned_offset(storage_);
+  float* out = data();
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t j0 = p * P, width = std::min(P, N - j0);
+    for (int64_t k = 0; k < K; ++k) {
+      float* dst = out + (p * K + k) * P;
+      if (transposed) {
+        for (int64_t j = 0; j < width; ++j) dst[j] = b[(j0 + j) * K + k];
+      } else {
+        std::copy(b + k * N + j0, b + k * N + j0 + width, dst);
+      }
+    }
+  }
+}
+
+void dense_block(const float* a, int64_t lda, const float* bp, int64_t K, int64_t N, float* c, int64_t ldc,
+                 int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+  const EventLoops& loops = event_loops();
+  const int64_t P = loops.gemm_panel_width();
+  const int64_t R = loops.gemm_rows();
+  // 512 k values of a panel (64 KiB with AVX-512's 32-float panels) stay in L2 while the
+  // block's register tiles run over them (256 and 128 measured no faster).
+  constexpr int64_t kKBlock = 512;
+  if (K == 0) {
+    for (int64_t r = r0; r < r1; ++r) std::fill(c + r * ldc + p0 * P, c + r * ldc + std::min(N, p1 * P), 0.0f);
+    return;
+  }
+  // The block's rows of A are copied per k block, each register tile's R rows
+  // interleaved (element (r, k) at [k * R + r]): the tile's loads are then consecutive,
+  // where rows a power-of-two stride apart would all fall into one L1 set.
+  std::vector<float> ap(static_cast<size_t>((r1 - r0 + R) * std::min(kKBlock, K)));
+  for (int64_t k0 = 0; k0 < K; k0 += kKBlock) {
+    const int64_t kc = std::min(kKBlock, K - k0);
+    for (int64_t r = r0; r < r1; r += R) {
+      float* tile = ap.data() + (r - r0) * kc;
+      const int64_t rows = std::min(R, r1 - r);
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* src = a + (r + i) * lda + k0;
+        for (int64_t k = 0; k < kc; ++k) tile[k * R + i] = src[k];
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* panel = bp + (p * K + k0) * P;
+      const int64_t cols = std::min(P, N - p * P);
+      for (int64_t r = r0; r < r1; r += R) {
+        loops.gemm_tile(ap.data() + (r - r0) * kc, 1, R, panel, kc, c + r * ldc + p * P, ldc, std::min(R, r1 - r),
+                        cols, k0 > 0);
+      }
+    }
+  }
+}
+
 InputView constant_input(const OrtApi* api, const OrtKernelInfo* info, size_t index) {
   InputView view;
   size_t count = 0;

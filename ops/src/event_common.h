@@ -145,6 +145,63 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   parallel_for(ctx, static_cast<size_t>(row_blocks * groups), work);
 }
 
+// The dense float32 path: B (K, N) packed once into panels of event_loops().gemm_panel_width()
+// columns (k-major inside a panel, zero-padded past column N, 64-byte aligned), so that
+// every product with it streams B contiguously.  Denser inputs than the break-even run
+// here instead of in onnxruntime's MatMul/Gemm (which, invoked from a custom op, would
+// repack the weight at every call).
+class PackedPanels {
+ public:
+  PackedPanels() = default;
+  // b is (K, N) row-major, or (N, K) row-major with `transposed` (then B = b^T).
+  PackedPanels(const float* b, int64_t K, int64_t N, bool transposed);
+  // Uninitialised room for `panels` panels of K rows (filled by the caller, e.g. im2col).
+  PackedPanels(int64_t K, int64_t panels);
+  bool empty() const { return storage_.empty(); }
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  const float* data() const { return storage_.data() + offset_; }
+  float* data() { return storage_.data() + offset_; }
+
+ private:
+  std::vector<float> storage_;
+  size_t offset_ = 0;
+  int64_t k_ = 0, n_ = 0;
+};
+
+// C[r0:r1, panels p0:p1] = A[r0:r1, :K] B for B packed (bp, K rows per panel) and N
+// columns in all; A row-major (lda), C row-major (ldc).  Blocked over K so that a panel
+// block of B stays in L1 while the rows' register tiles run over it.
+void dense_block(const float* a, int64_t lda, const float* bp, int64_t K, int64_t N, float* c, int64_t ldc,
+                 int64_t r0, int64_t r1, int64_t p0, int64_t p1);
+
+// y = x B for x (M, K) float32 row-major on the pool, then `finish(row, y_row, c0, c1)`
+// for each output row's computed columns [c0, c1) (bias, scaling).
+template <typename Finish>
+void dense_matmul(const Ort::KernelContext& ctx, const float* x, const PackedPanels& b, float* y, int64_t M,
+                  Finish& finish) {
+  const EventLoops& loops = event_loops();
+  const int64_t P = loops.gemm_panel_width();
+  const int64_t K = b.k(), N = b.n();
+  const int64_t panels = (N + P - 1) / P;
+  const int64_t row_block = loops.gemm_rows() * 8;
+  const int64_t row_blocks = (M + row_block - 1) / row_block;
+  int64_t groups = 1;
+  if (row_blocks < 16) groups = std::min(panels, (16 + row_blocks - 1) / row_blocks);
+  const int64_t per_group = (panels + groups - 1) / groups;
+  groups = (panels + per_group - 1) / per_group;
+  auto work = [&](size_t item) {
+    const int64_t block = static_cast<int64_t>(item) / groups;
+    const int64_t group = static_cast<int64_t>(item) % groups;
+    const int64_t r0 = block * row_block, r1 = std::min(M, r0 + row_block);
+    const int64_t p0 = group * per_group, p1 = std::min(panels, p0 + per_group);
+    dense_block(x, K, b.data(), K, N, y, N, r0, r1, p0, p1);
+    const int64_t c0 = p0 * P, c1 = std::min(N, p1 * P);
+    for (int64_t r = r0; r < r1; ++r) finish(r, y + r * N, c0, c1);
+  };
+  parallel_for(ctx, static_cast<size_t>(row_blocks * groups), work);
+}
+
 }  // namespace spikeonnx
 
 namespace spikeonnx {

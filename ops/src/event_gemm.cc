@@ -5,6 +5,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "event_common.h"
@@ -54,13 +55,17 @@ struct EventGemmKernel {
         {"transB", ORT_OP_ATTR_INT, {trans_b_}, 0.0f, {}},
     };
     for (int inputs = 2; inputs <= 3; ++inputs) {
-      dense_float_[inputs - 2] =
-          std::make_unique<NativeOp>(api, info, "Gemm", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, attrs, inputs);
       dense_double_[inputs - 2] =
           std::make_unique<NativeOp>(api, info, "Gemm", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, attrs, inputs);
     }
-    // A constant B^T is transposed once, here, instead of at every call.
+    // A constant B^T is transposed once, here, instead of at every call; a constant
+    // float32 B is packed for the dense path.
     const InputView b = constant_input(api, info, 1);
+    if (b.present && b.shape.size() == 2 && b.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      panels_ = trans_b_ ? PackedPanels(static_cast<const float*>(b.data), b.shape[1], b.shape[0], true)
+                         : PackedPanels(static_cast<const float*>(b.data), b.shape[0], b.shape[1], false);
+      panels_source_ = b.data;
+    }
     if (trans_b_ == 1 && b.present && b.shape.size() == 2) {
       packed_source_ = b.data;
       if (b.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
@@ -107,7 +112,7 @@ struct EventGemmKernel {
       Ort::UnownedValue out = ctx.GetOutput(0, {M, N});
       if (M == 0 || N == 0) return Ort::Status{nullptr};
       if (a.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(context, ctx, a, b, c, out, M, K, N, dense_float_[c.present ? 1 : 0].get(), packed_float_);
+        run<float>(context, ctx, a, b, c, out, M, K, N, nullptr, packed_float_);
       } else {
         run<double>(context, ctx, a, b, c, out, M, K, N, dense_double_[c.present ? 1 : 0].get(), packed_double_);
       }
@@ -137,20 +142,12 @@ struct EventGemmKernel {
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
     const int64_t nonzeros = count_nonzero(ctx, a, M * K);
-    if (dense->available() && !use_events(nonzeros, M * K, break_even(M))) {
+    const bool events = use_events(nonzeros, M * K, break_even(M));
+    if (dense != nullptr && dense->available() && !events) {  // float64
       dense->run(context, c_in.present ? 3 : 2, out);
       return;
     }
     const T* w = static_cast<const T*>(b_in.data);
-    std::vector<T> local;
-    if (trans_b_) {
-      if (!packed.empty() && b_in.data == packed_source_) {
-        w = packed.data();
-      } else {
-        local = transposed(w, N, K);
-        w = local.data();
-      }
-    }
     const T alpha = static_cast<T>(alpha_);
     const T beta = static_cast<T>(beta_);
     const T* c = static_cast<const T*>(c_in.data);
@@ -169,15 +166,36 @@ struct EventGemmKernel {
         for (int64_t j = c0; j < c1; ++j) y[j] += beta * c_row[j * col_stride];
       }
     };
-    event_matmul(ctx, a, w, out.GetTensorMutableData<T>(), M, K, N, finish);
+    if constexpr (std::is_same_v<T, float>) {
+      if (!events) {  // float32 dense: the packed weight
+        if (!panels_.empty() && b_in.data == panels_source_) {
+          dense_matmul(ctx, a, panels_, out.GetTensorMutableData<T>(), M, finish);
+        } else {
+          dense_matmul(ctx, a, PackedPanels(w, K, N, trans_b_ != 0), out.GetTensorMutableData<T>(), M, finish);
+        }
+        return;
+      }
+    }
+    const T* w_rows = w;  // (K, N) for the event path
+    std::vector<T> local;
+    if (trans_b_) {
+      if (!packed.empty() && b_in.data == packed_source_) {
+        w_rows = packed.data();
+      } else {
+        local = transposed(w, N, K);
+        w_rows = local.data();
+      }
+    }
+    event_matmul(ctx, a, w_rows, out.GetTensorMutableData<T>(), M, K, N, finish);
   }
 
   std::string at_;
   int64_t trans_b_ = 0;
   float alpha_ = 1.0f;
   float beta_ = 1.0f;
-  std::unique_ptr<NativeOp> dense_float_[2];   // without / with C
-  std::unique_ptr<NativeOp> dense_double_[2];
+  std::unique_ptr<NativeOp> dense_double_[2];  // float64 dense: onnxruntime's Gemm without / with C
+  PackedPanels panels_;                          // float32 dense: the constant B, packed
+  const void* panels_source_ = nullptr;
   const void* packed_source_ = nullptr;
   std::vector<float> packed_float_;
   std::vector<double> packed_double_;

@@ -2,6 +2,8 @@
 #define SPIKEONNX_EVENT_NAMESPACE event_generic
 #define SPIKEONNX_EVENT_VECTOR_BYTES 16
 #define SPIKEONNX_EVENT_TILE_BYTES 128
+#define SPIKEONNX_GEMM_ROWS 4
+#define SPIKEONNX_GEMM_VECTORS 2
 #include "event_loops.inc"
 
 namespace spikeonnx {
@@ -17,7 +19,8 @@ namespace {
         static_cast<void (*)(const int32_t*, const double*, int64_t, const double*, int64_t,        \
                              int64_t, double*)>(&ns::tile_sum),                                     \
         static_cast<void (*)(float, const float*, float*, int64_t)>(&ns::axpy),                     \
-        static_cast<void (*)(double, const double*, double*, int64_t)>(&ns::axpy)                   \
+        static_cast<void (*)(double, const double*, double*, int64_t)>(&ns::axpy),                  \
+        &ns::gemm_panel_width, &ns::gemm_rows, &ns::gemm_tile                                       \
   }
 
 struct Chosen {

@@ -23,7 +23,12 @@ namespace spikeonnx {
                 int64_t ldw, int64_t width, double* out);                                         \
   /* out[j] += v * w[j] for j < n. */                                                             \
   void axpy(float v, const float* w, float* out, int64_t n);                                      \
-  void axpy(double v, const double* w, double* out, int64_t n);
+  void axpy(double v, const double* w, double* out, int64_t n);                                   \
+  /* Dense float32 product, B packed in panels (see EventLoops::gemm_tile). */                   \
+  int64_t gemm_panel_width();                                                                     \
+  int64_t gemm_rows();                                                                            \
+  void gemm_tile(const float* a, int64_t lda, int64_t ka, const float* bp, int64_t k, float* c,    \
+                 int64_t ldc, int64_t rows, int64_t cols, bool accumulate);
 
 namespace event_avx512 {
 SPIKEONNX_DECLARE_EVENT_LOOPS
@@ -49,6 +54,15 @@ struct EventLoops {
   void (*tile_double)(const int32_t*, const double*, int64_t, const double*, int64_t, int64_t, double*);
   void (*axpy_float)(float, const float*, float*, int64_t);
   void (*axpy_double)(double, const double*, double*, int64_t);
+  // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
+  // C[rows, cols] (+)= A[rows, k] B[k, cols] for rows <= gemm_rows() and cols <=
+  // gemm_panel_width(), A's element (r, k) at a[r * lda + k * ka], B one packed panel
+  // (k rows of gemm_panel_width() values, zero-padded past the matrix's last column), C
+  // row-major with leading dimension ldc; accumulate adds to C instead of overwriting it.
+  int64_t (*gemm_panel_width)();
+  int64_t (*gemm_rows)();
+  void (*gemm_tile)(const float* a, int64_t lda, int64_t ka, const float* bp, int64_t k, float* c, int64_t ldc,
+                    int64_t rows, int64_t cols, bool accumulate);
 
   int64_t tile_width(float) const { return tile_width_float(); }
   int64_t tile_width(double) const { return tile_width_double(); }

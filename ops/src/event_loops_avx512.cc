@@ -3,4 +3,6 @@
 #define SPIKEONNX_EVENT_NAMESPACE event_avx512
 #define SPIKEONNX_EVENT_VECTOR_BYTES 64
 #define SPIKEONNX_EVENT_TILE_BYTES 512
+#define SPIKEONNX_GEMM_ROWS 12  // 12 x 32 floats of GEMM accumulators (24 registers)
+#define SPIKEONNX_GEMM_VECTORS 2
 #include "event_loops.inc"

@@ -24,8 +24,14 @@ struct EventMatMulKernel {
 
   EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info)
       : at_(where(kOp, event_node_name(api, info))),
-        dense_float_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {}, 2),
-        dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2) {}
+        dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2) {
+    // A constant float32 weight is packed for the dense path once, here.
+    const InputView w = constant_input(api, info, 1);
+    if (w.present && w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && w.shape.size() == 2) {
+      packed_ = PackedPanels(static_cast<const float*>(w.data), w.shape[0], w.shape[1], false);
+      packed_source_ = w.data;
+    }
+  }
 
   Ort::Status Compute(OrtKernelContext* context) {
     try {
@@ -54,9 +60,9 @@ struct EventMatMulKernel {
       Ort::UnownedValue out = ctx.GetOutput(0, shape);
       if (M == 0 || N == 0) return Ort::Status{nullptr};
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(context, ctx, x, w, out, M, K, N, dense_float_);
+        run_float(ctx, x, w, out, M, K, N);
       } else {
-        run<double>(context, ctx, x, w, out, M, K, N, dense_double_);
+        run_double(context, ctx, x, w, out, M, K, N);
       }
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
@@ -81,22 +87,37 @@ struct EventMatMulKernel {
   }
 
  private:
-  template <typename T>
-  void run(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in, const InputView& w_in,
-           Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N, const NativeOp& dense) const {
-    const T* x = static_cast<const T*>(x_in.data);
+  void run_float(const Ort::KernelContext& ctx, const InputView& x_in, const InputView& w_in,
+                 Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
+    const float* x = static_cast<const float*>(x_in.data);
+    const float* w = static_cast<const float*>(w_in.data);
+    float* y = out.GetTensorMutableData<float>();
+    auto finish = [](int64_t, float*, int64_t, int64_t) {};
+    if (use_events(count_nonzero(ctx, x, M * K), M * K, break_even(M))) {
+      event_matmul(ctx, x, w, y, M, K, N, finish);
+    } else if (!packed_.empty() && w_in.data == packed_source_) {
+      dense_matmul(ctx, x, packed_, y, M, finish);
+    } else {
+      dense_matmul(ctx, x, PackedPanels(w, K, N, false), y, M, finish);
+    }
+  }
+
+  void run_double(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
+                  const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
+    const double* x = static_cast<const double*>(x_in.data);
     const int64_t nonzeros = count_nonzero(ctx, x, M * K);
-    if (dense.available() && !use_events(nonzeros, M * K, break_even(M))) {
-      dense.run(context, 2, out);
+    if (dense_double_.available() && !use_events(nonzeros, M * K, break_even(M))) {
+      dense_double_.run(context, 2, out);
       return;
     }
-    auto finish = [](int64_t, T*, int64_t, int64_t) {};
-    event_matmul(ctx, x, static_cast<const T*>(w_in.data), out.GetTensorMutableData<T>(), M, K, N, finish);
+    auto finish = [](int64_t, double*, int64_t, int64_t) {};
+    event_matmul(ctx, x, static_cast<const double*>(w_in.data), out.GetTensorMutableData<double>(), M, K, N, finish);
   }
 
   std::string at_;
-  NativeOp dense_float_;
-  NativeOp dense_double_;
+  NativeOp dense_double_;        // float64: onnxruntime's MatMul
+  PackedPanels packed_;          // float32: the constant weight, packed for dense_matmul
+  const void* packed_source_ = nullptr;
 };
 
 }  // namespace
