@@ -49,8 +49,6 @@ def describe(model: onnx.ModelProto, where: str) -> Dict[str, Any]:
     spikeonnx.contract.MetadataError
         If our metadata is malformed.
     """
-    from ..schemas import EVENT_OP_TYPES
-
     meta = contract.read_metadata(model, where)
     states_in = set(meta.state_io)
     states_out = set(meta.state_io.values())
@@ -79,7 +77,7 @@ def describe(model: onnx.ModelProto, where: str) -> Dict[str, Any]:
             "initial_state": meta.initial_state.get(state_in[0]) if state_in else None,
         })
     events = [{"node": n.name, "op": n.op_type, "keras_layer": meta.layers.get(n.name)}
-              for n in ours if n.op_type in EVENT_OP_TYPES]
+              for n in ours if n.op_type in contract.EVENT_OP_TYPES]
     functions = sorted({f.name for f in model.functions if f.domain == contract.DOMAIN})
     used = sorted({n.op_type for n in ours})
     without_body = [op for op in used if op not in functions]
