@@ -9,9 +9,11 @@ package) and must see the shard files at the same paths (a shared file system).
   :class:`~spikeonnx.runtime.InferenceSession` per Ray actor, for your own
   pipelines: ``ds.map_batches(Predictor, fn_constructor_args=(path,), concurrency=n,
   batch_size=b)``.
-- :func:`run_shards`: ``spikeonnx run --ray``: ``ray.data.read_numpy`` over the
-  shards, the model in an actor pool, one ``.npz`` per shard written by the driver
-  in shard and row order (as :func:`spikeonnx.shards.run_shards` does locally).
+- :func:`run_shards`: ``spikeonnx run --ray``: a Ray dataset of work items (shard,
+  row range) mapped by :class:`ShardRangePredictor` actors, which memory-map the
+  shards themselves, so only the model outputs travel through Ray's object store;
+  one ``.npz`` per shard written by the driver in shard and row order (as
+  :func:`spikeonnx.shards.run_shards` does locally).
 - :func:`rate_sums` / :class:`DatasetRates`: layer input rates (and so
   :class:`~spikeonnx.analysis.GraphEnergy`) over a ``ray.data.Dataset``, reduced
   exactly: the result equals one local call on all the data.
@@ -28,23 +30,32 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import ray
 import ray.data
 
-from .shards import InputSpec, ShardOutputs, ShardSpec, _check_unique_outputs, _progress, open_shard, plan_shards, \
-    prepare_output_dir
+from .shards import InputSpec, Shard, ShardOutputs, ShardSpec, _check_unique_outputs, _progress, open_shard, \
+    plan_shards, prepare_output_dir
 
-__all__ = ["Predictor", "RateMapper", "connect", "run_shards", "rate_sums", "DatasetRates", "DATA_COLUMN",
-           "PATH_COLUMN"]
+__all__ = ["Predictor", "ShardRangePredictor", "RateMapper", "connect", "run_shards", "rate_sums", "DatasetRates",
+           "DATA_COLUMN", "PATH_COLUMN", "SHARD_COLUMN", "START_COLUMN", "STOP_COLUMN", "ROW_COLUMN"]
 
 #: The column ``ray.data.read_numpy`` puts the arrays in.
 DATA_COLUMN = "data"
 #: The column ``read_numpy(include_paths=True)`` puts each row's file in.
 PATH_COLUMN = "path"
-
+#: Work items of :class:`ShardRangePredictor`: shard index, first row, end row (exclusive);
+#: its outputs carry the shard index and the row index of every output row.
+SHARD_COLUMN = "spikeonnx_shard"
+START_COLUMN = "spikeonnx_start"
+STOP_COLUMN = "spikeonnx_stop"
+ROW_COLUMN = "spikeonnx_row"
+#: Rows per work item of :func:`run_shards` (rounded up to whole batches): big enough that Ray's
+#: cost per task is small next to the model's time, small enough to spread a few large shards
+#: over the actors.
+TASK_ROWS = 4096
 
 
 def connect(address: Optional[str] = None, *, num_cpus: Optional[int] = None) -> None:
@@ -110,6 +121,10 @@ class Predictor:
     other columns (e.g. ``path``) pass through. The op library is resolved on
     the worker from its installed spikeonnx.
 
+    Each actor asks for one CPU unless ``map_batches`` gets ``num_cpus``: leave
+    the read tasks some (e.g. ``num_cpus=0.5`` for as many actors as the cluster
+    has CPUs), or Ray Data waits for a free CPU forever.
+
     Examples
     --------
     >>> ds = ray.data.read_numpy("shards/")                          # doctest: +SKIP
@@ -146,6 +161,83 @@ class Predictor:
         return out
 
 
+class ShardRangePredictor(Predictor):
+    """Ray Data actor for :func:`run_shards`: work items (shard, row range) -> the
+    model outputs of those rows; the actor memory-maps the shard itself.
+
+    Only the small work items and the outputs go through Ray's object store, not
+    the shards' rows (every node must see the shards at the same paths).
+
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+        As for :class:`Predictor`.
+    shards : sequence of Shard
+        The planned shards (:func:`spikeonnx.shards.plan_shards`); a work item
+        names one by its index. A shard whose header changed since is an error.
+    batch_size : int
+        Rows per model call.
+    threads, library
+        As for :class:`Predictor`.
+
+    Notes
+    -----
+    A batch has the columns :data:`SHARD_COLUMN`, :data:`START_COLUMN` and
+    :data:`STOP_COLUMN`; the result has one row per shard row with the columns
+    :data:`SHARD_COLUMN`, :data:`ROW_COLUMN` and one per model output, so the
+    driver can check that every row arrives exactly once, in order.
+    """
+
+    def __init__(
+        self, model: Any, shards: Sequence[Shard], *, batch_size: int, threads: int = 1, library: bool = True
+    ) -> None:
+        super().__init__(model, threads=threads, library=library)
+        self.shards = list(shards)
+        self.batch_size = int(batch_size)
+        self._mapped: Optional[Tuple[int, np.ndarray]] = None  # the last shard opened, for its next range
+
+    def _open(self, index: int) -> np.ndarray:
+        if self._mapped is None or self._mapped[0] != index:
+            self._mapped = None  # unmap the previous shard first
+            self._mapped = (index, open_shard(self.shards[index]))
+        return self._mapped[1]
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Outputs of the work items of one batch (see the class notes)."""
+        calls: List[Sequence[np.ndarray]] = []
+        for index, start, stop in zip(batch[SHARD_COLUMN].tolist(), batch[START_COLUMN].tolist(),
+                                      batch[STOP_COLUMN].tolist(), strict=True):
+            shard = self.shards[index]
+            array = self._open(index)
+            for first in range(start, stop, self.batch_size):
+                rows = np.ascontiguousarray(array[first:min(first + self.batch_size, stop)])
+                try:
+                    values = self.session.run(None, {self.input_name: rows})
+                except Exception as err:
+                    raise ValueError(f"shard {shard.path}: running the model failed: {err}") from None
+                for name, value in zip(self.output_names, values, strict=True):
+                    if value.ndim == 0 or value.shape[0] != len(rows):
+                        raise ValueError(
+                            f"shard {shard.path}: output {name!r} has shape {value.shape} for a batch of "
+                            f"{len(rows)} rows; running shards needs outputs with one row per input row on axis 0"
+                        )
+                calls.append(values)
+        starts, stops = batch[START_COLUMN].astype(np.int64), batch[STOP_COLUMN].astype(np.int64)
+        out = {
+            SHARD_COLUMN: np.repeat(batch[SHARD_COLUMN].astype(np.int64), stops - starts),
+            ROW_COLUMN: np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)]),
+        }
+        for k, name in enumerate(self.output_names):
+            out[name] = np.concatenate([values[k] for values in calls]) if len(calls) > 1 else calls[0][k]
+        return out
+
+
+def _work_items(shards: Sequence[Shard], rows: int) -> List[Dict[str, int]]:
+    """Consecutive row ranges of at most ``rows`` rows, shard after shard."""
+    return [{SHARD_COLUMN: i, START_COLUMN: start, STOP_COLUMN: min(start + rows, shard.rows)}
+            for i, shard in enumerate(shards) for start in range(0, shard.rows, rows)]
+
+
 def _actor_cpus(concurrency: int) -> float:
     """Logical CPUs per actor: 1, or less when the pool would take every CPU of the
     cluster (Ray Data then has none left to schedule the reads on, and waits forever)."""
@@ -156,9 +248,9 @@ def _actor_cpus(concurrency: int) -> float:
 
 
 def _read(paths: Sequence[Path]) -> "ray.data.Dataset":
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows in shard and row order
-    return ray.data.read_numpy([os.path.abspath(p) for p in paths], include_paths=True)
+    dataset = ray.data.read_numpy([os.path.abspath(p) for p in paths], include_paths=True)
+    dataset.context.enable_progress_bars = False  # this dataset's own context, not the user's
+    return dataset
 
 
 def run_shards(
@@ -169,12 +261,19 @@ def run_shards(
     address: Optional[str] = None,
     concurrency: int = 1,
     batch_size: int = 256,
+    task_rows: int = TASK_ROWS,
     overwrite: bool = False,
     progress: Optional[bool] = None,
     library: bool = True,
-    predictor: type = Predictor,
+    predictor: type = ShardRangePredictor,
 ) -> List[Path]:
     """Run a model over every shard on a Ray cluster; one ``.npz`` per shard.
+
+    The dataset is one work item per range of ``task_rows`` rows of a shard
+    (``ray.data.from_items``), mapped by an actor pool of :class:`ShardRangePredictor`:
+    each actor reads its rows from the memory-mapped shard, so the shards never go
+    through Ray's object store (:class:`Predictor` over ``ray.data.read_numpy``
+    is the way for datasets of your own).
 
     Parameters
     ----------
@@ -190,6 +289,9 @@ def run_shards(
         Number of actors, each with one session.
     batch_size : int
         Rows per model call (forced to the model's batch size if it is fixed).
+    task_rows : int
+        Rows per work item (rounded up to whole batches): an actor's unit of work,
+        and of retry when it dies.
     overwrite : bool
         Allow a non-empty ``output_dir``.
     progress : bool or None
@@ -197,7 +299,8 @@ def run_shards(
     library : bool
         As for :class:`Predictor`.
     predictor : type
-        The actor class (a :class:`Predictor` subclass; for tests and instrumentation).
+        The actor class (a :class:`ShardRangePredictor` subclass; for tests and
+        instrumentation).
 
     Returns
     -------
@@ -213,10 +316,9 @@ def run_shards(
     """
     from .runtime import InferenceSession
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    for name, value in (("concurrency", concurrency), ("batch_size", batch_size), ("task_rows", task_rows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     blob = Path(model).read_bytes() if not isinstance(model, bytes) else model
     local = InferenceSession(blob, library=library)  # the model is checked here, before any cluster work
     spec = InputSpec.from_session(local)
@@ -226,31 +328,40 @@ def run_shards(
     _check_unique_outputs(planned, output_dir)
     folder = prepare_output_dir(output_dir, overwrite=overwrite)
     connect(address)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     outputs_of = [o.name for o in local.get_outputs()]
     del local
-    dataset = _read([s.path for s in planned]).map_batches(
+    # the actors open the shards by absolute path: the driver's working folder may not be theirs
+    planned_abs = [Shard(Path(os.path.abspath(s.path)), s.shape, s.dtype) for s in planned]
+    items = _work_items(planned_abs, -(-task_rows // batch_size) * batch_size)
+    # one block per work item, so that the items spread over the actors
+    work = ray.data.from_items(items, override_num_blocks=len(items))
+    work.context.execution_options.preserve_order = True  # outputs in shard and row order
+    work.context.enable_progress_bars = False
+    dataset = work.map_batches(
         predictor,
-        fn_constructor_args=(blob,),
-        fn_constructor_kwargs={"input_column": DATA_COLUMN, "library": library},
+        fn_constructor_args=(blob, planned_abs),
+        fn_constructor_kwargs={"batch_size": batch_size, "library": library},
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=_actor_cpus(concurrency),
-        batch_size=batch_size,
+        batch_size=1,
         batch_format="numpy",
     )
-    by_path = {os.path.abspath(s.path): i for i, s in enumerate(planned)}
     written: List[Path] = []
     current: Optional[ShardOutputs] = ShardOutputs(planned[0], folder)
     with _progress(sum(s.rows for s in planned), progress) as bar:
         try:
             for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-                paths = np.asarray(batch[PATH_COLUMN])
+                index, rows = batch[SHARD_COLUMN], batch[ROW_COLUMN]
                 # consecutive runs of rows from one shard
-                starts = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1]])
-                for start, stop in zip(starts, np.r_[starts[1:], len(paths)], strict=True):
-                    if current is None or by_path.get(os.path.abspath(str(paths[start]))) != len(written):
+                starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+                for start, stop in zip(starts, np.r_[starts[1:], len(index)], strict=True):
+                    shard = planned[int(index[start])] if 0 <= index[start] < len(planned) else None
+                    if (current is None or int(index[start]) != len(written)
+                            or not np.array_equal(rows[start:stop], np.arange(current.filled,
+                                                                              current.filled + stop - start))):
+                        where = shard.path if shard is not None else f"#{index[start]}"
                         raise ValueError(
-                            f"rows of shard {paths[start]} arrived while "
+                            f"rows {rows[start]}..{rows[stop - 1]} of shard {where} arrived while "
                             + (f"shard {current.shard.path} had {current.filled} of {current.shard.rows} rows"
                                if current is not None else "every shard was complete")
                             + " (rows lost, repeated or reordered)"
@@ -421,7 +532,6 @@ class DatasetRates:
             if spec.shape and spec.shape[0] is not None:
                 batch_size = spec.shape[0]
             connect(self.address)
-            ray.data.DataContext.get_current().enable_progress_bars = False
             dataset = _read([s.path for s in planned])
         try:
             sums = rate_sums(dataset, graph, input_column=self.input_column or (DATA_COLUMN if expected else None),

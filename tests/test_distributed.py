@@ -78,10 +78,30 @@ def test_outputs_equal_one_session_in_shard_and_row_order(cluster, dataset, tmp_
     from spikeonnx import distributed
 
     model, folder, arrays = dataset
+    # task_rows=2 (rounded up to one batch of 3): shards of 5 and 7 rows go out as several work items
     written = distributed.run_shards(model, str(folder / "*.npy"), tmp_path / "out", concurrency=2,
-                                     batch_size=3, progress=False)
+                                     batch_size=3, task_rows=2, progress=False)
     assert [p.name for p in written] == [f"part{i}.npz" for i in range(len(ROWS))]
     check_outputs(model, folder, arrays, tmp_path / "out")
+
+
+def test_predictor_in_a_users_read_numpy_pipeline(cluster, dataset):
+    from spikeonnx import distributed
+
+    model, folder, arrays = dataset
+    files = [str(folder / f"part{i}.npy") for i in range(len(arrays))]
+    ds = ray.data.read_numpy(files, include_paths=True)
+    ds.context.execution_options.preserve_order = True
+    # num_cpus=0.5: two actors of 1 CPU would leave the 2-CPU cluster none for the read tasks
+    out = ds.map_batches(distributed.Predictor, fn_constructor_args=(str(model),), concurrency=2, batch_size=3,
+                         num_cpus=0.5)
+    rows = out.take_all()
+    assert sorted(rows[0]) == ["path", "s", "y"]  # outputs added, input column dropped, path passed through
+    whole = np.concatenate(arrays)
+    want = InferenceSession(model).run(None, {"x": whole})
+    np.testing.assert_array_equal(np.stack([r["y"] for r in rows]), want[0])
+    np.testing.assert_array_equal(np.stack([r["s"] for r in rows]), want[1])
+    assert [os.path.basename(r["path"]) for r in rows] == [f"part{i}.npy" for i, n in enumerate(ROWS) for _ in range(n)]
 
 
 class KillOnce:
@@ -113,10 +133,10 @@ def test_killed_actor_is_restarted_and_no_row_is_lost_or_repeated(cluster, datas
     from spikeonnx import distributed
 
     model, folder, arrays = dataset
-    killer = type("KillingPredictor", (KillOnce, distributed.Predictor),
+    killer = type("KillingPredictor", (KillOnce, distributed.ShardRangePredictor),
                   {"marker": str(tmp_path / "killed"), "pids": str(tmp_path / "pids")})
-    distributed.run_shards(model, folder, tmp_path / "out", concurrency=1, batch_size=2, progress=False,
-                           predictor=killer)
+    distributed.run_shards(model, folder, tmp_path / "out", concurrency=1, batch_size=2, task_rows=2,
+                           progress=False, predictor=killer)
     assert (tmp_path / "killed").exists()  # the kill did happen ...
     pids = (tmp_path / "pids").read_text().split()
     assert len(set(pids)) >= 2  # ... and Ray started a new actor process
