@@ -235,3 +235,147 @@ def test_matmul_behind_reshape_counts_positions():
     # with the axis declared as time, everything is per timestep
     timed = GraphEnergy(model, time_axis=1)
     assert timed.layer_stats["dense/MatMul"]["connections"] == 6 * 4
+
+
+# ------------------------------------------------------------------------------------
+# op coverage beyond the basics: hand formulas on onnx.helper graphs
+# ------------------------------------------------------------------------------------
+def test_integer_arithmetic_on_constants_is_a_layer():
+    nodes = [helper.make_node("Mod", ["a", "b"], ["c"], name="mod"),
+             helper.make_node("Reshape", ["x", "c"], ["y"], name="reshape"),
+             helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    inits = [("a", np.array([-1, 9], np.int64)), ("b", np.array([-10, 5], np.int64))]
+    model = _model(nodes, [_vi("x", ["N", 8])], [_vi("z", None)], inits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        energy = GraphEnergy(model)
+    assert energy.layer_names == ["x", "mod", "relu"]
+    assert energy.layer_stats["mod"] == {"connections": 0, "neurons": 0, "spiking": True}
+    # (-1 mod -10, 9 mod 5) = (-1, 4): the Mod was evaluated to shape the Reshape
+    assert energy.graph.tensors["y"].shape == (2, 4)  # for one sample
+    assert energy.layer_stats["relu"]["neurons"] == 8
+
+
+def _reshape_by_input(value_info=()):
+    """x (N, 12) reshaped by a shape given as graph input, then MatMul (4 -> 5):
+    nothing in the graph says what the reshape gives."""
+    w = RNG.standard_normal((4, 5)).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"], name="reshape"),
+             helper.make_node("MatMul", ["r", "W"], ["y"], name="dense")]
+    model = _model(nodes, [_vi("x", ["N", 12]), helper.make_tensor_value_info("s", TensorProto.INT64, [3])],
+                   [_vi("y", None)], [("W", w)])
+    model.graph.value_info.extend(value_info)
+    return model
+
+
+def test_shapes_from_value_info_then_from_a_run():
+    from spikeonnx.analysis import ShapeResolutionError
+
+    axes = {"x": 0, "s": None}
+    with pytest.raises(ShapeResolutionError, match="dense"):
+        GraphEnergy(_reshape_by_input(), batch_axis=axes)
+    # the shapes the file declares (for any batch size N)
+    declared = _reshape_by_input([_vi("r", ["N", 3, 4])])
+    energy = GraphEnergy(declared, batch_axis=axes)
+    assert energy.layer_stats["dense"]["connections"] == 3 * 4 * 5
+    assert "value_info" in energy.graph.graph.graph["shape_sources"]
+    # the shapes a run on one sample of the example data shows
+    x = RNG.standard_normal((5, 12)).astype(np.float32)
+    s = np.array([1, 3, 4], np.int64)
+    energy = GraphEnergy(_reshape_by_input(), {"x": x, "s": s}, batch_axis=axes)
+    assert energy.graph.graph.graph["shape_sources"][-1] == "run"
+    assert energy.layer_stats["dense"]["connections"] == 3 * 4 * 5
+    assert energy.layer_rates["dense"] == pytest.approx(np.abs(x.astype(np.float64)).mean(), rel=1e-12)
+
+
+def _ms_model(nodes, inputs, outputs, inits, value_info):
+    model = _model(nodes, inputs, outputs, inits, extra_domains=["com.microsoft"])
+    model.graph.value_info.extend(value_info)
+    return model
+
+
+def test_fused_attention_ops():
+    s, d, heads = 6, 8, 2
+    w = RNG.standard_normal((d, 3 * d)).astype(np.float32)
+    b = RNG.standard_normal(3 * d).astype(np.float32)
+    nodes = [helper.make_node("Attention", ["x", "W", "B"], ["a"], name="attention", domain="com.microsoft",
+                              num_heads=heads),
+             helper.make_node("MultiHeadAttention", ["a", "k", "v"], ["m"], name="mha", domain="com.microsoft",
+                              num_heads=heads)]
+    model = _ms_model(nodes, [_vi("x", ["N", s, d]), _vi("k", ["N", 9, d]), _vi("v", ["N", 9, d])],
+                      [_vi("m", ["N", s, d])], [("W", w), ("B", b)], [_vi("a", ["N", s, d])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        energy = GraphEnergy(model)
+    # projections s x d x 3d, then Q.K^T and the weighted sum of V over s keys
+    assert energy.layer_stats["attention"] == {"connections": s * d * 3 * d + s * s * (d + d),
+                                               "neurons": s * heads * s, "spiking": False}
+    assert energy.layer_stats["mha"] == {"connections": s * 9 * (d + d), "neurons": s * heads * 9,
+                                         "spiking": False}
+
+
+def test_quantized_ops_and_resize():
+    scale, zero = np.array(0.1, np.float32), np.array(0, np.uint8)
+    wq = RNG.integers(0, 255, (4, 3, 3, 3)).astype(np.uint8)
+    wm = RNG.integers(0, 255, (4 * 6 * 6, 7)).astype(np.uint8)
+    nodes = [
+        helper.make_node("QLinearConv", ["x", "s", "z", "Wq", "s", "z", "s", "z"], ["c"], name="qconv",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+        helper.make_node("QLinearMatMul", ["f", "s", "z", "Wm", "s", "z", "s", "z"], ["q"], name="qmatmul"),
+        helper.make_node("DequantizeLinear", ["c", "s", "z"], ["cf"], name="dequant"),
+        helper.make_node("Resize", ["cf", "", "scales"], ["up"], name="resize", mode="nearest"),
+    ]
+    inits = [("s", scale), ("z", zero), ("Wq", wq), ("Wm", wm), ("scales", np.array([1, 1, 2, 2], np.float32))]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 3, 6, 6])],
+                   [helper.make_tensor_value_info("q", TensorProto.UINT8, None), _vi("up", None)], inits)
+    x = RNG.integers(0, 255, (2, 3, 6, 6)).astype(np.uint8)
+    feeds = {"x": x}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    q_shape, up_shape = (o.shape for o in sess.run(None, feeds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        energy = GraphEnergy(model)
+    stats = energy.layer_stats
+    assert stats["qconv"]["connections"] == 4 * 6 * 6 * (3 * 3 * 3)
+    assert stats["qmatmul"]["connections"] == int(np.prod(q_shape[1:])) * wm.shape[0]
+    assert stats["resize"] == {"connections": 0, "neurons": 0, "spiking": True}
+    assert energy.graph.layer("resize").output_shape[1:] == up_shape[1:]
+
+
+# ------------------------------------------------------------------------------------
+# the model's weights are read once
+# ------------------------------------------------------------------------------------
+def test_weights_stay_in_the_file_and_rates_agree(tmp_path):
+    import pickle
+
+    net = _torch_net()
+    x = RNG.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+
+        torch.onnx.export(net, torch.from_numpy(x), buf, dynamo=False, input_names=["image"], opset_version=17)
+    blob = buf.getvalue()
+    path = tmp_path / "net.onnx"
+    path.write_bytes(blob)
+    from_path = GraphEnergy(path, x)
+    source = from_path.graph.graph.graph["source"]
+    big = {t.name for t in onnx.load_from_string(blob).graph.initializer if len(t.raw_data) >= 4096}
+    assert big and set(source.spans) == big
+    # the analysed proto holds no weight data, only where it is in the file
+    for init in from_path.graph.model.graph.initializer:
+        if init.name in big:
+            assert not init.raw_data and init.data_location == onnx.TensorProto.EXTERNAL
+            ref = numpy_helper.to_array(next(t for t in onnx.load_from_string(blob).graph.initializer
+                                             if t.name == init.name))
+            np.testing.assert_array_equal(from_path.graph.constant(init.name), ref)
+    for other in (GraphEnergy(blob, x), GraphEnergy(onnx.load_from_string(blob), x)):
+        assert other.layer_rates == from_path.layer_rates
+        assert other.layer_stats == from_path.layer_stats
+    # the analysed graph pickles (Ray actors get it) and runs from its copy
+    from spikeonnx.analysis.rates import compute_rates, load_example_data
+
+    copy = pickle.loads(pickle.dumps(from_path.graph))
+    assert compute_rates(copy, load_example_data(x, copy)) == from_path.layer_rates

@@ -502,6 +502,14 @@ def _evaluate(expression: str, symbols: Mapping[str, int]) -> Optional[int]:
 _SHAPE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING)
 
 
+def _table(G: nx.MultiDiGraph, inferred: onnx.ModelProto) -> "_TensorTable":
+    """The tensor table of an inferred light model (whose initializers include the
+    values constant folding computed)."""
+    initializers = {t.name: t for t in inferred.graph.initializer}
+    initializers.update(G.graph["initializers"])
+    return _TensorTable(inferred.graph, initializers)
+
+
 def _unresolved(G: nx.MultiDiGraph, tensors: Mapping[str, TensorInfo]) -> List[str]:
     """Node outputs holding data (not shape arithmetic) whose shape is not fully static."""
     out = []
@@ -567,7 +575,7 @@ def infer_shapes(G: nx.MultiDiGraph, *, feeds: Optional[Mapping[str, np.ndarray]
                 raise ValueError(f"{G.graph['label']}: ONNX shape inference failed: {err}") from None
     G.graph["concrete_sizes"] = symbols
     sources = ["onnx"]
-    tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+    tensors = _table(G, inferred)
     missing = _unresolved(G, tensors)
     rounds = 0
     while missing and rounds < _FOLD_ROUNDS:
@@ -581,7 +589,7 @@ def infer_shapes(G: nx.MultiDiGraph, *, feeds: Optional[Mapping[str, np.ndarray]
         except Exception:  # the folded model is no better: keep what we have
             break
         light, rounds = folded, rounds + 1
-        tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+        tensors = _table(G, inferred)
         missing = _unresolved(G, tensors)
     if rounds:
         sources.append("folding")
@@ -593,7 +601,7 @@ def infer_shapes(G: nx.MultiDiGraph, *, feeds: Optional[Mapping[str, np.ndarray]
             light.graph.value_info.extend(usable)
             try:
                 inferred = _onnx_inference(G, light)
-                tensors = _TensorTable(inferred.graph, G.graph["initializers"])
+                tensors = _table(G, inferred)
                 missing = _unresolved(G, tensors)
                 sources.append("value_info")
             except Exception:  # declared shapes inference disagrees with: ignore them
@@ -601,7 +609,7 @@ def infer_shapes(G: nx.MultiDiGraph, *, feeds: Optional[Mapping[str, np.ndarray]
     if missing:
         ort_inferred = _ort_inference(light)
         if ort_inferred is not None:
-            table = _TensorTable(ort_inferred.graph, G.graph["initializers"])
+            table = _table(G, ort_inferred)
             found = {n: table[n] for n in missing if n in table and n not in _unresolved_names(table, [n])}
             if found:
                 tensors.override(found)
@@ -736,7 +744,7 @@ def _elem_type_of(G: nx.MultiDiGraph, name: str, tensors: Mapping[str, TensorInf
         for n in G.nodes[label]["proto"].input:
             if n and n in tensors and tensors[n].elem_type:
                 return tensors[n].elem_type
-    return onnx.TensorProto.FLOAT
+    return 0  # unknown: the probe output is declared without a type
 
 
 # ----------------------------------------------------------------------------------

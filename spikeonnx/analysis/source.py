@@ -283,7 +283,8 @@ def make_session(model: onnx.ModelProto, source: Optional[ModelSource], extra_ou
             taken.add(probe)
             probes[name] = probe
             model.graph.node.append(onnx.helper.make_node("Identity", [name], [probe], name=f"spikeonnx_probe_{i}"))
-            model.graph.output.append(onnx.helper.make_tensor_value_info(probe, elem_type, None))
+            model.graph.output.append(onnx.helper.make_tensor_value_info(probe, elem_type, None) if elem_type
+                                      else onnx.helper.make_empty_tensor_value_info(probe))
         model.ir_version = min(old_ir, contract.MAX_IR_VERSION)
         blob = model.SerializeToString()
     finally:

@@ -510,7 +510,8 @@ FREE_OPS = frozenset(
     ReduceLogSumExp ReduceSumSquare Exp Log Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh
     Atanh CumSum ScatterND ScatterElements OneHot Compress Unique BitShift BitwiseAnd
     BitwiseOr BitwiseXor BitwiseNot Hardmax Shrink SplitToSequence SequenceAt
-    ConcatFromSequence SequenceLength SequenceEmpty SequenceInsert Det
+    ConcatFromSequence SequenceLength SequenceEmpty SequenceInsert Det QuantizeLinear
+    DequantizeLinear DynamicQuantizeLinear
     """.split()
 )
 #: Default-domain element-wise nonlinearities counted as (non-spiking) neurons.
