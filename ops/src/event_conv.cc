@@ -7,6 +7,8 @@
 // strides.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,52 @@ constexpr const char* kOp = "EventConv";
 // benchmarks/bench_events.py); float64 always takes the event path (onnxruntime has no
 // float64 Conv on the CPU).
 constexpr double kBreakEven = 0.15;
+
+// Input elements scanned per zero test, and output positions per transposed block.
+constexpr int64_t kScan = 16;
+constexpr int64_t kBlock = 16;
+
+// Whether x[0, n) is all zero (a branch-free OR of the magnitudes' bits: vectorises).
+template <typename T>
+bool all_zero(const T* x, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits kMagnitude = ~Bits{0} >> 1;  // -0.0 is a zero too
+  Bits any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, x + i, sizeof(b));
+    any |= b & kMagnitude;
+  }
+  return any == 0;
+}
+
+// For every input index along one spatial axis, the kernel taps that reach an output
+// (tap k reaches output (i + pad - k * dilation) / stride when that is a whole, in-range
+// number): computed once per call, so the scatter loop does no division.
+struct Tap {
+  int64_t tap, out;
+};
+
+class TapTable {
+ public:
+  TapTable(int64_t in, int64_t kernel, int64_t pad, int64_t dilation, int64_t stride, int64_t out)
+      : start_(static_cast<size_t>(in + 1), 0) {
+    for (int64_t i = 0; i < in; ++i) {
+      for (int64_t k = 0; k < kernel; ++k) {
+        const int64_t t = i + pad - k * dilation;
+        if (t < 0) break;  // t only decreases with k
+        if (t % stride == 0 && t / stride < out) taps_.push_back({k, t / stride});
+      }
+      start_[static_cast<size_t>(i + 1)] = static_cast<int64_t>(taps_.size());
+    }
+  }
+  const Tap* begin(int64_t i) const { return taps_.data() + start_[static_cast<size_t>(i)]; }
+  const Tap* end(int64_t i) const { return taps_.data() + start_[static_cast<size_t>(i + 1)]; }
+
+ private:
+  std::vector<int64_t> start_;
+  std::vector<Tap> taps_;
+};
 
 // Geometry of one call, spatial axes as 2-D (a 1-D conv has H = KH = 1).
 struct ConvGeometry {
@@ -285,52 +333,82 @@ struct EventConvKernel {
     constexpr int64_t kMaxItems = 256;
     const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
     const int64_t items = (g.n + chunk - 1) / chunk;
+    const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
+    const TapTable cols(g.w, g.kw, g.pl, g.dw, g.sw, g.ow);
     auto work = [&](size_t item) {
+      // acc holds (positions, M) rows only for positions some nonzero input reached
+      // ("touched", listed in order of first touch); at low density most positions keep
+      // the bias, which is written to the output directly.
       std::vector<T> acc(static_cast<size_t>(positions * g.m));
-      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
-      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
-        for (int64_t p = 0; p < positions; ++p) {
-          T* a = acc.data() + p * g.m;
+      std::vector<uint8_t> touched(static_cast<size_t>(positions), 0);
+      std::vector<int64_t> list;
+      list.reserve(static_cast<size_t>(positions));
+      auto reach = [&](int64_t p) -> T* {
+        T* a = acc.data() + p * g.m;
+        if (!touched[static_cast<size_t>(p)]) {
+          touched[static_cast<size_t>(p)] = 1;
+          list.push_back(p);
           if (bias != nullptr) {
             std::copy(bias, bias + g.m, a);
           } else {
             std::fill(a, a + g.m, T(0));
           }
         }
+        return a;
+      };
+      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
+      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
+        list.clear();
         for (int64_t c = 0; c < g.c; ++c) {
           const T* xc = x + (n * g.c + c) * g.h * g.w;
           const T* wc = wp + c * taps * g.mg;
-          T* ac = acc.data() + (c / g.cg) * g.mg;  // this channel's group of outputs
+          const int64_t group_offset = (c / g.cg) * g.mg;  // this channel's group of outputs
           for (int64_t ih = 0; ih < g.h; ++ih) {
-            for (int64_t iw = 0; iw < g.w; ++iw) {
-              const T v = xc[ih * g.w + iw];
-              if (v == T(0)) continue;
-              // Tap kh reaches output row (ih + pt - kh * dh) / sh when that is a whole,
-              // in-range number; the row only decreases with kh.
-              for (int64_t kh = 0; kh < g.kh; ++kh) {
-                const int64_t th = ih + g.pt - kh * g.dh;
-                if (th < 0) break;
-                if (th % g.sh != 0 || th / g.sh >= g.oh) continue;
-                const int64_t oh = th / g.sh;
-                for (int64_t kw = 0; kw < g.kw; ++kw) {
-                  const int64_t tw = iw + g.pl - kw * g.dw;
-                  if (tw < 0) break;
-                  if (tw % g.sw != 0 || tw / g.sw >= g.ow) continue;
-                  loops.axpy(v, wc + (kh * g.kw + kw) * g.mg, ac + (oh * g.ow + tw / g.sw) * g.m, g.mg);
+            const T* xr = xc + ih * g.w;
+            for (int64_t iw0 = 0; iw0 < g.w; iw0 += kScan) {
+              const int64_t iw1 = std::min(g.w, iw0 + kScan);
+              if (all_zero(xr + iw0, iw1 - iw0)) continue;
+              for (int64_t iw = iw0; iw < iw1; ++iw) {
+                const T v = xr[iw];
+                if (v == T(0)) continue;
+                for (const Tap* th = rows.begin(ih); th != rows.end(ih); ++th) {
+                  for (const Tap* tw = cols.begin(iw); tw != cols.end(iw); ++tw) {
+                    T* a = reach(th->out * g.ow + tw->out) + group_offset;
+                    loops.axpy(v, wc + (th->tap * g.kw + tw->tap) * g.mg, a, g.mg);
+                  }
                 }
               }
             }
           }
         }
-        // (positions, M) -> (M, positions): each output row written contiguously (the
-        // strided reads stay in the cached accumulator; strided writes a page apart each
-        // would miss the TLB at every element).
         T* yn = y + n * g.m * positions;
-        for (int64_t m = 0; m < g.m; ++m) {
-          const T* a = acc.data() + m;
-          T* row = yn + m * positions;
-          for (int64_t p = 0; p < positions; ++p) row[p] = a[p * g.m];
+        const int64_t reached = static_cast<int64_t>(list.size());
+        if (reached * 4 < positions) {
+          // Few positions reached: bias rows, then the reached positions' values, row by
+          // row in increasing position (rows a page apart share an L1 set: writing one
+          // position's channels at a time would evict at every write).
+          std::sort(list.begin(), list.end());
+          for (int64_t m = 0; m < g.m; ++m) {
+            T* row = yn + m * positions;
+            std::fill(row, row + positions, bias ? bias[m] : T(0));
+            const T* a = acc.data() + m;
+            for (int64_t p : list) row[p] = a[p * g.m];
+          }
+        } else {
+          for (int64_t p = 0; p < positions; ++p) reach(p);  // the rest get the bias
+          // (positions, M) -> (M, positions) in blocks of kBlock positions: the block's
+          // accumulator rows stay in L1 while each output row gets kBlock contiguous values.
+          for (int64_t p0 = 0; p0 < positions; p0 += kBlock) {
+            const int64_t width = std::min(kBlock, positions - p0);
+            const T* a = acc.data() + p0 * g.m;
+            for (int64_t m = 0; m < g.m; ++m) {
+              T* row = yn + m * positions + p0;
+              for (int64_t j = 0; j < width; ++j) row[j] = a[j * g.m + m];
+            }
+          }
         }
+        for (int64_t p : list) touched[static_cast<size_t>(p)] = 0;
+        if (reached * 4 >= positions) std::fill(touched.begin(), touched.end(), uint8_t{0});
       }
     };
     parallel_for(ctx, static_cast<size_t>(items), work);
