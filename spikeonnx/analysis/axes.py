@@ -89,10 +89,9 @@ def _carried(mark: AxisMark) -> AxisMark:
 
 
 def _resized(mark: AxisMark, in_shape: Any, out_shape: Any, axis: int) -> AxisMark:
-    """``mark`` moved to ``axis``; an own axis whose size changed (a slice or a
-    broadcast along the batch) keeps the new size."""
-    if mark.is_own_axis(in_shape) and out_shape is not None and isinstance(out_shape[axis], int):
-        return AxisMark(axis, out_shape[axis])
+    """``mark`` moved to ``axis``, its size unchanged: an op that changes the size of
+    that axis (a Conv on channels a size-1 factor was taken for) does not change
+    the factor."""
     return replace(mark, axis=axis)
 
 

@@ -4,29 +4,36 @@ Each pass is a function that reads what the earlier passes stored and stores its
 own results on the graph (the networkx habit: graph-level facts in ``G.graph``,
 per-node facts as node attributes). In pipeline order:
 
-1. :func:`load` reads the model and builds a :class:`networkx.MultiDiGraph`: one
-   node per ONNX node (label -> ``proto``, ``op_type``, ``domain``, ``index``), one
-   edge per tensor between two nodes (keyed by the tensor name); ``G.graph`` gets
-   the ``model``, its ``label``, ``metadata``, ``inputs``/``outputs``,
-   ``state_inputs``, ``parameter_inputs``, ``batch_axes``/``time_axes``,
-   ``time_fallback``, ``initializers``, ``constant_nodes``, ``producer``,
-   ``consumers`` and a topological ``order``.
-2. :func:`infer_shapes` runs ONNX shape inference on a light copy of the model
-   (big weights replaced by typed inputs, batch/time axes of the graph inputs
-   renamed to the :data:`~.stats.BATCH`/:data:`~.stats.TIME` marks): ``G.graph["tensors"]``
-   (name -> :class:`~.stats.TensorInfo`) and node attributes ``inputs``/``outputs``.
-3. :func:`count_nodes` counts each node with its op's spec (:mod:`.stats`): node
+1. :func:`load` reads the model (without the data of its big weights, see
+   :mod:`.source`) and builds a :class:`networkx.MultiDiGraph`: one node per ONNX
+   node (label -> ``proto``, ``op_type``, ``domain``, ``index``), one edge per tensor
+   between two nodes (keyed by the tensor name); ``G.graph`` gets the ``model``, its
+   ``source``, ``label``, ``metadata``, ``inputs``/``outputs``, ``state_inputs``,
+   ``parameter_inputs``, ``batch_axes``/``time_axes``, ``time_fallback``,
+   ``initializers``, ``constant_nodes``, ``producer``, ``consumers`` and a
+   topological ``order``.
+2. :func:`infer_shapes` computes the shapes of one sample of one timestep (dynamic
+   batch/time axes of the graph inputs get size 1): ONNX shape inference on a light
+   copy of the model, constant shape arithmetic folded, then the file's
+   ``value_info``, onnxruntime's symbolic shape inference and a run on example data
+   for what is still open. ``G.graph["tensors"]`` (name -> :class:`~.stats.TensorInfo`),
+   ``G.graph["shape_sources"]`` and node attributes ``inputs``/``outputs``.
+3. :func:`propagate_axes` carries the graph inputs' batch and time axes through
+   every op (the rule of its spec, :mod:`.axes`): ``G.graph["marks"]`` (tensor ->
+   ``(batch, time)`` marks), and the :data:`~.stats.BATCH`/:data:`~.stats.TIME`
+   marks written into the shapes where they are axes of their own.
+4. :func:`count_nodes` counts each node with its op's spec (:mod:`.stats`): node
    attributes ``stats``, ``role`` (effective: ``"weighted"`` if it counted
    connections, ``"activation"`` if neurons, else the spec's role) and ``absorbed``
    (a rate function of a SpikingActivation); ``G.graph["unknown_ops"]``.
-4. :func:`group_layers` groups nodes into layers, by the Keras layer names in the
+5. :func:`group_layers` groups nodes into layers, by the Keras layer names in the
    metadata when present, otherwise structurally: node attribute ``layer`` and
-   ``G.graph["layers"]`` (a list of :class:`Layer`, inputs first).
-5. :func:`spikeonnx.analysis.rates.measure_rates` runs the model on example data:
+   ``G.graph["layers"]`` (a list of :class:`Layer`, inputs first, then in
+   topological order).
+6. :func:`spikeonnx.analysis.rates.compute_rates` runs the model on example data:
    ``G.graph["rates"]`` (layer name -> mean input magnitude).
 
-A new pass (e.g. propagating batch/time axes through reshapes between 2 and 3)
-is one more function of this kind.
+A new pass is one more function of this kind.
 """
 
 from __future__ import annotations
@@ -866,7 +873,7 @@ _NOTHING = {"connections": 0, "neurons": 0, "spiking": True}
 
 
 def count_nodes(G: nx.MultiDiGraph) -> None:
-    """Pass 3: node attributes ``stats``, ``role`` and ``absorbed``; ``G.graph["unknown_ops"]``
+    """Pass 4: node attributes ``stats``, ``role`` and ``absorbed``; ``G.graph["unknown_ops"]``
     (op key -> labels of the nodes nothing could count, which count nothing).
 
     Raises
@@ -943,8 +950,8 @@ def _absorb_rate_functions(G: nx.MultiDiGraph) -> None:
 # 4. layers
 # ----------------------------------------------------------------------------------
 def group_layers(G: nx.MultiDiGraph) -> None:
-    """Pass 4: node attribute ``layer`` and ``G.graph["layers"]`` (inputs first, then
-    the groups in topological order of their first node)."""
+    """Pass 5: node attribute ``layer`` and ``G.graph["layers"]`` (inputs first, then
+    the layers in topological order, see :func:`_layer_order`)."""
     mapping = G.graph["metadata"].layers
     group = _metadata_groups(G, mapping) if mapping else _structural_groups(G)
     members: Dict[str, List[str]] = {}

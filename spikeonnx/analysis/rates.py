@@ -1,4 +1,4 @@
-"""Pass 5: input rates of each layer, from running the model once on example data.
+"""Pass 6: input rates of each layer, from running the model once on example data.
 
 A layer's rate is the mean magnitude of the tensors entering it over all the
 example data (batch, time and units), as ``ModelEnergy`` defines it: for a layer

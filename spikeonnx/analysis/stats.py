@@ -22,9 +22,11 @@ per op type, as ``ModelEnergy`` does for unknown Keras layers. Users add or repl
 specs with :func:`register_op`; the registry is a :class:`spikeonnx.registry.Registry`.
 
 Every statistic is per sample and per timestep: the batch and time axes are left
-out (see :meth:`OpNode.units`). The analyzer marks those axes on the graph inputs
-with the symbolic dimensions :data:`BATCH` and :data:`TIME` before shape
-inference, so they can be recognised wherever inference propagates them.
+out (see :meth:`OpNode.units`). Where they are is not guessed: the
+``propagate_axes`` pass carries the graph inputs' axes through every op with the
+op's axis rule (``OpSpec.axes``, :mod:`.axes`), and marks them :data:`BATCH` and
+:data:`TIME` in the shapes where they are axes of their own. The counting
+convention of every built-in op is documented in ``docs/op-counting.md``.
 """
 
 from __future__ import annotations
