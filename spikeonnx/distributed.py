@@ -20,9 +20,9 @@ package) and must see the shard files at the same paths (a shared file system).
 
 Actors are restarted by Ray when their process dies and their unfinished batches
 are retried (Ray Data's actor pools use ``max_restarts=-1`` and
-``max_task_retries=-1``; ``tests/test_distributed.py`` kills one); the driver checks that
-every shard gets exactly its number of rows, so a lost or repeated batch is an
-error, never a silently wrong file.
+``max_task_retries=-1``; ``tests/test_distributed.py`` kills one); in :func:`run_shards`
+the driver checks the shard and row index of every output row, so a lost, repeated
+or reordered row is an error, never a silently wrong file.
 """
 
 from __future__ import annotations
