@@ -31,12 +31,22 @@ from __future__ import annotations
 
 from typing import Dict, List, Set
 
+import numpy as np
 import onnx
 from onnx import helper
 
 from .contract import DOMAIN, EVENT_OP_TYPES, EVENT_OPS, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
 
-__all__ = ["optimize", "rewrite_events", "EVENT_OP_TYPES", "STANDARD_OP", "make_event_function", "event_nodes"]
+__all__ = [
+    "optimize",
+    "rewrite_events",
+    "EVENT_OP_TYPES",
+    "STANDARD_OP",
+    "make_event_function",
+    "event_nodes",
+    "event_inputs",
+    "synaptic_events",
+]
 
 #: Event op -> the standard op it computes.
 STANDARD_OP: Dict[str, str] = {event: standard for standard, event in EVENT_OPS.items()}
@@ -234,3 +244,86 @@ def _attach(model: onnx.ModelProto, op_types: List[str], nodes: Dict[str, List[o
 def event_nodes(model: onnx.ModelProto) -> List[onnx.NodeProto]:
     """The event-op nodes of ``model``'s main graph."""
     return [n for n in model.graph.node if n.domain == DOMAIN and n.op_type in STANDARD_OP]
+
+
+def event_inputs(model: onnx.ModelProto) -> Dict[str, str]:
+    """Event-node name -> the name of its data input (the tensor whose nonzeros it processes).
+
+    Unnamed event nodes are keyed ``"{op_type}:{index in graph.node}"``.
+    """
+    found = {}
+    for index, node in enumerate(model.graph.node):
+        if node.domain == DOMAIN and node.op_type in STANDARD_OP:
+            found[node.name or f"{node.op_type}:{index}"] = node.input[0]
+    return found
+
+
+def synaptic_events(model: onnx.ModelProto, node_name: str, x: np.ndarray) -> int:
+    """Synaptic events an event node processes for the data input ``x``.
+
+    The number of (nonzero input, output it reaches) pairs, exactly the multiply-adds
+    the event kernel does: ``nnz(x) * N`` for ``EventMatMul``/``EventGemm`` with ``N``
+    outputs, and for ``EventConv`` each nonzero input element counts ``M / group``
+    times the kernel taps that reach an output from its position (fewer at the
+    borders; zero padding never counts).
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model holding the node (its weight must be a constant).
+    node_name : str
+        A key of :func:`event_inputs`.
+    x : numpy.ndarray
+        The node's data input of one run.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If there is no such event node, its weight is not a constant, or ``x`` does
+        not fit it.
+    """
+    nodes = {(n.name or f"{n.op_type}:{i}"): n for i, n in enumerate(model.graph.node)}
+    node = nodes.get(node_name)
+    if node is None or node.domain != DOMAIN or node.op_type not in STANDARD_OP:
+        raise ValueError(f"no event node {node_name!r}; the model's are {sorted(event_inputs(model))}")
+    weight = _constants(model.graph).get(node.input[1])
+    if weight is None:
+        raise ValueError(f"event node {node_name!r}: its weight {node.input[1]!r} is not a constant")
+    w_shape = list(weight.dims)
+    x = np.asarray(x)
+    nonzero = x != 0
+    if node.op_type == "EventMatMul":
+        return int(np.count_nonzero(nonzero)) * int(w_shape[1])
+    if node.op_type == "EventGemm":
+        return int(np.count_nonzero(nonzero)) * int(w_shape[0] if _attribute(node, "transB", 0) else w_shape[1])
+    spatial = x.ndim - 2
+    if spatial not in (1, 2) or len(w_shape) != x.ndim:
+        raise ValueError(f"event node {node_name!r}: input of shape {x.shape} does not fit the weight {w_shape}")
+    group = int(_attribute(node, "group", 1))
+    auto_pad = _attribute(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    pads = list(_attribute(node, "pads", [0] * 2 * spatial))
+    strides = list(_attribute(node, "strides", [1] * spatial))
+    dilations = list(_attribute(node, "dilations", [1] * spatial))
+    # Per spatial axis: how many taps reach an output from each input index.
+    reach = []
+    for axis in range(spatial):
+        size, kernel = x.shape[2 + axis], w_shape[2 + axis]
+        stride, dilation = strides[axis], dilations[axis]
+        span = dilation * (kernel - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = -(-size // stride)
+            total = max(0, (out - 1) * stride + span - size)
+            begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        else:
+            begin, end = (0, 0) if auto_pad == "VALID" else (pads[axis], pads[axis + spatial])
+            out = (size + begin + end - span) // stride + 1
+        t = np.arange(size)[:, None] + begin - np.arange(kernel)[None, :] * dilation
+        reach.append(((t >= 0) & (t % stride == 0) & (t // stride < out)).sum(axis=1))
+    taps = reach[0] if spatial == 1 else np.outer(reach[0], reach[1])
+    per_position = nonzero.sum(axis=(0, 1))  # nonzeros at each input position
+    return int((per_position * taps).sum()) * (int(w_shape[0]) // group)

@@ -198,6 +198,10 @@ class InferenceSession:
         if self.model.ir_version > MAX_IR_VERSION:
             self.model.ir_version = MAX_IR_VERSION
         options = sess_options if sess_options is not None else ort.SessionOptions()
+        # How to build the second session run(count_events=True) needs (lazily).
+        self._counting_args = (options, providers, library, kwargs)
+        self._counting: Optional[Tuple[ort.InferenceSession, Dict[str, str]]] = None
+        self._counting_lock = threading.Lock()
         if library:
             _register_library(options)
         # onnxruntime segfaults or hangs on absurd thread counts: check them first.
@@ -232,7 +236,9 @@ class InferenceSession:
         output_names: Optional[Sequence[str]],
         input_feed: Mapping[str, Any],
         run_options: Optional[ort.RunOptions] = None,
-    ) -> List[np.ndarray]:
+        *,
+        count_events: bool = False,
+    ) -> Any:
         """Run the model, after checking the feed.
 
         Parameters
@@ -244,11 +250,19 @@ class InferenceSession:
             dtype (no silent casting), rank, and static dimensions.
         run_options : onnxruntime.RunOptions, optional
             Passed on to onnxruntime.
+        count_events : bool
+            Also count the synaptic events of every event-driven node
+            (:mod:`spikeonnx.events`): the nonzero inputs times the outputs each
+            reaches, as its kernel processes them
+            (:func:`spikeonnx.events.synaptic_events`). The first such call builds a
+            second session that also returns the event nodes' inputs.
 
         Returns
         -------
         list of numpy.ndarray
-            The requested outputs, in the order asked for.
+            The requested outputs, in the order asked for; with ``count_events``, a
+            tuple ``(outputs, events)`` with ``events`` a dict event-node name -> count
+            (empty if the model has no event nodes).
 
         Raises
         ------
@@ -263,7 +277,36 @@ class InferenceSession:
             unknown = [name for name in output_names if name not in self._outputs]
             if unknown:
                 raise ValueError(f"unknown output name(s) {unknown}; the model's outputs are {self._outputs}")
-        return self.session.run(output_names, feed, run_options)
+        if not count_events:
+            return self.session.run(output_names, feed, run_options)
+        from .events import synaptic_events
+
+        session, inputs = self._counting_session()
+        names = list(self._outputs if output_names is None else output_names)
+        extra = [t for t in dict.fromkeys(inputs.values()) if t not in feed]
+        results = session.run(names + extra, feed, run_options)
+        values = {**dict(zip(extra, results[len(names):], strict=True)), **feed}
+        events = {node: synaptic_events(self.model, node, values[t]) for node, t in inputs.items()}
+        return results[: len(names)], events
+
+    def _counting_session(self) -> Tuple[ort.InferenceSession, Dict[str, str]]:
+        """The session of run(count_events=True): the model, with the event nodes' inputs as outputs."""
+        from .events import event_inputs
+
+        with self._counting_lock:
+            if self._counting is None:
+                inputs = event_inputs(self.model)
+                model = onnx.ModelProto()
+                model.CopyFrom(self.model)
+                graph_inputs = {i.name for i in model.graph.input}
+                present = {o.name for o in model.graph.output}
+                for name in dict.fromkeys(inputs.values()):
+                    if name not in present and name not in graph_inputs:
+                        model.graph.output.append(onnx.ValueInfoProto(name=name))
+                options, providers, library, kwargs = self._counting_args
+                session = InferenceSession(model, options, providers, library=library, **kwargs).session
+                self._counting = (session, inputs)
+            return self._counting
 
     # -- feed checks ---------------------------------------------------------
 

@@ -473,3 +473,68 @@ def test_functions_and_events_in_either_order():
     # A second attach_functions changes nothing.
     again = attach_functions(onnx.ModelProto.FromString(events_first.SerializeToString()))
     assert again.SerializeToString() == events_first.SerializeToString()
+
+
+# -- measured synaptic events ----------------------------------------------------------
+
+
+def _brute_conv_events(x: np.ndarray, w_shape, *, pads, strides, group=1) -> int:
+    """Loops over every nonzero input and kernel tap: outputs it reaches times M/group."""
+    n_spatial = x.ndim - 2
+    out = [(x.shape[2 + a] + pads[a] + pads[a + n_spatial] - w_shape[2 + a]) // strides[a] + 1
+           for a in range(n_spatial)]
+    total = 0
+    for index in zip(*np.nonzero(x), strict=True):
+        position = index[2:]
+        for tap in np.ndindex(*w_shape[2:]):
+            reached = True
+            for a in range(n_spatial):
+                t = position[a] + pads[a] - tap[a]
+                reached &= t >= 0 and t % strides[a] == 0 and t // strides[a] < out[a]
+            total += int(reached)
+    return total * (w_shape[0] // group)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_run_counts_synaptic_events(conv):
+    """count_events: per event node, nonzero inputs x the outputs each reaches, against
+    NumPy counts of the dense graph's intermediate spikes; the outputs are unchanged."""
+    from spikeonnx.runtime import InferenceSession
+
+    rng = np.random.default_rng(13 + conv)
+    model = _spiking_mlp(rng, conv=conv)
+    optimized = optimize(model)
+    x = rng.uniform(0, 30, (3, 5, 1, 8, 8) if conv else (3, 7, 12)).astype(np.float32)
+    session = InferenceSession(optimized)
+    plain = session.run(None, {"x": x})
+    outputs, events = session.run(None, {"x": x}, count_events=True)
+    np.testing.assert_array_equal(outputs[0], plain[0])
+    # The spikes the event node reads, from the dense model with them as an output.
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.append(helper.make_tensor_value_info("sp", TensorProto.FLOAT, None))
+    spikes = InferenceSession(probe).run(["sp"], {"x": x})[0]
+    assert np.count_nonzero(spikes) > 0
+    if conv:
+        expected = _brute_conv_events(spikes.reshape(-1, 4, 6, 6), (3, 4, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
+        assert events == {"conv_on_spikes": expected}
+    else:
+        assert events == {"mm_on_spikes": np.count_nonzero(spikes) * 6}
+    # A model without event nodes counts nothing.
+    assert InferenceSession(model).run(None, {"x": x}, count_events=True)[1] == {}
+
+
+def test_synaptic_events_of_conv_attributes():
+    from spikeonnx.events import synaptic_events
+
+    rng = np.random.default_rng(14)
+    for x_shape, w_shape, attrs in _CONV_CASES:
+        if "dilations" in attrs or "auto_pad" in attrs:
+            continue  # the brute-force count covers explicit pads and strides
+        x = _spikes(rng, x_shape, 0.3)
+        model = _model("EventConv", x, [rng.standard_normal(w_shape).astype(np.float32)], **attrs)
+        n = len(x_shape) - 2
+        expected = _brute_conv_events(x, w_shape, pads=attrs.get("pads", [0] * 2 * n),
+                                      strides=attrs.get("strides", [1] * n), group=attrs.get("group", 1))
+        assert synaptic_events(model, "n0", x) == expected, (x_shape, w_shape, attrs)
+    with pytest.raises(ValueError, match="no event node"):
+        synaptic_events(model, "nope", x)
