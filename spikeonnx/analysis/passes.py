@@ -50,7 +50,7 @@ from onnx import numpy_helper
 from .. import contract
 from ..energy import sum_stats
 from .axes import AxisMark, broadcast_axes
-from .source import ModelSource, read_model
+from .source import ExternalDataError, ModelSource, read_model
 from .stats import (
     BATCH,
     TIME,
@@ -154,6 +154,8 @@ def _read(model: ModelLike) -> Tuple[onnx.ModelProto, str, ModelSource]:
         raise TypeError(f"model must be an onnx.ModelProto, a path or bytes, got {type(model).__name__}")
     try:
         proto, source = read_model(model)
+    except ExternalDataError:
+        raise
     except ValueError as err:
         raise ValueError(f"{label}: not a valid ONNX model, the file may be truncated or corrupt ({err})") from None
     # a truncated protobuf can still parse; an empty graph is the usual symptom

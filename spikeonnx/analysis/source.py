@@ -28,7 +28,7 @@ import onnx
 
 from .. import contract
 
-__all__ = ["ModelSource", "read_model", "make_session"]
+__all__ = ["ModelSource", "ExternalDataError", "read_model", "make_session"]
 
 # data fields of TensorProto whose bytes are the raw little-endian values when
 # packed: float_data (FLOAT, FLOAT16 is not stored there), raw_data, double_data
@@ -45,6 +45,10 @@ _STRIPPABLE = _FLOAT_TYPES | {
 }
 
 Buffer = Union[bytes, mmap.mmap]
+
+
+class ExternalDataError(ValueError):
+    """A model file's external data is not where onnx allows it (inside its folder)."""
 
 
 class _WireError(ValueError):
@@ -244,8 +248,26 @@ def read_model(model: Any) -> Tuple[onnx.ModelProto, ModelSource]:
         proto = onnx.ModelProto.FromString(light)
     except Exception:  # not a protobuf we can walk: let the full parser name the problem
         proto, _ = contract.load_model(model, load_external_data=False)
-        return proto, ModelSource(path, None, {})
+        spans = {}
+    if path is not None:
+        _check_external_data(proto, path, spans)
     return proto, ModelSource(path, buffer if spans else None, spans)
+
+
+def _check_external_data(proto: onnx.ModelProto, path: str, ours: Dict[str, Any]) -> None:
+    """Refuse external data outside the model's folder, as onnx does (onnxruntime
+    would read it)."""
+    folder = os.path.realpath(os.path.dirname(path))
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL or tensor.name in ours:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = os.path.realpath(os.path.join(folder, location))
+        if os.path.isabs(location) or os.path.commonpath([folder, target]) != folder:
+            raise ExternalDataError(
+                f"file {path}: cannot load its external data: tensor {tensor.name!r} has its data in "
+                f"{location!r}, outside the model's folder"
+            )
 
 
 def make_session(model: onnx.ModelProto, source: Optional[ModelSource], extra_outputs: Sequence[Tuple[str, int]] = ()) -> Any:
