@@ -36,8 +36,17 @@ import numpy as np
 import ray
 import ray.data
 
-from .shards import InputSpec, Shard, ShardOutputs, ShardSpec, _check_unique_outputs, _progress, open_shard, \
-    plan_shards, prepare_output_dir
+from .shards import (
+    InputSpec,
+    Shard,
+    ShardOutputs,
+    ShardSpec,
+    _check_unique_outputs,
+    _progress,
+    open_shard,
+    plan_shards,
+    prepare_output_dir,
+)
 
 __all__ = ["Predictor", "ShardRangePredictor", "RateMapper", "connect", "run_shards", "rate_sums", "DatasetRates",
            "DATA_COLUMN", "PATH_COLUMN", "SHARD_COLUMN", "START_COLUMN", "STOP_COLUMN", "ROW_COLUMN"]
