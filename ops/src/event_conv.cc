@@ -330,7 +330,9 @@ struct EventConvKernel {
     const int64_t taps = g.kh * g.kw;
     const EventLoops& loops = event_loops();
     // Samples in chunks: one accumulator buffer per chunk.
-    constexpr int64_t kMaxItems = 256;
+    // Few items: each allocates an accumulator (often >= 128 KiB, i.e. fresh pages from
+    // the system that fault in on first touch), so items are chunks of samples.
+    constexpr int64_t kMaxItems = 32;
     const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
     const int64_t items = (g.n + chunk - 1) / chunk;
     const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
