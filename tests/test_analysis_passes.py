@@ -245,3 +245,22 @@ def test_register_op_overwrite_policy():
         with pytest.raises(ValueError, match="op role must be one of"):
             stats.register_op("t.test", "Other", role="bias")(first)
     assert stats.op_spec("t.test", "Op") is None  # saved() restored the table
+
+
+def test_symbolic_shape_fallback_writes_nothing_to_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime's SymbolicShapeInference.infer_shapes saves 'sym_shape_infer_temp.onnx'
+    into the working directory when it cannot finish; the analyzer must not."""
+    monkeypatch.chdir(tmp_path)
+    # an op of an unknown domain leaves its output unresolved
+    node = helper.make_node("Mystery", ["x"], ["y"], domain="example.unknown")
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    graph = helper.make_graph(
+        [node, relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.unknown", 1)]
+    )
+    result = passes._ort_inference(model)
+    assert result is None or result.graph.node
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,8 @@ A new pass is one more function of this kind.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
@@ -540,15 +542,22 @@ def _onnx_inference(G: nx.MultiDiGraph, light: onnx.ModelProto) -> onnx.ModelPro
 
 def _ort_inference(light: onnx.ModelProto) -> Optional[onnx.ModelProto]:
     """onnxruntime's symbolic shape inference (it evaluates shape arithmetic that
-    ONNX's data propagation leaves open), or None if it fails."""
-    import contextlib
-    import io
+    ONNX's data propagation leaves open), or None if it fails.
 
+    Its steps are driven here rather than through ``SymbolicShapeInference.infer_shapes``,
+    which writes ``sym_shape_infer_temp.onnx`` into the working directory whenever it
+    cannot resolve every shape; a partial result is still useful to this pass.
+    """
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
+        engine = SymbolicShapeInference(2**31 - 1, True, False, 0)  # int_max, auto_merge, guess_rank, verbose
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return SymbolicShapeInference.infer_shapes(light, auto_merge=True, guess_output_rank=False)
+            engine._preprocess(light)
+            while engine.run_:
+                engine._infer_impl()
+            engine._update_output_from_vi()
+        return engine.out_mp_
     except Exception:  # it raises many types on models it does not support
         return None
 
