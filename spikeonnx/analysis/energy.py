@@ -23,11 +23,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import devices as _devices
 from .. import energy as _energy
+from ..contract import DOMAIN, EVENT_OP_TYPES
 from ..energy import DEFAULT_DT, LayerRecord
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
-from .rates import ExampleData, compute_rates, load_example_data
+from .rates import ExampleData, RateAccumulator, compute_rates, load_example_data
 
 __all__ = ["GraphEnergy", "DEFAULT_DT"]
+
+_EVENTS = ("estimated", "measured")
 
 class GraphEnergy(_energy.EnergyEstimator):
     """Compute statistics and device energy estimates for an ONNX model.
@@ -54,6 +57,13 @@ class GraphEnergy(_energy.EnergyEstimator):
     time_axis : int, dict or None
         Time axis of the graph inputs (default: none declared, in which case an
         unknown size right after the batch axis is taken as time, as in Keras).
+    events : {"estimated", "measured"}
+        How the synaptic events of layers holding event-driven nodes
+        (:mod:`spikeonnx.events`) are found: ``"estimated"`` (default) from
+        connections times the mean input magnitude, as for every layer;
+        ``"measured"`` by counting the events those nodes process on the example
+        data (:func:`spikeonnx.events.synaptic_events`), see ``docs/op-counting.md``.
+        The measured events per sample and step are in :attr:`layer_events`.
 
     Notes
     -----
@@ -69,7 +79,10 @@ class GraphEnergy(_energy.EnergyEstimator):
         *,
         batch_axis: AxisSpec = 0,
         time_axis: AxisSpec = None,
+        events: str = "estimated",
     ) -> None:
+        if events not in _EVENTS:
+            raise ValueError(f"events must be one of {', '.join(map(repr, _EVENTS))}, got {events!r}")
         direct = example_data is not None and not hasattr(example_data, "rate_sums")
         self.graph = AnalysisGraph(
             model, batch_axis=batch_axis, time_axis=time_axis,
@@ -77,14 +90,39 @@ class GraphEnergy(_energy.EnergyEstimator):
         )
         self.graph.warn_unknown()
         self.example_data = example_data
+        self.events = events
         self.layer_rates: Dict[str, float] = {}
-        if hasattr(example_data, "rate_sums"):
+        #: Layer name -> measured synaptic events per sample and timestep (events="measured").
+        self.layer_events: Dict[str, float] = {}
+        if events == "measured":
+            self._check_measurable(direct)
+            accumulator = RateAccumulator(self.graph, count_events=True)
+            accumulator.add_feeds(self.graph.feeds)
+            self.layer_events = accumulator.layer_events()
+            self.layer_rates = accumulator.event_rates(accumulator.rates(), default_dt=self._default_dt())
+        elif hasattr(example_data, "rate_sums"):
             # accumulated elsewhere (RateSums, shards streamed or on a Ray cluster)
             self.layer_rates = example_data.rate_sums(self.graph).layer_rates(self.graph)
         elif example_data is not None:
             self.layer_rates = compute_rates(self.graph, self.graph.feeds)
         self.graph.graph.graph["rates"] = self.layer_rates
         self._records = [self._make_record(layer) for layer in self.graph.layers]
+
+    def _check_measurable(self, direct: bool) -> None:
+        """Why events="measured" cannot be honoured, as a ValueError."""
+        if not direct:
+            raise ValueError(
+                'events="measured" counts the events of a run on the example data: give example_data as '
+                "arrays or a .npy/.npz file" + ("" if self.example_data is None else
+                                                 " (rates accumulated elsewhere carry no event counts)")
+            )
+        model = self.graph.model
+        if not any(n.domain == DOMAIN and n.op_type in EVENT_OP_TYPES for n in model.graph.node):
+            raise ValueError(
+                f'{self.graph.label}: events="measured" needs event-driven nodes '
+                f"({', '.join(EVENT_OP_TYPES)}) and the model has none; export it with "
+                "spikeonnx.export(..., events=True) or rewrite it with spikeonnx.optimize"
+            )
 
     def _make_record(self, layer: Layer) -> LayerRecord:
         """The core's row of one layer: one application, at the layer's input rate."""
@@ -172,12 +210,15 @@ class GraphEnergy(_energy.EnergyEstimator):
                 "neurons": layer.neurons,
                 "spiking": layer.spiking,
                 "rate": rate,
+                # measured synaptic events per sample and step (events="measured", event layers)
+                "synaptic_events": self.layer_events.get(layer.name),
                 "energy": energy,
             })
         return {
             "model": self.graph.label,
             "dt": dt,
             "timesteps_per_inference": _energy.check_timesteps(timesteps_per_inference),
+            "events": self.events,
             "layers": layers,
             "total_energy": {n: self.total_energy(n, timesteps_per_inference, dt) for n in names},
             "unknown_ops": {k: list(v) for k, v in self.graph.unknown_ops.items()},

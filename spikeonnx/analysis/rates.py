@@ -24,6 +24,10 @@ import numpy as np
 import onnx
 
 from .. import contract
+from ..events import (
+    _PLUMBING,  # ops that only move elements: spikes keep their height
+    synaptic_events,
+)
 from .graph import AnalysisGraph
 from .passes import value_info
 from .source import make_session
@@ -337,11 +341,14 @@ class RateAccumulator:
     >>> GraphEnergy(model, acc.sums).summary()              # doctest: +SKIP
     """
 
-    def __init__(self, graph: AnalysisGraph) -> None:
+    def __init__(self, graph: AnalysisGraph, *, count_events: bool = False) -> None:
         self.graph = graph
         self.sums = RateSums()
         self._session: Optional[Any] = None
         self._probes: Dict[str, str] = {}
+        # count_events: node label -> (synaptic events, sample-steps) of every event node
+        self._event_nodes = _event_nodes(graph) if count_events else {}
+        self.events: Dict[str, Tuple[int, int]] = {label: (0, 0) for label in self._event_nodes}
 
     def add(self, data: ExampleData) -> None:
         """Add one batch of data (any form :func:`load_example_data` accepts)."""
@@ -350,7 +357,8 @@ class RateAccumulator:
     def add_feeds(self, feeds: Dict[str, np.ndarray]) -> None:
         """Add one batch of checked feeds (from :func:`load_example_data`)."""
         values: Dict[str, np.ndarray] = dict(feeds)
-        needed = [n for n in self._layer_inputs() if n not in feeds]
+        wanted = self._layer_inputs() + [t for _, t, _ in self._event_nodes.values()]
+        needed = [n for n in dict.fromkeys(wanted) if n not in feeds]
         if needed:
             if self._session is None:
                 self._session, self._probes = _probe_session(self.graph, needed)
@@ -361,12 +369,53 @@ class RateAccumulator:
             values.update(zip(needed, results, strict=True))
         for name in self._layer_inputs():
             self.sums.add(name, values[name])
+        for label, (key, tensor, units) in self._event_nodes.items():
+            x = values[tensor]
+            events, steps = self.events[label]
+            self.events[label] = (events + synaptic_events(self.graph.model, key, x), steps + x.size // units)
         batch = self._batch_size(feeds)
         self.sums.rows += batch
 
     def rates(self) -> Dict[str, float]:
         """Layer name -> mean input magnitude over everything added so far."""
         return self.sums.layer_rates(self.graph)
+
+    def layer_events(self) -> Dict[str, float]:
+        """Layer name -> measured synaptic events per sample and timestep (``count_events``).
+
+        The sum over the layer's event nodes of each node's events divided by the
+        sample-steps it ran (its input's elements over its per-sample, per-step size).
+        Layers without event nodes are left out.
+        """
+        found: Dict[str, float] = {}
+        for label, (events, steps) in self.events.items():
+            layer = self.graph.graph.nodes[label]["layer"]
+            found[layer] = found.get(layer, 0.0) + (events / steps if steps else 0.0)
+        return found
+
+    def event_rates(self, rates: Mapping[str, float], *, default_dt: float) -> Dict[str, float]:
+        """``rates`` with each layer holding event nodes charged at its measured events.
+
+        A layer's rate becomes the one that makes the energy formula's
+        ``connections * rate * dt`` equal its measured synaptic events per step at the
+        spikes' own ``dt`` (that of the ``SpikingActivation`` feeding each event node,
+        ``default_dt`` if none does): ``sum(events / steps / dt_spikes) / connections``,
+        in Hz like the estimate. Connections of the layer outside its event nodes keep
+        the estimated rate.
+        """
+        G = self.graph.graph
+        out = dict(rates)
+        weighted: Dict[str, List[Tuple[str, float]]] = {}
+        for label, (events, steps) in self.events.items():
+            dt = _spike_dt(self.graph, self._event_nodes[label][1], default_dt)
+            weighted.setdefault(G.nodes[label]["layer"], []).append((label, (events / steps if steps else 0.0) / dt))
+        for layer in self.graph.layers:
+            if layer.name not in weighted or not layer.connections:
+                continue
+            measured = weighted[layer.name]
+            rest = layer.connections - sum(G.nodes[label]["stats"]["connections"] for label, _ in measured)
+            out[layer.name] = (sum(hz for _, hz in measured) + rest * rates[layer.name]) / layer.connections
+        return out
 
     def _layer_inputs(self) -> List[str]:
         names: List[str] = []
@@ -382,6 +431,38 @@ class RateAccumulator:
             if axis is not None and name not in self.graph.state_inputs and arr.ndim > axis:
                 return int(arr.shape[axis])
         return 0
+
+
+def _event_nodes(graph: AnalysisGraph) -> Dict[str, Tuple[str, str, int]]:
+    """Event nodes (:mod:`spikeonnx.events`) by label: ``(the name spikeonnx.events knows
+    it by, its data input, that input's size per sample and timestep)``."""
+    found = {}
+    for label in graph.graph.graph["order"]:
+        data = graph.graph.nodes[label]
+        node = data["proto"]
+        if node.domain == contract.DOMAIN and node.op_type in contract.EVENT_OP_TYPES:
+            key = node.name or f"{node.op_type}:{data['index']}"  # as events.event_inputs keys it
+            found[label] = (key, node.input[0], graph.op_node(label).input_units(0))
+    return found
+
+
+def _spike_dt(graph: AnalysisGraph, tensor: str, default: float) -> float:
+    """``dt`` of the ``SpikingActivation`` whose spikes reach ``tensor`` through plumbing
+    (the spikes' height is ``1/dt``), or ``default`` when no such node feeds it."""
+    producer = graph.graph.graph["producer"]
+    G = graph.graph
+    while tensor in producer:
+        data = G.nodes[producer[tensor]]
+        node = data["proto"]
+        if data["domain"] == contract.DOMAIN and node.op_type == "SpikingActivation":
+            for attr in node.attribute:
+                if attr.name == "dt":
+                    return float(attr.f)
+            return default
+        if node.op_type not in _PLUMBING or not node.input:
+            return default
+        tensor = node.input[0]
+    return default
 
 
 def _probe_session(graph: AnalysisGraph, needed: Sequence[str]) -> Tuple[Any, Dict[str, str]]:

@@ -109,6 +109,9 @@ def configure(parser: argparse.ArgumentParser):
                         help="batch axis of the inputs (default 0; inputs of rank 0 have none); NAME=AXIS "
                              "sets it for one input (repeatable)")
     parser.add_argument("--time-axis", type=int, default=None, help="time axis of the inputs (default: none)")
+    parser.add_argument("--events", choices=("estimated", "measured"), default="estimated",
+                        help="synaptic events of event-driven layers: estimated from connections x mean input "
+                             "rate (default), or measured by running the model on --data (an .npy/.npz file)")
     machine = parser.add_mutually_exclusive_group()
     machine.add_argument("--json", action="store_true", help="print the results as JSON")
     machine.add_argument("--csv", action="store_true",
@@ -153,7 +156,8 @@ def configure(parser: argparse.ArgumentParser):
             warnings.simplefilter("always")
             try:
                 batch_axis = batch_axes(args.model, args.batch_axis)
-                energy = GraphEnergy(args.model, data, batch_axis=batch_axis, time_axis=args.time_axis)
+                energy = GraphEnergy(args.model, data, batch_axis=batch_axis, time_axis=args.time_axis,
+                                     events=args.events)
                 report: Any = energy.to_dict(devices, args.timesteps, args.dt)
             except Exception as err:
                 if not (isinstance(err, (ValueError, TypeError, OSError, OverflowError)) or is_library_error(err)):
