@@ -93,10 +93,11 @@ inline bool use_events(int64_t nonzeros, int64_t total, double break_even) {
 }
 
 // Event-driven product y = x w for x (M, K) and w (K, N), both row-major, followed by
-// `finish(row, y_row)` for every output row (bias, scaling).  Rows are split into blocks
-// and columns into groups so that every pool thread gets work; each block lists its rows'
-// nonzeros once, then sweeps the columns tile by tile (a tile of w stays in cache across
-// the block's rows, the tile's accumulators stay in registers).
+// `finish(row, y_row, c0, c1)` for every output row's columns [c0, c1) (bias, scaling).
+// First every block of rows lists its rows' nonzeros (once, vectorised), then rows are
+// split into blocks and columns into groups so that every pool thread gets work; each
+// item sweeps its columns tile by tile (a tile of w stays in cache across the block's
+// rows, the tile's accumulators stay in registers).
 template <typename T, typename Finish>
 void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, int64_t M, int64_t K, int64_t N,
                   Finish& finish) {
@@ -105,6 +106,30 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   const int64_t tiles = (N + tile - 1) / tile;
   constexpr int64_t kRowBlock = 256;
   const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
+  struct Block {
+    std::vector<int32_t> idx;
+    std::vector<T> val;
+    std::vector<int64_t> start;
+  };
+  std::vector<Block> blocks(static_cast<size_t>(row_blocks));
+  auto list = [&](size_t b) {
+    Block& blk = blocks[b];
+    const int64_t r0 = static_cast<int64_t>(b) * kRowBlock;
+    const int64_t r1 = std::min(M, r0 + kRowBlock);
+    blk.start.assign(static_cast<size_t>(r1 - r0 + 1), 0);
+    // Room for one full row past what is listed (nonzeros() writes at most K per row).
+    size_t used = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      if (blk.idx.size() < used + static_cast<size_t>(K)) {
+        const size_t grown = std::max(used + static_cast<size_t>(K), 2 * blk.idx.size());
+        blk.idx.resize(grown);
+        blk.val.resize(grown);
+      }
+      used += static_cast<size_t>(loops.nonzeros(x + r * K, K, blk.idx.data() + used, blk.val.data() + used));
+      blk.start[static_cast<size_t>(r - r0 + 1)] = static_cast<int64_t>(used);
+    }
+  };
+  parallel_for(ctx, static_cast<size_t>(row_blocks), list);
   // Column groups only when there are few row blocks (small batches): at least 16 items.
   int64_t groups = 1;
   if (row_blocks < 16) groups = std::min(tiles, (16 + row_blocks - 1) / row_blocks);
@@ -113,31 +138,17 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   auto work = [&](size_t item) {
     const int64_t block = static_cast<int64_t>(item) / groups;
     const int64_t group = static_cast<int64_t>(item) % groups;
+    const Block& blk = blocks[static_cast<size_t>(block)];
     const int64_t r0 = block * kRowBlock;
     const int64_t r1 = std::min(M, r0 + kRowBlock);
-    std::vector<int32_t> idx;
-    std::vector<T> val;
-    std::vector<int64_t> start(static_cast<size_t>(r1 - r0 + 1), 0);
-    idx.reserve(static_cast<size_t>(K));
-    val.reserve(static_cast<size_t>(K));
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* row = x + r * K;
-      for (int64_t k = 0; k < K; ++k) {
-        if (row[k] != T(0)) {
-          idx.push_back(static_cast<int32_t>(k));
-          val.push_back(row[k]);
-        }
-      }
-      start[static_cast<size_t>(r - r0 + 1)] = static_cast<int64_t>(idx.size());
-    }
     const int64_t c0 = group * tiles_per_group * tile;
     const int64_t c1 = std::min(N, c0 + tiles_per_group * tile);
     for (int64_t j = c0; j < c1; j += tile) {
       const int64_t width = std::min(tile, c1 - j);
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t s = start[static_cast<size_t>(r - r0)];
-        const int64_t e = start[static_cast<size_t>(r - r0 + 1)];
-        loops.tile(idx.data() + s, val.data() + s, e - s, w + j, N, width, y + r * N + j);
+        const int64_t s = blk.start[static_cast<size_t>(r - r0)];
+        const int64_t e = blk.start[static_cast<size_t>(r - r0 + 1)];
+        loops.tile(blk.idx.data() + s, blk.val.data() + s, e - s, w + j, N, width, y + r * N + j);
       }
     }
     for (int64_t r = r0; r < r1; ++r) finish(r, y + r * N, c0, c1);

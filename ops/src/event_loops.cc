@@ -14,6 +14,8 @@ namespace {
     &ns::tile_width_float, &ns::tile_width_double,                                                  \
         static_cast<int64_t (*)(const float*, int64_t)>(&ns::count_nonzero),                        \
         static_cast<int64_t (*)(const double*, int64_t)>(&ns::count_nonzero),                       \
+        static_cast<int64_t (*)(const float*, int64_t, int32_t*, float*)>(&ns::nonzeros),            \
+        static_cast<int64_t (*)(const double*, int64_t, int32_t*, double*)>(&ns::nonzeros),          \
         static_cast<void (*)(const int32_t*, const float*, int64_t, const float*, int64_t, int64_t, \
                              float*)>(&ns::tile_sum),                                               \
         static_cast<void (*)(const int32_t*, const double*, int64_t, const double*, int64_t,        \

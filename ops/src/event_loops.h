@@ -16,6 +16,9 @@ namespace spikeonnx {
   /* Number of nonzero values among x[0, n). */                                                   \
   int64_t count_nonzero(const float* x, int64_t n);                                               \
   int64_t count_nonzero(const double* x, int64_t n);                                              \
+  /* Indices and values of the nonzeros of x[0, n) (room for n each); returns their number. */   \
+  int64_t nonzeros(const float* x, int64_t n, int32_t* idx, float* val);                          \
+  int64_t nonzeros(const double* x, int64_t n, int32_t* idx, double* val);                        \
   /* out[j] = sum_e val[e] * w[idx[e] * ldw + j] for j < width (width <= the tile width). */      \
   void tile_sum(const int32_t* idx, const float* val, int64_t count, const float* w, int64_t ldw, \
                 int64_t width, float* out);                                                       \
@@ -50,6 +53,8 @@ struct EventLoops {
   int64_t (*tile_width_double)();
   int64_t (*count_float)(const float*, int64_t);
   int64_t (*count_double)(const double*, int64_t);
+  int64_t (*nonzeros_float)(const float*, int64_t, int32_t*, float*);
+  int64_t (*nonzeros_double)(const double*, int64_t, int32_t*, double*);
   void (*tile_float)(const int32_t*, const float*, int64_t, const float*, int64_t, int64_t, float*);
   void (*tile_double)(const int32_t*, const double*, int64_t, const double*, int64_t, int64_t, double*);
   void (*axpy_float)(float, const float*, float*, int64_t);
@@ -68,6 +73,8 @@ struct EventLoops {
   int64_t tile_width(double) const { return tile_width_double(); }
   int64_t count(const float* x, int64_t n) const { return count_float(x, n); }
   int64_t count(const double* x, int64_t n) const { return count_double(x, n); }
+  int64_t nonzeros(const float* x, int64_t n, int32_t* i, float* v) const { return nonzeros_float(x, n, i, v); }
+  int64_t nonzeros(const double* x, int64_t n, int32_t* i, double* v) const { return nonzeros_double(x, n, i, v); }
   void tile(const int32_t* i, const float* v, int64_t c, const float* w, int64_t l, int64_t n, float* o) const {
     tile_float(i, v, c, w, l, n, o);
   }
