@@ -17,7 +17,8 @@ constexpr const char* kOp = "EventGemm";
 
 // Same break-even as EventMatMul: the two share the event path and onnxruntime's MatMul
 // and Gemm share their kernel.
-double break_even(int64_t rows) { return rows >= 1024 ? 0.25 : 0.15; }
+// Narrow outputs: see EventMatMul's break_even.
+double break_even(int64_t rows, int64_t cols) { return cols < 32 ? 0.15 : rows >= 1024 ? 0.25 : 0.15; }
 
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
@@ -142,7 +143,7 @@ struct EventGemmKernel {
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
     const int64_t nonzeros = count_nonzero(ctx, a, M * K);
-    const bool events = use_events(nonzeros, M * K, break_even(M));
+    const bool events = use_events(nonzeros, M * K, break_even(M, N));
     if (dense != nullptr && dense->available() && !events) {  // float64
       dense->run(context, c_in.present ? 3 : 2, out);
       return;

@@ -16,7 +16,9 @@ constexpr const char* kOp = "EventMatMul";
 // Inputs denser than this go to onnxruntime's MatMul (measured with one-node models and benchmarks/bench_events.py on an AVX-512 machine, 1024 x 1024 weights).  The
 // event path sweeps the weight once per block of 256 rows, so it pays off at higher
 // densities when there are many rows.
-double break_even(int64_t rows) { return rows >= 1024 ? 0.25 : 0.15; }
+// Narrow outputs (a classifier's N = 10) do little work per nonzero, so listing the
+// nonzeros weighs more: measured break-even between 10 % and 20 % at M = 1600, K = 1024.
+double break_even(int64_t rows, int64_t cols) { return cols < 32 ? 0.15 : rows >= 1024 ? 0.25 : 0.15; }
 
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
@@ -93,7 +95,7 @@ struct EventMatMulKernel {
     const float* w = static_cast<const float*>(w_in.data);
     float* y = out.GetTensorMutableData<float>();
     auto finish = [](int64_t, float*, int64_t, int64_t) {};
-    if (use_events(count_nonzero(ctx, x, M * K), M * K, break_even(M))) {
+    if (use_events(count_nonzero(ctx, x, M * K), M * K, break_even(M, N))) {
       event_matmul(ctx, x, w, y, M, K, N, finish);
     } else if (!packed_.empty() && w_in.data == packed_source_) {
       dense_matmul(ctx, x, packed_, y, M, finish);
@@ -106,7 +108,7 @@ struct EventMatMulKernel {
                   const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const double* x = static_cast<const double*>(x_in.data);
     const int64_t nonzeros = count_nonzero(ctx, x, M * K);
-    if (dense_double_.available() && !use_events(nonzeros, M * K, break_even(M))) {
+    if (dense_double_.available() && !use_events(nonzeros, M * K, break_even(M, N))) {
       dense_double_.run(context, 2, out);
       return;
     }
