@@ -5,35 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from spikeonnx import reference
 from spikeonnx.cli import main
-from tests.conftest import finish_model
+from tests.conftest import cli_lowpass_model as lowpass_model
 
 SUBCOMMANDS = ("demo", "export", "run", "energy", "devices")
-
-
-def lowpass_model(path, state_io: bool):
-    """x (B, T, 3) -> Lowpass(tau=0.05, dt=0.01) -> y, optionally with filter/state_in|out."""
-    tau = helper.make_tensor("tau", TensorProto.FLOAT, [1, 3], [0.05, 0.02, 0.1])
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", 3])]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time", 3])]
-    initializers = [tau]
-    if state_io:
-        inputs.append(helper.make_tensor_value_info("filter/state_in", TensorProto.FLOAT, ["batch", 3]))
-        outputs.append(helper.make_tensor_value_info("filter/state_out", TensorProto.FLOAT, ["batch", 3]))
-        node = helper.make_node("Lowpass", ["x", "tau", "filter/state_in"], ["y", "filter/state_out"],
-                                domain="spikeonnx", dt=0.01, name="filter")
-    else:
-        initializers.append(helper.make_tensor("level", TensorProto.FLOAT, [1, 3], [0.0, 0.0, 0.0]))
-        node = helper.make_node("Lowpass", ["x", "tau", "level"], ["y"], domain="spikeonnx", dt=0.01, name="filter")
-    graph = helper.make_graph([node], "lowpass", inputs, outputs, initializers)
-    model = finish_model(graph)
-    onnx.save(model, path)
-    return path
 
 
 def run_cli(capsys, *argv):

@@ -21,7 +21,7 @@ from spikeonnx import events, functions
 from spikeonnx.analysis import GraphEnergy
 from spikeonnx.cli import _logs
 from spikeonnx.devices import DEVICES
-from tests.test_plots import svg_axes, two_layer_model
+from tests.conftest import svg_axes, two_layer_model
 
 FOREIGN = re.compile(r"^[IWEF]\d{4} |oneDNN|absl::InitializeLog|cpu_feature_guard|rebuild TensorFlow", re.M)
 DEVICE_NAMES = [d.name for d in DEVICES.values()]

@@ -13,7 +13,9 @@ ray = pytest.importorskip("ray")
 from spikeonnx.analysis import GraphEnergy  # noqa: E402
 from spikeonnx.cli import main  # noqa: E402
 from spikeonnx.runtime import InferenceSession  # noqa: E402
-from tests.test_shards import expected, lowpass_model, mlp_model  # noqa: E402
+from tests.conftest import shard_expected as expected  # noqa: E402
+from tests.conftest import shard_lowpass_model as lowpass_model  # noqa: E402
+from tests.conftest import shard_mlp_model as mlp_model  # noqa: E402
 
 pytestmark = pytest.mark.needs_ops
 

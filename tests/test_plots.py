@@ -4,67 +4,20 @@ the firing-rate distribution and the grouped energy figure, each with its number
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from spikeonnx import plots
 from spikeonnx.analysis import GraphEnergy
 from spikeonnx.devices import DEVICES
-from tests.conftest import finish_model
+from tests.conftest import finish_model, svg_axes, two_layer_model
 
 DT = (0.01, 0.005)
 UNITS = (40, 7)
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def two_layer_model(path, *, seed: int = 0):
-    """x (B, T, 6) -> MatMul -> SpikingActivation(dt 0.01) -> MatMul -> SpikingActivation(dt 0.005) -> y.
-
-    Both spiking nodes start from a constant initial voltage, so the test can compute
-    their spikes with a plain NumPy loop. Returns the path and the weights and voltages.
-    """
-    rng = np.random.default_rng(seed)
-    w1 = rng.uniform(0, 60, (6, UNITS[0])).astype(np.float32)
-    w1[:, :5] = 0  # five silent neurons
-    w1[:, -3:] = 150  # three saturated ones (more than one spike per step)
-    w2 = rng.uniform(0, 1.0, (UNITS[0], UNITS[1])).astype(np.float32)
-    v1 = rng.uniform(0, 1, (1, UNITS[0])).astype(np.float32)
-    v2 = rng.uniform(0, 1, (1, UNITS[1])).astype(np.float32)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["r1"], name="dense1"),
-        helper.make_node("Expand", ["v1", "batch_shape1"], ["v1b"], name="v1_expand"),
-        helper.make_node("SpikingActivation", ["r1", "v1b"], ["s1"], domain="spikeonnx", dt=DT[0], name="spikes1"),
-        helper.make_node("MatMul", ["s1", "w2"], ["r2"], name="dense2"),
-        helper.make_node("Expand", ["v2", "batch_shape2"], ["v2b"], name="v2_expand"),
-        helper.make_node("SpikingActivation", ["r2", "v2b"], ["y"], domain="spikeonnx", dt=DT[1], name="spikes2"),
-    ]
-    # the batch size comes from x's shape: Shape(x)[0:1] ++ [units]
-    nodes[1:1] = [
-        helper.make_node("Shape", ["x"], ["x_shape"], name="shape"),
-        helper.make_node("Slice", ["x_shape", "zero", "one"], ["batch"], name="batch"),
-        helper.make_node("Concat", ["batch", "u1"], ["batch_shape1"], axis=0, name="shape1"),
-        helper.make_node("Concat", ["batch", "u2"], ["batch_shape2"], axis=0, name="shape2"),
-    ]
-    consts = {"w1": w1, "w2": w2, "v1": v1, "v2": v2, "zero": np.array([0], np.int64),
-              "one": np.array([1], np.int64), "u1": np.array([UNITS[0]], np.int64),
-              "u2": np.array([UNITS[1]], np.int64)}
-    graph = helper.make_graph(
-        nodes, "two_spiking_layers",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time", UNITS[1]])],
-        [numpy_helper.from_array(a, n) for n, a in consts.items()],
-    )
-    metadata = {
-        "spikeonnx.batch_axes": {"x": 0, "y": 0}, "spikeonnx.time_axes": {"x": 1, "y": 1},
-        "spikeonnx.layers": {"spikes1": "hidden_spikes", "spikes2": "out_spikes"},
-        "spikeonnx.dt": {"spikes1": DT[0], "spikes2": DT[1]},
-    }
-    onnx.save(finish_model(graph, metadata=metadata), path)
-    return path, (w1, w2), (v1, v2)
 
 
 def integrate_and_fire(rates: np.ndarray, dt: float, v0: np.ndarray) -> np.ndarray:
@@ -86,11 +39,6 @@ def model_and_data(tmp_path_factory):
     x = np.random.default_rng(1).uniform(0, 1, (5, 30, 6)).astype(np.float32)
     np.save(folder / "x.npy", x)
     return folder, path, x, weights, voltages
-
-
-def svg_axes(path) -> int:
-    """Number of axes (panels) in a matplotlib SVG."""
-    return len(re.findall(r'<g id="axes_\d+"', path.read_text()))
 
 
 @pytest.mark.needs_ops

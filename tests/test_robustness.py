@@ -19,9 +19,8 @@ from onnx import helper as oh
 
 from spikeonnx.cli import main
 from spikeonnx.runtime import InferenceSession, StreamingSession
-from tests.conftest import finish_model
-from tests.test_cli import lowpass_model
-from tests.test_runtime import streaming_model
+from tests.conftest import cli_lowpass_model as lowpass_model
+from tests.conftest import finish_model, streaming_model
 
 pytestmark = pytest.mark.needs_ops
 

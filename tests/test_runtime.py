@@ -18,7 +18,7 @@ from onnx import helper as oh
 from spikeonnx import reference as ref
 from spikeonnx.runtime import InferenceSession, StreamingSession
 from spikeonnx.schemas import DOMAIN
-from tests.conftest import finish_model
+from tests.conftest import finish_model, streaming_model
 
 pytestmark = pytest.mark.needs_ops
 
@@ -44,40 +44,6 @@ def one_node_model(op_type, n_in, n_out, x_shape, state_shape, elem=TensorProto.
         inputs += [vi("tau", [len(TAU)], elem), vi("level", state_shape if op_type == "Lowpass" else state_shape[:1] + state_shape[2:], elem)]
     outputs = [vi("y", x_shape, elem)] + ([vi("state", state_shape, elem)] if n_out == 2 else [])
     return finish_model(oh.make_graph([node], op_type, inputs, outputs))
-
-
-def streaming_model(seed=3, level=(0.1, 0.2, 0.3), time_major=0, with_metadata=True):
-    """Relu -> SpikingActivation -> Lowpass, both with {layer}/state_in / state_out."""
-    seq = ["T", "B", 3] if time_major else ["B", "T", 3]
-    nodes = [
-        oh.make_node("Relu", ["x"], ["rates"]),
-        oh.make_node(
-            "SpikingActivation", ["rates", "spike/state_in"], ["spikes", "spike/state_out"],
-            domain=DOMAIN, dt=DT, time_major=time_major,
-        ),
-        oh.make_node(
-            "Lowpass", ["spikes", "tau", "lp/state_in"], ["y", "lp/state_out"],
-            domain=DOMAIN, dt=DT, time_major=time_major,
-        ),
-    ]
-    graph = oh.make_graph(
-        nodes, "stream",
-        [vi("x", seq), vi("spike/state_in", ["B", 3]), vi("lp/state_in", ["B", 3])],
-        [vi("y", seq), vi("spikes", seq), vi("spike/state_out", ["B", 3]), vi("lp/state_out", ["B", 3])],
-        initializer=[oh.make_tensor("tau", TensorProto.FLOAT, [1, 3], TAU.tolist())],
-    )
-    metadata = None
-    if with_metadata:
-        axis = 0 if time_major else 1
-        metadata = {
-            "spikeonnx.time_axes": {"x": axis, "y": axis, "spikes": axis, "spike/state_in": None,
-                                    "lp/state_in": None, "spike/state_out": None, "lp/state_out": None},
-            "spikeonnx.initial_state": {
-                "spike/state_in": {"kind": "uniform_seed", "seed": seed},
-                "lp/state_in": {"kind": "constant", "value": list(level)},
-            },
-        }
-    return finish_model(graph, metadata=metadata)
 
 
 def reference_stream(x, v0, level, time_major=False):

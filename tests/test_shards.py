@@ -4,42 +4,18 @@ import os
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
-from spikeonnx import reference, shards
+from spikeonnx import shards
 from spikeonnx.cli import main
 from spikeonnx.runtime import InferenceSession
-from tests.conftest import finish_model
+from tests.conftest import shard_expected as expected  # noqa: F401  (also used by test_distributed)
+from tests.conftest import shard_lowpass_model as lowpass_model
+from tests.conftest import shard_mlp_model as mlp_model
 
 pytestmark = pytest.mark.needs_ops
 
 TAU = np.array([[0.05, 0.02, 0.1]], np.float32)
 ROWS = (5, 1, 7, 3, 12)
-
-
-def lowpass_model(path):
-    """x (batch, time, 3) -> Lowpass(tau, dt=0.01) -> y, and s = ReduceSum(y, time) (two outputs)."""
-    tau = helper.make_tensor("tau", TensorProto.FLOAT, [1, 3], TAU.ravel().tolist())
-    level = helper.make_tensor("level", TensorProto.FLOAT, [1, 3], [0.0, 0.0, 0.0])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    nodes = [
-        helper.make_node("Lowpass", ["x", "tau", "level"], ["y"], domain="spikeonnx", dt=0.01, name="filter"),
-        helper.make_node("ReduceSum", ["y", "axes"], ["s"], keepdims=0, name="sum"),
-    ]
-    graph = helper.make_graph(
-        nodes, "lowpass",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time", 3]),
-         helper.make_tensor_value_info("s", TensorProto.FLOAT, ["batch", 3])],
-        [tau, level, axes],
-    )
-    path.write_bytes(finish_model(graph).SerializeToString())
-    return path
-
-
-def expected(x):
-    y, _ = reference.lowpass(x, TAU, np.zeros((1, 3), np.float32), 0.01)
-    return y
 
 
 @pytest.fixture
@@ -211,27 +187,6 @@ def test_progress_bar_counts_rows(dataset, tmp_path, capsys):
 
 
 # -- streaming energy -------------------------------------------------------------------
-
-
-def mlp_model(path):
-    """x (batch, 4, 6) -> MatMul -> Relu -> Lowpass -> MatMul -> y: layers with different input rates."""
-    rng = np.random.default_rng(3)
-    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [6, 5], rng.normal(size=30).astype(np.float32).tolist())
-    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [5, 2], rng.normal(size=10).astype(np.float32).tolist())
-    tau = helper.make_tensor("tau", TensorProto.FLOAT, [1, 5], [0.05] * 5)
-    level = helper.make_tensor("level", TensorProto.FLOAT, [1, 5], [0.0] * 5)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"], name="d1"),
-        helper.make_node("Relu", ["h"], ["r"], name="relu"),
-        helper.make_node("Lowpass", ["r", "tau", "level"], ["f"], domain="spikeonnx", dt=0.01, name="filter"),
-        helper.make_node("MatMul", ["f", "w2"], ["y"], name="d2"),
-    ]
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 2])], [w1, w2, tau, level],
-    )
-    path.write_bytes(finish_model(graph).SerializeToString())
-    return path
 
 
 def test_streamed_energy_equals_one_call_on_the_concatenation(tmp_path):
