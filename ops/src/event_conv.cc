@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,31 +24,13 @@ constexpr const char* kOp = "EventConv";
 // float64 Conv on the CPU).
 constexpr double kBreakEven = 0.15;
 
-// Input elements scanned per zero test, and output positions per transposed block.
-constexpr int64_t kScan = 16;
-constexpr int64_t kBlock = 16;
-
-// Whether x[0, n) is all zero (a branch-free OR of the magnitudes' bits: vectorises).
-template <typename T>
-bool all_zero(const T* x, int64_t n) {
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr Bits kMagnitude = ~Bits{0} >> 1;  // -0.0 is a zero too
-  Bits any = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, x + i, sizeof(b));
-    any |= b & kMagnitude;
-  }
-  return any == 0;
-}
+// Images whose density decides between the paths (the rest are not read twice).
+constexpr int64_t kSampledImages = 32;
 
 // For every input index along one spatial axis, the kernel taps that reach an output
 // (tap k reaches output (i + pad - k * dilation) / stride when that is a whole, in-range
-// number): computed once per call, so the scatter loop does no division.
-struct Tap {
-  int64_t tap, out;
-};
-
+// number) as (tap, output) pairs: computed once per call, so the scatter loop does no
+// division (layout of ConvScatter's tables).
 class TapTable {
  public:
   TapTable(int64_t in, int64_t kernel, int64_t pad, int64_t dilation, int64_t stride, int64_t out)
@@ -58,17 +39,20 @@ class TapTable {
       for (int64_t k = 0; k < kernel; ++k) {
         const int64_t t = i + pad - k * dilation;
         if (t < 0) break;  // t only decreases with k
-        if (t % stride == 0 && t / stride < out) taps_.push_back({k, t / stride});
+        if (t % stride == 0 && t / stride < out) {
+          taps_.push_back(static_cast<int32_t>(k));
+          taps_.push_back(static_cast<int32_t>(t / stride));
+        }
       }
-      start_[static_cast<size_t>(i + 1)] = static_cast<int64_t>(taps_.size());
+      start_[static_cast<size_t>(i + 1)] = static_cast<int32_t>(taps_.size() / 2);
     }
   }
-  const Tap* begin(int64_t i) const { return taps_.data() + start_[static_cast<size_t>(i)]; }
-  const Tap* end(int64_t i) const { return taps_.data() + start_[static_cast<size_t>(i + 1)]; }
+  const int32_t* start() const { return start_.data(); }
+  const int32_t* taps() const { return taps_.data(); }
 
  private:
-  std::vector<int64_t> start_;
-  std::vector<Tap> taps_;
+  std::vector<int32_t> start_;
+  std::vector<int32_t> taps_;
 };
 
 // Geometry of one call, spatial axes as 2-D (a 1-D conv has H = KH = 1).
@@ -312,8 +296,12 @@ struct EventConvKernel {
     const int64_t in_size = g.c * g.h * g.w;
     const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
     if (sizeof(T) == sizeof(float) && dense->available()) {
-      const int64_t nonzeros = count_nonzero(ctx, x, g.n * in_size);
-      if (!use_events(nonzeros, g.n * in_size, kBreakEven)) {
+      // The density of at most kSampledImages images spread over the batch: reading the
+      // whole input once more costs about as much as the event path at low density.
+      const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
+      int64_t nonzeros = 0, seen = 0;
+      for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
+      if (!use_events(nonzeros, seen, kBreakEven)) {
         dense->run(context, b_in.present ? 3 : 2, out);
         return;
       }
@@ -335,82 +323,45 @@ struct EventConvKernel {
     constexpr int64_t kMaxItems = 32;
     const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
     const int64_t items = (g.n + chunk - 1) / chunk;
+    if (g.h * g.w > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
+      throw OpError(at_ + ": input 'X' has " + std::to_string(g.h * g.w) +
+                    " positions per channel; the event path takes at most 2^31 - 1");
+    }
     const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
     const TapTable cols(g.w, g.kw, g.pl, g.dw, g.sw, g.ow);
+    ConvScatter<T> scatter;
+    scatter.c = g.c;
+    scatter.h = g.h;
+    scatter.w = g.w;
+    scatter.cg = g.cg;
+    scatter.mg = g.mg;
+    scatter.m = g.m;
+    scatter.kw = g.kw;
+    scatter.kh_kw = taps;
+    scatter.ow = g.ow;
+    scatter.row_start = rows.start();
+    scatter.row_taps = rows.taps();
+    scatter.col_start = cols.start();
+    scatter.col_taps = cols.taps();
+    scatter.weight = wp;
     auto work = [&](size_t item) {
-      // acc holds (positions, M) rows only for positions some nonzero input reached
-      // ("touched", listed in order of first touch); at low density most positions keep
-      // the bias, which is written to the output directly.
+      // acc holds the sample's output as (positions, M) rows, so that each tap adds
+      // contiguous output channels; it is then transposed to (M, positions).
       std::vector<T> acc(static_cast<size_t>(positions * g.m));
-      std::vector<uint8_t> touched(static_cast<size_t>(positions), 0);
-      std::vector<int64_t> list;
-      list.reserve(static_cast<size_t>(positions));
-      auto reach = [&](int64_t p) -> T* {
-        T* a = acc.data() + p * g.m;
-        if (!touched[static_cast<size_t>(p)]) {
-          touched[static_cast<size_t>(p)] = 1;
-          list.push_back(p);
+      std::vector<int32_t> idx(static_cast<size_t>(g.h * g.w));
+      std::vector<T> val(static_cast<size_t>(g.h * g.w));
+      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
+      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
+        for (int64_t p = 0; p < positions; ++p) {
+          T* a = acc.data() + p * g.m;
           if (bias != nullptr) {
             std::copy(bias, bias + g.m, a);
           } else {
             std::fill(a, a + g.m, T(0));
           }
         }
-        return a;
-      };
-      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
-      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
-        list.clear();
-        for (int64_t c = 0; c < g.c; ++c) {
-          const T* xc = x + (n * g.c + c) * g.h * g.w;
-          const T* wc = wp + c * taps * g.mg;
-          const int64_t group_offset = (c / g.cg) * g.mg;  // this channel's group of outputs
-          for (int64_t ih = 0; ih < g.h; ++ih) {
-            const T* xr = xc + ih * g.w;
-            for (int64_t iw0 = 0; iw0 < g.w; iw0 += kScan) {
-              const int64_t iw1 = std::min(g.w, iw0 + kScan);
-              if (all_zero(xr + iw0, iw1 - iw0)) continue;
-              for (int64_t iw = iw0; iw < iw1; ++iw) {
-                const T v = xr[iw];
-                if (v == T(0)) continue;
-                for (const Tap* th = rows.begin(ih); th != rows.end(ih); ++th) {
-                  for (const Tap* tw = cols.begin(iw); tw != cols.end(iw); ++tw) {
-                    T* a = reach(th->out * g.ow + tw->out) + group_offset;
-                    loops.axpy(v, wc + (th->tap * g.kw + tw->tap) * g.mg, a, g.mg);
-                  }
-                }
-              }
-            }
-          }
-        }
-        T* yn = y + n * g.m * positions;
-        const int64_t reached = static_cast<int64_t>(list.size());
-        if (reached * 4 < positions) {
-          // Few positions reached: bias rows, then the reached positions' values, row by
-          // row in increasing position (rows a page apart share an L1 set: writing one
-          // position's channels at a time would evict at every write).
-          std::sort(list.begin(), list.end());
-          for (int64_t m = 0; m < g.m; ++m) {
-            T* row = yn + m * positions;
-            std::fill(row, row + positions, bias ? bias[m] : T(0));
-            const T* a = acc.data() + m;
-            for (int64_t p : list) row[p] = a[p * g.m];
-          }
-        } else {
-          for (int64_t p = 0; p < positions; ++p) reach(p);  // the rest get the bias
-          // (positions, M) -> (M, positions) in blocks of kBlock positions: the block's
-          // accumulator rows stay in L1 while each output row gets kBlock contiguous values.
-          for (int64_t p0 = 0; p0 < positions; p0 += kBlock) {
-            const int64_t width = std::min(kBlock, positions - p0);
-            const T* a = acc.data() + p0 * g.m;
-            for (int64_t m = 0; m < g.m; ++m) {
-              T* row = yn + m * positions + p0;
-              for (int64_t j = 0; j < width; ++j) row[j] = a[j * g.m + m];
-            }
-          }
-        }
-        for (int64_t p : list) touched[static_cast<size_t>(p)] = 0;
-        if (reached * 4 >= positions) std::fill(touched.begin(), touched.end(), uint8_t{0});
+        loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
+        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions);
       }
     };
     parallel_for(ctx, static_cast<size_t>(items), work);

@@ -9,6 +9,21 @@
 
 namespace spikeonnx {
 
+// One image of EventConv's event path: the geometry, per-axis tap tables and packed
+// weight.  Tap table of an axis: for input index i, the (tap, output index) pairs
+// taps[2 * start[i], 2 * start[i + 1]) of the kernel taps that reach a valid output.
+template <typename T>
+struct ConvScatter {
+  int64_t c = 0, h = 0, w = 0;     // input channels, rows, columns
+  int64_t cg = 0, mg = 0, m = 0;   // channels per group in and out, output channels
+  int64_t kw = 1, kh_kw = 1, ow = 1;  // kernel columns, taps per channel, output columns
+  const int32_t* row_start = nullptr;
+  const int32_t* row_taps = nullptr;
+  const int32_t* col_start = nullptr;
+  const int32_t* col_taps = nullptr;
+  const T* weight = nullptr;  // [c][kh][kw][m'] (output channels of a group contiguous)
+};
+
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
   /* Columns per tile_sum call (accumulators held in registers). */                               \
   int64_t tile_width_float();                                                                     \
@@ -27,6 +42,14 @@ namespace spikeonnx {
   /* out[j] += v * w[j] for j < n. */                                                             \
   void axpy(float v, const float* w, float* out, int64_t n);                                      \
   void axpy(double v, const double* w, double* out, int64_t n);                                   \
+  /* acc[(oh * ow + ow') * m + group's m'] += x * kernel tap, for every nonzero of the image */ \
+  /* x (c, h, w); idx and val have room for h * w. */                                            \
+  void conv_image(const ConvScatter<float>& s, const float* x, float* acc, int32_t* idx, float* val); \
+  void conv_image(const ConvScatter<double>& s, const double* x, double* acc, int32_t* idx,        \
+                  double* val);                                                                   \
+  /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols. */                                \
+  void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo);            \
+  void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo);          \
   /* Dense float32 product, B packed in panels (see EventLoops::gemm_tile). */                   \
   int64_t gemm_panel_width();                                                                     \
   int64_t gemm_rows();                                                                            \
@@ -59,6 +82,10 @@ struct EventLoops {
   void (*tile_double)(const int32_t*, const double*, int64_t, const double*, int64_t, int64_t, double*);
   void (*axpy_float)(float, const float*, float*, int64_t);
   void (*axpy_double)(double, const double*, double*, int64_t);
+  void (*conv_float)(const ConvScatter<float>&, const float*, float*, int32_t*, float*);
+  void (*conv_double)(const ConvScatter<double>&, const double*, double*, int32_t*, double*);
+  void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t);
+  void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
   // C[rows, cols] (+)= A[rows, k] B[k, cols] for rows <= gemm_rows() and cols <=
   // gemm_panel_width(), A's element (r, k) at a[r * lda + k * ka], B one packed panel
@@ -83,6 +110,16 @@ struct EventLoops {
   }
   void axpy(float v, const float* w, float* o, int64_t n) const { axpy_float(v, w, o, n); }
   void axpy(double v, const double* w, double* o, int64_t n) const { axpy_double(v, w, o, n); }
+  void conv(const ConvScatter<float>& s, const float* x, float* a, int32_t* i, float* v) const {
+    conv_float(s, x, a, i, v);
+  }
+  void conv(const ConvScatter<double>& s, const double* x, double* a, int32_t* i, double* v) const {
+    conv_double(s, x, a, i, v);
+  }
+  void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l) const { transpose_float(a, r, c, o, l); }
+  void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l) const {
+    transpose_double(a, r, c, o, l);
+  }
 };
 
 const EventLoops& event_loops();
