@@ -19,13 +19,23 @@ namespace {
 
 constexpr const char* kOp = "EventConv";
 
-// float32 inputs denser than this go to onnxruntime's Conv (measured with
-// benchmarks/bench_events.py); float64 always takes the event path (onnxruntime has no
-// float64 Conv on the CPU).
+// float32 inputs denser than this go to onnxruntime's Conv unless the gather path's
+// modelled cost is below the dense kernel's (measured with benchmarks/bench_events.py);
+// float64 always takes the event path (onnxruntime has no float64 Conv on the CPU).
 constexpr double kBreakEven = 0.15;
 
 // Images whose density decides between the paths (the rest are not read twice).
 constexpr int64_t kSampledImages = 32;
+
+// Cost model of the two event paths and the dense kernel, in ns per unit of work on the
+// development machine (only their ratios matter), fitted to single-conv timings
+// of 3x3 convolutions (C 3..32, M 32..64, stride 1 and 2) at 1-100 % density.  With
+// W = C * positions * taps * vectors(M / group) (the dense multiply-adds, in vectors):
+// scattering each nonzero costs kScatter * density * W (accumulator rows read and written
+// per tap); gathering each output position's receptive field costs kRun per (position,
+// tap, group) (listing that channel run's nonzeros) + kGather * density * W (sums in
+// registers); the dense kernel costs kDense * W.
+constexpr double kScatter = 4.5, kRun = 24.0, kGather = 0.63, kDense = 0.4;
 
 // For every input index along one spatial axis, the kernel taps that reach an output
 // (tap k reaches output (i + pad - k * dilation) / stride when that is a whole, in-range
@@ -295,13 +305,20 @@ struct EventConvKernel {
     const T* x = static_cast<const T*>(x_in.data);
     const int64_t in_size = g.c * g.h * g.w;
     const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
+    // The density of at most kSampledImages images spread over the batch: reading the
+    // whole input once more costs about as much as the event path at low density.
+    const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
+    int64_t nonzeros = 0, seen = 0;
+    for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
+    const EventLoops& loops = event_loops();
+    const int64_t lanes = loops.tile_width(T(0)) / 8;  // the tile is 8 vectors
+    const double density = static_cast<double>(nonzeros) / static_cast<double>(std::max<int64_t>(seen, 1));
+    const double units = static_cast<double>(g.c * g.oh * g.ow * g.kh * g.kw * ((g.mg + lanes - 1) / lanes));
+    const double gather_cost =
+        kRun * static_cast<double>(g.oh * g.ow * g.kh * g.kw * g.group) + kGather * density * units;
+    const bool gather = gather_cost < kScatter * density * units;
     if (sizeof(T) == sizeof(float) && dense->available()) {
-      // The density of at most kSampledImages images spread over the batch: reading the
-      // whole input once more costs about as much as the event path at low density.
-      const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
-      int64_t nonzeros = 0, seen = 0;
-      for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
-      if (!use_events(nonzeros, seen, kBreakEven)) {
+      if (!use_events(nonzeros, seen, kBreakEven) && !(gather && gather_cost < kDense * units)) {
         dense->run(context, b_in.present ? 3 : 2, out);
         return;
       }
@@ -316,7 +333,6 @@ struct EventConvKernel {
     T* y = out.GetTensorMutableData<T>();
     const int64_t positions = g.oh * g.ow;
     const int64_t taps = g.kh * g.kw;
-    const EventLoops& loops = event_loops();
     // Samples in chunks: one accumulator buffer per chunk.
     // Few items: each allocates an accumulator (often >= 128 KiB, i.e. fresh pages from
     // the system that fault in on first touch), so items are chunks of samples.
@@ -339,6 +355,14 @@ struct EventConvKernel {
     scatter.kw = g.kw;
     scatter.kh_kw = taps;
     scatter.ow = g.ow;
+    scatter.kh = g.kh;
+    scatter.oh = g.oh;
+    scatter.sh = g.sh;
+    scatter.sw = g.sw;
+    scatter.dh = g.dh;
+    scatter.dw = g.dw;
+    scatter.pt = g.pt;
+    scatter.pl = g.pl;
     scatter.row_start = rows.start();
     scatter.row_taps = rows.taps();
     scatter.col_start = cols.start();
@@ -348,8 +372,10 @@ struct EventConvKernel {
       // acc holds the sample's output as (positions, M) rows, so that each tap adds
       // contiguous output channels; it is then transposed to (M, positions).
       std::vector<T> acc(static_cast<size_t>(positions * g.m));
-      std::vector<int32_t> idx(static_cast<size_t>(g.h * g.w));
-      std::vector<T> val(static_cast<size_t>(g.h * g.w));
+      const int64_t room = std::max(g.h * g.w, taps * g.c + 16);
+      std::vector<int32_t> idx(static_cast<size_t>(room));
+      std::vector<T> val(static_cast<size_t>(room));
+      std::vector<T> xt(gather ? static_cast<size_t>(in_size) : 0);
       const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
       for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
         for (int64_t p = 0; p < positions; ++p) {
@@ -360,7 +386,12 @@ struct EventConvKernel {
             std::fill(a, a + g.m, T(0));
           }
         }
-        loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
+        if (gather) {
+          loops.transpose(x + n * in_size, g.c, g.h * g.w, xt.data(), g.c);
+          loops.gather(scatter, xt.data(), acc.data(), idx.data(), val.data());
+        } else {
+          loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
+        }
         loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions);
       }
     };

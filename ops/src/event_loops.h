@@ -17,6 +17,8 @@ struct ConvScatter {
   int64_t c = 0, h = 0, w = 0;     // input channels, rows, columns
   int64_t cg = 0, mg = 0, m = 0;   // channels per group in and out, output channels
   int64_t kw = 1, kh_kw = 1, ow = 1;  // kernel columns, taps per channel, output columns
+  int64_t kh = 1, oh = 1;             // kernel rows, output rows
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;  // strides, dilations, leading pads
   const int32_t* row_start = nullptr;
   const int32_t* row_taps = nullptr;
   const int32_t* col_start = nullptr;
@@ -47,6 +49,12 @@ struct ConvScatter {
   void conv_image(const ConvScatter<float>& s, const float* x, float* acc, int32_t* idx, float* val); \
   void conv_image(const ConvScatter<double>& s, const double* x, double* acc, int32_t* idx,        \
                   double* val);                                                                   \
+  /* The same sum gathered per output position from the image channels-last, xt (h, w, c): */   \
+  /* each position's receptive-field nonzeros sum their weight rows in registers and the */     \
+  /* acc row is written once. idx and val have room for kh * kw * c + 16. */                    \
+  void conv_gather(const ConvScatter<float>& s, const float* xt, float* acc, int32_t* idx, float* val); \
+  void conv_gather(const ConvScatter<double>& s, const double* xt, double* acc, int32_t* idx,       \
+                   double* val);                                                                  \
   /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols. */                                \
   void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo);            \
   void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo);          \
@@ -84,6 +92,8 @@ struct EventLoops {
   void (*axpy_double)(double, const double*, double*, int64_t);
   void (*conv_float)(const ConvScatter<float>&, const float*, float*, int32_t*, float*);
   void (*conv_double)(const ConvScatter<double>&, const double*, double*, int32_t*, double*);
+  void (*gather_float)(const ConvScatter<float>&, const float*, float*, int32_t*, float*);
+  void (*gather_double)(const ConvScatter<double>&, const double*, double*, int32_t*, double*);
   void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t);
   void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
@@ -115,6 +125,12 @@ struct EventLoops {
   }
   void conv(const ConvScatter<double>& s, const double* x, double* a, int32_t* i, double* v) const {
     conv_double(s, x, a, i, v);
+  }
+  void gather(const ConvScatter<float>& s, const float* x, float* a, int32_t* i, float* v) const {
+    gather_float(s, x, a, i, v);
+  }
+  void gather(const ConvScatter<double>& s, const double* x, double* a, int32_t* i, double* v) const {
+    gather_double(s, x, a, i, v);
   }
   void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l) const { transpose_float(a, r, c, o, l); }
   void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l) const {
