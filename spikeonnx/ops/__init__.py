@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
+from typing import Optional
 
 from ..contract import DOMAIN, OPSET_VERSION
 
@@ -41,9 +42,25 @@ def library_path() -> str:
             raise FileNotFoundError(f"${_ENV_OVERRIDE} points at {path}, which does not exist")
         return str(path.resolve())
     path = Path(str(resources.files(__name__).joinpath(LIBRARY_NAME)))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"spikeonnx op library not found at {path}; build and install the package "
-            f"with 'pip install .' or set ${_ENV_OVERRIDE}"
-        )
-    return str(path)
+    if path.is_file():
+        return str(path)
+    # Imported from a source checkout that shadows the installed package (a script or a
+    # worker process started in the repository's root): the installed distribution
+    # still has the compiled library.
+    installed = _installed_library()
+    if installed is not None:
+        return installed
+    raise FileNotFoundError(
+        f"spikeonnx op library not found at {path}; build and install the package "
+        f"with 'pip install .' or set ${_ENV_OVERRIDE}"
+    )
+
+
+def _installed_library() -> Optional[str]:
+    """The library file of the installed ``spikeonnx`` distribution, if there is one."""
+    try:
+        located = metadata.distribution("spikeonnx").locate_file(f"spikeonnx/ops/{LIBRARY_NAME}")
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(located))
+    return str(path.resolve()) if path.is_file() else None
