@@ -47,9 +47,11 @@ _SUBMODULES = frozenset(
         "devices",
         "distributed",  # imports Ray (the optional extra) on first access
         "energy",
+        "events",
         "examples",
         "exporter",
         "fileio",
+        "functions",
         "ops",
         "philox",
         "plots",
