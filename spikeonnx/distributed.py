@@ -256,6 +256,15 @@ def _actor_cpus(concurrency: int) -> float:
     return max(total - 1.0, 0.0) / concurrency or 0.0
 
 
+def _actor_threads(concurrency: int) -> int:
+    """onnxruntime threads per actor: the cluster's CPUs shared out over the actors (an
+    actor alone on a machine uses every core, as a local run does)."""
+    total = int(ray.cluster_resources().get("CPU", 1.0))
+    # never more threads than one node has cores (an actor runs on one node)
+    per_node = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
+    return max(1, min(per_node, total // concurrency))
+
+
 def _read(paths: Sequence[Path]) -> "ray.data.Dataset":
     dataset = ray.data.read_numpy([os.path.abspath(p) for p in paths], include_paths=True)
     dataset.context.enable_progress_bars = False  # this dataset's own context, not the user's
@@ -349,7 +358,7 @@ def run_shards(
     dataset = work.map_batches(
         predictor,
         fn_constructor_args=(blob, planned_abs),
-        fn_constructor_kwargs={"batch_size": batch_size, "library": library},
+        fn_constructor_kwargs={"batch_size": batch_size, "library": library, "threads": _actor_threads(concurrency)},
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=_actor_cpus(concurrency),
         batch_size=1,
