@@ -22,7 +22,6 @@ those layers the test asserts ModelEnergy = T x GraphEnergy exactly.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import keras
@@ -34,7 +33,6 @@ from spikeonnx import devices as dev
 from spikeonnx import export
 from spikeonnx.analysis import GraphEnergy
 from spikeonnx.examples.zoo import ZOO, ZooCase
-from spikeonnx.ops import library_path
 
 BUILTIN_DEVICES = ("cpu", "gpu", "arm", "loihi", "spinnaker", "spinnaker2")
 CUSTOM_DEVICE = "parity-test-device"
@@ -42,18 +40,8 @@ RATE_RTOL = 1e-6
 ENERGY_RTOL = 1e-6
 
 
-def _library_available() -> bool:
-    try:
-        library_path()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            raise  # in CI the op library must have been built and installed
-        return False
-    return True
-
-
 # GraphEnergy runs the model in onnxruntime (with our ops) to measure rates
-needs_ops = pytest.mark.skipif(not _library_available(), reason="spikeonnx op library not built (and CI unset)")
+needs_ops = pytest.mark.needs_ops
 
 
 # -- models of this test (not in the zoo) ------------------------------------------
