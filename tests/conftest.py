@@ -305,3 +305,18 @@ def two_layer_model(path, *, seed: int = 0):
     }
     onnx.save(finish_model(graph, metadata=metadata), path)
     return path, (w1, w2), (v1, v2)
+
+
+def shard_dataset(tmp_path, rows, *, name_step: int = 1):
+    """The Lowpass model of :func:`shard_lowpass_model` and one ``.npy`` shard per entry
+    of ``rows`` (shapes (rows, 4, 3)), named ``part{i * name_step}.npy``."""
+    model = shard_lowpass_model(tmp_path / "m.onnx")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = []
+    for i, n in enumerate(rows):
+        x = rng.normal(size=(n, 4, 3)).astype(np.float32)
+        np.save(folder / f"part{i * name_step}.npy", x)
+        arrays.append(x)
+    return model, folder, arrays

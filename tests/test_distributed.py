@@ -13,8 +13,8 @@ ray = pytest.importorskip("ray")
 from spikeonnx.analysis import GraphEnergy  # noqa: E402
 from spikeonnx.cli import main  # noqa: E402
 from spikeonnx.runtime import InferenceSession  # noqa: E402
+from tests.conftest import shard_dataset  # noqa: E402
 from tests.conftest import shard_expected as expected  # noqa: E402
-from tests.conftest import shard_lowpass_model as lowpass_model  # noqa: E402
 from tests.conftest import shard_mlp_model as mlp_model  # noqa: E402
 
 pytestmark = pytest.mark.needs_ops
@@ -52,16 +52,7 @@ def time_limit():
 
 @pytest.fixture
 def dataset(tmp_path):
-    model = lowpass_model(tmp_path / "m.onnx")
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    arrays = []
-    for i, rows in enumerate(ROWS):
-        x = rng.normal(size=(rows, 4, 3)).astype(np.float32)
-        np.save(folder / f"part{i}.npy", x)
-        arrays.append(x)
-    return model, folder, arrays
+    return shard_dataset(tmp_path, ROWS)
 
 
 def check_outputs(model, folder, arrays, out):

@@ -8,8 +8,8 @@ import pytest
 from spikeonnx import shards
 from spikeonnx.cli import main
 from spikeonnx.runtime import InferenceSession
+from tests.conftest import shard_dataset
 from tests.conftest import shard_expected as expected  # noqa: F401  (also used by test_distributed)
-from tests.conftest import shard_lowpass_model as lowpass_model
 from tests.conftest import shard_mlp_model as mlp_model
 
 pytestmark = pytest.mark.needs_ops
@@ -21,16 +21,7 @@ ROWS = (5, 1, 7, 3, 12)
 @pytest.fixture
 def dataset(tmp_path):
     """A model and five shards of uneven row counts (names sort numerically, not as text)."""
-    model = lowpass_model(tmp_path / "m.onnx")
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    arrays = []
-    for i, rows in enumerate(ROWS):
-        x = rng.normal(size=(rows, 4, 3)).astype(np.float32)
-        np.save(folder / f"part{i * 5}.npy", x)
-        arrays.append(x)
-    return model, folder, arrays
+    return shard_dataset(tmp_path, ROWS, name_step=5)
 
 
 def test_expand_orders_numerically_and_keeps_list_order(dataset, tmp_path):
