@@ -168,6 +168,58 @@ def test_conv_matches_numpy(case, density):
         _assert_close(dense, expected)
 
 
+_PATH_CASES = [
+    # the gather path needs whole vectors of output channels per group (16 floats or
+    # 8 doubles with AVX-512), so these have 16 or 32 per group
+    ((3, 8, 12, 11), (32, 8, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 8, 13, 12), (16, 8, 3, 2), {"strides": [2, 3], "pads": [0, 2, 1, 1]}),
+    ((2, 6, 11, 10), (32, 6, 3, 3), {"dilations": [2, 3], "pads": [2, 1, 0, 3]}),
+    ((2, 4, 9, 9), (32, 2, 3, 3), {"group": 2, "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((2, 8, 9, 9), (16, 8, 1, 1), {}),
+    ((3, 8, 30), (16, 8, 5), {"strides": [2], "pads": [2, 1], "dilations": [2]}),  # 1-D
+    ((2, 3, 9, 10), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]}),  # 5 channels: gather falls back to scatter
+]
+
+
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
+@pytest.mark.parametrize("case", range(len(_PATH_CASES)))
+def test_conv_paths_match_numpy(case, density, path, monkeypatch):
+    """Every path of EventConv (fixed by SPIKEONNX_EVENT_CONV_PATH when the kernel is
+    created) gives NumPy's convolution, float32 and float64, with and without bias."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
+    x_shape, w_shape, attrs = _PATH_CASES[case]
+    rng = np.random.default_rng(40 + case)
+    for dtype in (np.float32, np.float64):
+        x = _spikes(rng, x_shape, density, dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        for bias in (None, b):
+            _assert_close(_run(_model("EventConv", x, [w, bias], **attrs), x), reference.event_conv(x, w, bias, **attrs))
+
+
+def test_conv_path_variable_is_checked(monkeypatch):
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "fastest")
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    with pytest.raises(Exception, match="SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got 'fastest'"):
+        _session(_model("EventConv", x, [np.ones((2, 2, 3, 3), np.float32)]))
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.2, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_long_k_matches_numpy(density, dtype):
+    """K = 5000 sweeps the weight in blocks of K rows (partial sums through y); N = 200
+    has a partial last tile; 300 rows are two row blocks."""
+    rng = np.random.default_rng(9)
+    x = _spikes(rng, (300, 5000), density, dtype)
+    w = rng.standard_normal((5000, 200)).astype(dtype)
+    _assert_close(_run(_model("EventMatMul", x, [w]), x), reference.event_matmul(x, w))
+    b = rng.standard_normal((200, 5000)).astype(dtype)
+    c = rng.standard_normal(200).astype(dtype)
+    _assert_close(_run(_model("EventGemm", x, [b, c], transB=1, alpha=0.5), x),
+                  reference.event_gemm(x, b, c, trans_b=1, alpha=0.5))
+
+
 @pytest.mark.parametrize("density", [0.05, 1.0])
 def test_conv_float64_and_non_constant_weights(density):
     rng = np.random.default_rng(5)

@@ -7,6 +7,7 @@
 // strides.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -19,23 +20,38 @@ namespace {
 
 constexpr const char* kOp = "EventConv";
 
-// float32 inputs denser than this go to onnxruntime's Conv unless the gather path's
-// modelled cost is below the dense kernel's (measured with benchmarks/bench_events.py);
-// float64 always takes the event path (onnxruntime has no float64 Conv on the CPU).
-constexpr double kBreakEven = 0.15;
-
 // Images whose density decides between the paths (the rest are not read twice).
 constexpr int64_t kSampledImages = 32;
 
-// Cost model of the two event paths and the dense kernel, in ns per unit of work on the
-// development machine (only their ratios matter), fitted to single-conv timings
-// of 3x3 convolutions (C 3..32, M 32..64, stride 1 and 2) at 1-100 % density.  With
-// W = C * positions * taps * vectors(M / group) (the dense multiply-adds, in vectors):
-// scattering each nonzero costs kScatter * density * W (accumulator rows read and written
-// per tap); gathering each output position's receptive field costs kRun per (position,
-// tap, group) (listing that channel run's nonzeros) + kGather * density * W (sums in
-// registers); the dense kernel costs kDense * W.
-constexpr double kScatter = 4.5, kRun = 24.0, kGather = 0.63, kDense = 0.4;
+// Which computation serves a call: chosen per call from the sampled density by the cost
+// model below, or fixed for tests and benchmarks with the environment variable
+// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense (read when the kernel is created).
+enum class ConvPath { kAuto, kScatter, kGather, kDense };
+
+// Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
+// thread), of the three paths: a least-squares fit (relative error) to 90 timings of 3x3
+// convolutions (C 3..64, M 16..64, 8x8..32x32, stride 1 and 2, density 1..100 %), which
+// picks the fastest path in 29 of those 30 cases (the other costs 6 %).  Terms:
+//   in = C H W input elements, out = M OH OW output elements, d = density,
+//   units = C OH OW KH KW vectors(M / group) (the dense multiply-adds, in vectors),
+//   taps = OH OW KH KW group (each output position's kernel taps).
+// Scatter: each nonzero adds its taps' weight rows to the accumulator rows they reach;
+// a strided kernel reaches a varying number of rows per input (branches mispredict).
+// Gather: the image's nonzeros are bucketed by position; each output position then sums
+// its taps' buckets in registers.  Dense: onnxruntime's Conv (float32 only).
+struct ConvCost {
+  double scatter, gather, dense;
+};
+
+ConvCost conv_cost(double in, double out, double units, double taps, double density, double taps_per_input,
+                   bool strided) {
+  ConvCost c;
+  c.scatter = 0.131 * in + 0.679 * out + 0.355 * density * units +
+              density * in * (4.18 * taps_per_input + (strided ? 14.7 : 0.0));
+  c.gather = 0.234 * in + 1.33 * out + 3.26 * taps + 0.884 * density * units;
+  c.dense = 1.73 * in + 0.025 * out + 0.411 * units;
+  return c;
+}
 
 // For every input index along one spatial axis, the kernel taps that reach an output
 // (tap k reaches output (i + pad - k * dilation) / stride when that is a whole, in-range
@@ -130,6 +146,19 @@ struct EventConvKernel {
       if (p < 0) fail("attribute 'pads' must be >= 0; got " + shape_str(attrs_.pads));
     }
     if (!attrs_.pads.empty() && ap != "NOTSET") fail("attributes 'pads' and 'auto_pad' = '" + ap + "' exclude each other");
+    if (const char* forced = std::getenv("SPIKEONNX_EVENT_CONV_PATH"); forced != nullptr && *forced != '\0') {
+      const std::string name = forced;
+      if (name == "scatter") {
+        path_ = ConvPath::kScatter;
+      } else if (name == "gather") {
+        path_ = ConvPath::kGather;
+      } else if (name == "dense") {
+        path_ = ConvPath::kDense;
+      } else if (name != "auto") {
+        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got '" + name +
+             "'");
+      }
+    }
     std::vector<NativeOp::Attribute> native{{"auto_pad", ORT_OP_ATTR_STRING, {}, 0.0f, ap},
                                             {"group", ORT_OP_ATTR_INT, {attrs_.group}, 0.0f, {}}};
     if (!attrs_.dilations.empty()) native.push_back({"dilations", ORT_OP_ATTR_INTS, attrs_.dilations, 0.0f, {}});
@@ -311,18 +340,32 @@ struct EventConvKernel {
     int64_t nonzeros = 0, seen = 0;
     for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
     const EventLoops& loops = event_loops();
-    const int64_t lanes = loops.tile_width(T(0)) / 8;  // the tile is 8 vectors
     const double density = static_cast<double>(nonzeros) / static_cast<double>(std::max<int64_t>(seen, 1));
-    const double units = static_cast<double>(g.c * g.oh * g.ow * g.kh * g.kw * ((g.mg + lanes - 1) / lanes));
-    const double gather_cost =
-        kRun * static_cast<double>(g.oh * g.ow * g.kh * g.kw * g.group) + kGather * density * units;
-    const bool gather = gather_cost < kScatter * density * units;
-    if (sizeof(T) == sizeof(float) && dense->available()) {
-      if (!use_events(nonzeros, seen, kBreakEven) && !(gather && gather_cost < kDense * units)) {
-        dense->run(context, b_in.present ? 3 : 2, out);
-        return;
+    const int64_t lanes = loops.tile_width(T(0)) / 8;  // the tile is 8 vectors
+    const double positions_d = static_cast<double>(g.oh * g.ow);
+    const double kernel_taps = static_cast<double>(g.kh * g.kw);
+    const ConvCost cost =
+        conv_cost(static_cast<double>(in_size), static_cast<double>(g.m) * positions_d,
+                  static_cast<double>(g.c) * positions_d * kernel_taps * static_cast<double>((g.mg + lanes - 1) / lanes),
+                  positions_d * kernel_taps * static_cast<double>(g.group), density,
+                  kernel_taps / static_cast<double>(g.sh * g.sw), g.sh * g.sw > 1);
+    // The gather path needs whole vectors of output channels per group.
+    const bool can_gather = g.mg % loops.gather_lanes(T(0)) == 0;
+    const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
+    ConvPath path = path_;
+    if (path == ConvPath::kAuto) {
+      path = can_gather && cost.gather < cost.scatter ? ConvPath::kGather : ConvPath::kScatter;
+      if (can_dense && cost.dense < std::min(cost.scatter, can_gather ? cost.gather : cost.scatter)) {
+        path = ConvPath::kDense;
       }
     }
+    if (path == ConvPath::kGather && !can_gather) path = ConvPath::kScatter;
+    if (path == ConvPath::kDense && !can_dense) path = ConvPath::kScatter;
+    if (path == ConvPath::kDense) {
+      dense->run(context, b_in.present ? 3 : 2, out);
+      return;
+    }
+    const bool gather = path == ConvPath::kGather;
     std::vector<T> local;
     const T* wp = packed.data();
     if (packed.empty() || w_in.data != packed_source_) {
@@ -339,9 +382,9 @@ struct EventConvKernel {
     constexpr int64_t kMaxItems = 32;
     const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
     const int64_t items = (g.n + chunk - 1) / chunk;
-    if (g.h * g.w > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
-      throw OpError(at_ + ": input 'X' has " + std::to_string(g.h * g.w) +
-                    " positions per channel; the event path takes at most 2^31 - 1");
+    if (in_size + 16 > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
+      throw OpError(at_ + ": input 'X' has " + std::to_string(in_size) +
+                    " elements per sample; the event path takes at most 2^31 - 17");
     }
     const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
     const TapTable cols(g.w, g.kw, g.pl, g.dw, g.sw, g.ow);
@@ -372,10 +415,12 @@ struct EventConvKernel {
       // acc holds the sample's output as (positions, M) rows, so that each tap adds
       // contiguous output channels; it is then transposed to (M, positions).
       std::vector<T> acc(static_cast<size_t>(positions * g.m));
-      const int64_t room = std::max(g.h * g.w, taps * g.c + 16);
-      std::vector<int32_t> idx(static_cast<size_t>(room));
-      std::vector<T> val(static_cast<size_t>(room));
-      std::vector<T> xt(gather ? static_cast<size_t>(in_size) : 0);
+      const size_t room = static_cast<size_t>(gather ? in_size + 16 : g.h * g.w);
+      std::vector<int32_t> idx(room), rows(gather ? room : 0);
+      std::vector<T> val(room), sval(gather ? room : 0);
+      std::vector<int32_t> chan_end(gather ? static_cast<size_t>(g.c) : 0);
+      std::vector<int32_t> start(gather ? static_cast<size_t>(g.group * g.h * g.w + 1) : 0);
+      const GatherScratch<T> scratch{idx.data(), val.data(), chan_end.data(), start.data(), rows.data(), sval.data()};
       const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
       for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
         for (int64_t p = 0; p < positions; ++p) {
@@ -387,8 +432,7 @@ struct EventConvKernel {
           }
         }
         if (gather) {
-          loops.transpose(x + n * in_size, g.c, g.h * g.w, xt.data(), g.c);
-          loops.gather(scatter, xt.data(), acc.data(), idx.data(), val.data());
+          loops.gather(scatter, x + n * in_size, acc.data(), scratch);
         } else {
           loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
         }
@@ -399,6 +443,7 @@ struct EventConvKernel {
   }
 
   std::string at_;
+  ConvPath path_ = ConvPath::kAuto;
   ConvAttributes attrs_;
   std::unique_ptr<NativeOp> dense_[2];  // float32 Conv without / with B
   const void* packed_source_ = nullptr;

@@ -26,10 +26,11 @@ namespace {
             &ns::conv_image),                                                                       \
         static_cast<void (*)(const ConvScatter<double>&, const double*, double*, int32_t*,         \
                              double*)>(&ns::conv_image),                                            \
-        static_cast<void (*)(const ConvScatter<float>&, const float*, float*, int32_t*, float*)>(   \
-            &ns::conv_gather),                                                                      \
-        static_cast<void (*)(const ConvScatter<double>&, const double*, double*, int32_t*,         \
-                             double*)>(&ns::conv_gather),                                           \
+        &ns::gather_lanes_float, &ns::gather_lanes_double,                                          \
+        static_cast<void (*)(const ConvScatter<float>&, const float*, float*,                      \
+                             const GatherScratch<float>&)>(&ns::conv_gather),                       \
+        static_cast<void (*)(const ConvScatter<double>&, const double*, double*,                   \
+                             const GatherScratch<double>&)>(&ns::conv_gather),                      \
         static_cast<void (*)(const float*, int64_t, int64_t, float*, int64_t)>(&ns::transpose),    \
         static_cast<void (*)(const double*, int64_t, int64_t, double*, int64_t)>(&ns::transpose),  \
         &ns::gemm_panel_width, &ns::gemm_rows, &ns::gemm_tile                                       \

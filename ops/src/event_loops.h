@@ -26,6 +26,19 @@ struct ConvScatter {
   const T* weight = nullptr;  // [c][kh][kw][m'] (output channels of a group contiguous)
 };
 
+// Scratch of conv_gather for one image (raw pointers: the loops' translation units are
+// compiled per instruction set and share no inline container code).  Rooms: pix, val,
+// row, sval c * h * w + 16; chan_end c; start (c / cg) * h * w + 1.
+template <typename T>
+struct GatherScratch {
+  int32_t* pix = nullptr;
+  T* val = nullptr;
+  int32_t* chan_end = nullptr;
+  int32_t* start = nullptr;
+  int32_t* row = nullptr;
+  T* sval = nullptr;
+};
+
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
   /* Columns per tile_sum call (accumulators held in registers). */                               \
   int64_t tile_width_float();                                                                     \
@@ -49,12 +62,15 @@ struct ConvScatter {
   void conv_image(const ConvScatter<float>& s, const float* x, float* acc, int32_t* idx, float* val); \
   void conv_image(const ConvScatter<double>& s, const double* x, double* acc, int32_t* idx,        \
                   double* val);                                                                   \
-  /* The same sum gathered per output position from the image channels-last, xt (h, w, c): */   \
-  /* each position's receptive-field nonzeros sum their weight rows in registers and the */     \
-  /* acc row is written once. idx and val have room for kh * kw * c + 16. */                    \
-  void conv_gather(const ConvScatter<float>& s, const float* xt, float* acc, int32_t* idx, float* val); \
-  void conv_gather(const ConvScatter<double>& s, const double* xt, double* acc, int32_t* idx,       \
-                   double* val);                                                                  \
+  /* The same sum gathered per output position from x (c, h, w): the image's nonzeros are */  \
+  /* first bucketed by (group, input position); each output position then sums its taps' */     \
+  /* buckets' weight rows in registers and adds them to its acc row once.  Needs the group's */  \
+  /* output channels mg to be a whole number of vectors (gather_lanes()). */                    \
+  int64_t gather_lanes_float();                                                                   \
+  int64_t gather_lanes_double();                                                                  \
+  void conv_gather(const ConvScatter<float>& s, const float* x, float* acc, const GatherScratch<float>& b); \
+  void conv_gather(const ConvScatter<double>& s, const double* x, double* acc,                    \
+                   const GatherScratch<double>& b);                                               \
   /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols. */                                \
   void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo);            \
   void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo);          \
@@ -92,8 +108,10 @@ struct EventLoops {
   void (*axpy_double)(double, const double*, double*, int64_t);
   void (*conv_float)(const ConvScatter<float>&, const float*, float*, int32_t*, float*);
   void (*conv_double)(const ConvScatter<double>&, const double*, double*, int32_t*, double*);
-  void (*gather_float)(const ConvScatter<float>&, const float*, float*, int32_t*, float*);
-  void (*gather_double)(const ConvScatter<double>&, const double*, double*, int32_t*, double*);
+  int64_t (*gather_lanes_float)();
+  int64_t (*gather_lanes_double)();
+  void (*gather_float)(const ConvScatter<float>&, const float*, float*, const GatherScratch<float>&);
+  void (*gather_double)(const ConvScatter<double>&, const double*, double*, const GatherScratch<double>&);
   void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t);
   void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
@@ -126,11 +144,13 @@ struct EventLoops {
   void conv(const ConvScatter<double>& s, const double* x, double* a, int32_t* i, double* v) const {
     conv_double(s, x, a, i, v);
   }
-  void gather(const ConvScatter<float>& s, const float* x, float* a, int32_t* i, float* v) const {
-    gather_float(s, x, a, i, v);
+  int64_t gather_lanes(float) const { return gather_lanes_float(); }
+  int64_t gather_lanes(double) const { return gather_lanes_double(); }
+  void gather(const ConvScatter<float>& s, const float* x, float* a, const GatherScratch<float>& b) const {
+    gather_float(s, x, a, b);
   }
-  void gather(const ConvScatter<double>& s, const double* x, double* a, int32_t* i, double* v) const {
-    gather_double(s, x, a, i, v);
+  void gather(const ConvScatter<double>& s, const double* x, double* a, const GatherScratch<double>& b) const {
+    gather_double(s, x, a, b);
   }
   void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l) const { transpose_float(a, r, c, o, l); }
   void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l) const {
