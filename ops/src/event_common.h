@@ -86,18 +86,42 @@ int64_t count_nonzero(const Ort::KernelContext& ctx, const T* x, int64_t n) {
   return total;
 }
 
-// Whether `nonzeros` of `total` inputs is sparse enough for the event path, given the
-// measured break-even density (a fraction in (0, 1]).
-inline bool use_events(int64_t nonzeros, int64_t total, double break_even) {
-  return static_cast<double>(nonzeros) < break_even * static_cast<double>(total);
+// Density above which EventMatMul/EventGemm hand x (M, K) to the dense path, for N output
+// columns.  Measured with one-node models (1 thread and onnxruntime's default, AVX-512):
+// the event path breaks even at 25-35 % for M x K x N = 1600x1024x1024 and 320x16384x256
+// (K blocks keep the weight rows in L2); a narrow output (a classifier's N = 10) does
+// little work per nonzero, so listing the nonzeros weighs more: 10-15 % at 1600x1024x10.
+inline double event_break_even(int64_t N) { return N < 32 ? 0.12 : 0.25; }
+
+// Whether the rows of x (M, K) are sparse enough for the event path (density below
+// `break_even`), judged from at most kSampledRows rows spread evenly over x: counting
+// every element would cost a dense input a whole extra read of x.  Only the speed
+// depends on the sample, never the result.
+template <typename T>
+bool sparse_rows(const Ort::KernelContext& ctx, const T* x, int64_t M, int64_t K, double break_even) {
+  constexpr int64_t kSampledRows = 64;
+  if (M <= kSampledRows) return static_cast<double>(count_nonzero(ctx, x, M * K)) < break_even * static_cast<double>(M * K);
+  int64_t nonzeros = 0;
+  for (int64_t i = 0; i < kSampledRows; ++i) nonzeros += event_loops().count(x + (i * M / kSampledRows) * K, K);
+  return static_cast<double>(nonzeros) < break_even * static_cast<double>(kSampledRows * K);
 }
+
+// Whether the dense path's own GEMM (dense_matmul, weight packed once) is at least as fast
+// as onnxruntime's MatMul/Gemm run from the op (which repacks the weight every call).
+// Measured at 100 % density, 1 thread, AVX-512 (ms, onnxruntime's MatMul node / own /
+// onnxruntime's run from the op): M x K x N = 1600x1024x1024 33.9 / 32.1 / 35.7,
+// 320x16384x256 27.1 / 29.0 / 28.9, 32x1024x1024 0.65 / 0.65 / 0.83; but a narrow output
+// pads the own GEMM's panels to 32 columns: 1600x1024x10 0.63 / 1.64 / 0.62.
+inline bool own_gemm_wins(int64_t /*K*/, int64_t N) { return N >= 32; }
 
 // Event-driven product y = x w for x (M, K) and w (K, N), both row-major, followed by
 // `finish(row, y_row, c0, c1)` for every output row's columns [c0, c1) (bias, scaling).
 // First every block of rows lists its rows' nonzeros (once, vectorised), then rows are
 // split into blocks and columns into groups so that every pool thread gets work; each
-// item sweeps its columns tile by tile (a tile of w stays in cache across the block's
-// rows, the tile's accumulators stay in registers).
+// item sweeps its columns tile by tile (the tile's accumulators stay in registers).  A
+// weight whose tile column (K rows) is larger than L2 is swept in blocks of K rows, all
+// of the block's rows per K block, so that the rows the nonzeros pick stay in L2 (the
+// partial sums then go through y).
 template <typename T, typename Finish>
 void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, int64_t M, int64_t K, int64_t N,
                   Finish& finish) {
@@ -105,11 +129,17 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   const int64_t tile = loops.tile_width(T(0));
   const int64_t tiles = (N + tile - 1) / tile;
   constexpr int64_t kRowBlock = 256;
+  // Rows of w per K block: half of a 1 MiB L2 for the tile's columns of those rows
+  // (measured on 320 x 16384 x 256 at 5-20 % density: 3x faster than one sweep).
+  constexpr int64_t kBlockBytes = int64_t{512} * 1024;
+  const int64_t kblock = std::max<int64_t>(256, kBlockBytes / (tile * static_cast<int64_t>(sizeof(T))));
+  const int64_t kblocks = K > 2 * kblock ? (K + kblock - 1) / kblock : 1;
   const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
   struct Block {
     std::vector<int32_t> idx;
     std::vector<T> val;
     std::vector<int64_t> start;
+    std::vector<int64_t> cuts;  // per row, kblocks + 1 list positions (K blocks only)
   };
   std::vector<Block> blocks(static_cast<size_t>(row_blocks));
   auto list = [&](size_t b) {
@@ -128,6 +158,18 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
       used += static_cast<size_t>(loops.nonzeros(x + r * K, K, blk.idx.data() + used, blk.val.data() + used));
       blk.start[static_cast<size_t>(r - r0 + 1)] = static_cast<int64_t>(used);
     }
+    if (kblocks > 1) {
+      blk.cuts.resize(static_cast<size_t>((r1 - r0) * (kblocks + 1)));
+      for (int64_t r = 0; r < r1 - r0; ++r) {
+        const int32_t* first = blk.idx.data() + blk.start[static_cast<size_t>(r)];
+        const int32_t* last = blk.idx.data() + blk.start[static_cast<size_t>(r + 1)];
+        int64_t* cut = blk.cuts.data() + r * (kblocks + 1);
+        for (int64_t k = 0; k <= kblocks; ++k) {
+          const int64_t bound = std::min(K, k * kblock);
+          cut[k] = std::lower_bound(first, last, static_cast<int32_t>(bound)) - blk.idx.data();
+        }
+      }
+    }
   };
   parallel_for(ctx, static_cast<size_t>(row_blocks), list);
   // Column groups only when there are few row blocks (small batches): at least 16 items.
@@ -143,12 +185,29 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
     const int64_t r1 = std::min(M, r0 + kRowBlock);
     const int64_t c0 = group * tiles_per_group * tile;
     const int64_t c1 = std::min(N, c0 + tiles_per_group * tile);
+    std::vector<T> part(kblocks > 1 ? static_cast<size_t>(tile) : 0);
     for (int64_t j = c0; j < c1; j += tile) {
       const int64_t width = std::min(tile, c1 - j);
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t s = blk.start[static_cast<size_t>(r - r0)];
-        const int64_t e = blk.start[static_cast<size_t>(r - r0 + 1)];
-        loops.tile(blk.idx.data() + s, blk.val.data() + s, e - s, w + j, N, width, y + r * N + j);
+      if (kblocks == 1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t s = blk.start[static_cast<size_t>(r - r0)];
+          const int64_t e = blk.start[static_cast<size_t>(r - r0 + 1)];
+          loops.tile(blk.idx.data() + s, blk.val.data() + s, e - s, w + j, N, width, y + r * N + j);
+        }
+        continue;
+      }
+      for (int64_t k = 0; k < kblocks; ++k) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t* cut = blk.cuts.data() + (r - r0) * (kblocks + 1);
+          const int64_t s = cut[k], e = cut[k + 1];
+          T* out = y + r * N + j;
+          if (k == 0) {
+            loops.tile(blk.idx.data() + s, blk.val.data() + s, e - s, w + j, N, width, out);
+          } else if (e > s) {
+            loops.tile(blk.idx.data() + s, blk.val.data() + s, e - s, w + j, N, width, part.data());
+            for (int64_t c = 0; c < width; ++c) out[c] += part[static_cast<size_t>(c)];
+          }
+        }
       }
     }
     for (int64_t r = r0; r < r1; ++r) finish(r, y + r * N, c0, c1);
@@ -198,7 +257,8 @@ void dense_matmul(const Ort::KernelContext& ctx, const float* x, const PackedPan
   const int64_t row_block = loops.gemm_rows() * 8;
   const int64_t row_blocks = (M + row_block - 1) / row_block;
   int64_t groups = 1;
-  if (row_blocks < 16) groups = std::min(panels, (16 + row_blocks - 1) / row_blocks);
+  // Column groups only to give a few threads work: each group packs its rows of x again.
+  if (row_blocks < 4) groups = std::min(panels, (4 + row_blocks - 1) / row_blocks);
   const int64_t per_group = (panels + groups - 1) / groups;
   groups = (panels + per_group - 1) / per_group;
   auto work = [&](size_t item) {

@@ -15,10 +15,6 @@ namespace {
 
 constexpr const char* kOp = "EventGemm";
 
-// Same break-even as EventMatMul: the two share the event path and onnxruntime's MatMul
-// and Gemm share their kernel.
-// Narrow outputs: see EventMatMul's break_even.
-double break_even(int64_t rows, int64_t cols) { return cols < 32 ? 0.15 : rows >= 1024 ? 0.25 : 0.15; }
 
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
@@ -58,6 +54,8 @@ struct EventGemmKernel {
     for (int inputs = 2; inputs <= 3; ++inputs) {
       dense_double_[inputs - 2] =
           std::make_unique<NativeOp>(api, info, "Gemm", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, attrs, inputs);
+      dense_float_[inputs - 2] =
+          std::make_unique<NativeOp>(api, info, "Gemm", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, attrs, inputs);
     }
     // A constant B^T is transposed once, here, instead of at every call; a constant
     // float32 B is packed for the dense path.
@@ -113,7 +111,9 @@ struct EventGemmKernel {
       Ort::UnownedValue out = ctx.GetOutput(0, {M, N});
       if (M == 0 || N == 0) return Ort::Status{nullptr};
       if (a.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(context, ctx, a, b, c, out, M, K, N, nullptr, packed_float_);
+        // float32 dense inputs: onnxruntime's Gemm unless dense_matmul is as fast (own_gemm_wins)
+        const NativeOp* native = own_gemm_wins(K, N) ? nullptr : dense_float_[c.present ? 1 : 0].get();
+        run<float>(context, ctx, a, b, c, out, M, K, N, native, packed_float_);
       } else {
         run<double>(context, ctx, a, b, c, out, M, K, N, dense_double_[c.present ? 1 : 0].get(), packed_double_);
       }
@@ -142,9 +142,8 @@ struct EventGemmKernel {
            const InputView& c_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N, const NativeOp* dense,
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
-    const int64_t nonzeros = count_nonzero(ctx, a, M * K);
-    const bool events = use_events(nonzeros, M * K, break_even(M, N));
-    if (dense != nullptr && dense->available() && !events) {  // float64
+    const bool events = sparse_rows(ctx, a, M, K, event_break_even(N));
+    if (dense != nullptr && dense->available() && !events) {  // onnxruntime's Gemm
       dense->run(context, c_in.present ? 3 : 2, out);
       return;
     }
@@ -195,6 +194,7 @@ struct EventGemmKernel {
   float alpha_ = 1.0f;
   float beta_ = 1.0f;
   std::unique_ptr<NativeOp> dense_double_[2];  // float64 dense: onnxruntime's Gemm without / with C
+  std::unique_ptr<NativeOp> dense_float_[2];   // float32 dense where dense_matmul is slower
   PackedPanels panels_;                          // float32 dense: the constant B, packed
   const void* panels_source_ = nullptr;
   const void* packed_source_ = nullptr;

@@ -13,12 +13,6 @@ namespace {
 
 constexpr const char* kOp = "EventMatMul";
 
-// Inputs denser than this go to onnxruntime's MatMul (measured with one-node models and benchmarks/bench_events.py on an AVX-512 machine, 1024 x 1024 weights).  The
-// event path sweeps the weight once per block of 256 rows, so it pays off at higher
-// densities when there are many rows.
-// Narrow outputs (a classifier's N = 10) do little work per nonzero, so listing the
-// nonzeros weighs more: measured break-even between 10 % and 20 % at M = 1600, K = 1024.
-double break_even(int64_t rows, int64_t cols) { return cols < 32 ? 0.15 : rows >= 1024 ? 0.25 : 0.15; }
 
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
@@ -26,7 +20,8 @@ struct EventMatMulKernel {
 
   EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info)
       : at_(where(kOp, event_node_name(api, info))),
-        dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2) {
+        dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2),
+        dense_float_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {}, 2) {
     // A constant float32 weight is packed for the dense path once, here.
     const InputView w = constant_input(api, info, 1);
     if (w.present && w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && w.shape.size() == 2) {
@@ -62,7 +57,7 @@ struct EventMatMulKernel {
       Ort::UnownedValue out = ctx.GetOutput(0, shape);
       if (M == 0 || N == 0) return Ort::Status{nullptr};
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run_float(ctx, x, w, out, M, K, N);
+        run_float(context, ctx, x, w, out, M, K, N);
       } else {
         run_double(context, ctx, x, w, out, M, K, N);
       }
@@ -89,14 +84,16 @@ struct EventMatMulKernel {
   }
 
  private:
-  void run_float(const Ort::KernelContext& ctx, const InputView& x_in, const InputView& w_in,
-                 Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
+  void run_float(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
+                 const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const float* x = static_cast<const float*>(x_in.data);
     const float* w = static_cast<const float*>(w_in.data);
     float* y = out.GetTensorMutableData<float>();
     auto finish = [](int64_t, float*, int64_t, int64_t) {};
-    if (use_events(count_nonzero(ctx, x, M * K), M * K, break_even(M, N))) {
+    if (sparse_rows(ctx, x, M, K, event_break_even(N))) {
       event_matmul(ctx, x, w, y, M, K, N, finish);
+    } else if (!own_gemm_wins(K, N) && dense_float_.available()) {
+      dense_float_.run(context, 2, out);
     } else if (!packed_.empty() && w_in.data == packed_source_) {
       dense_matmul(ctx, x, packed_, y, M, finish);
     } else {
@@ -107,8 +104,7 @@ struct EventMatMulKernel {
   void run_double(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
                   const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const double* x = static_cast<const double*>(x_in.data);
-    const int64_t nonzeros = count_nonzero(ctx, x, M * K);
-    if (dense_double_.available() && !use_events(nonzeros, M * K, break_even(M, N))) {
+    if (dense_double_.available() && !sparse_rows(ctx, x, M, K, event_break_even(N))) {
       dense_double_.run(context, 2, out);
       return;
     }
@@ -118,6 +114,7 @@ struct EventMatMulKernel {
 
   std::string at_;
   NativeOp dense_double_;        // float64: onnxruntime's MatMul
+  NativeOp dense_float_;         // float32 where it beats dense_matmul (see own_gemm_wins)
   PackedPanels packed_;          // float32: the constant weight, packed for dense_matmul
   const void* packed_source_ = nullptr;
 };
