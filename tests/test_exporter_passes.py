@@ -250,3 +250,88 @@ def test_passes_and_exporter_import_without_tensorflow():
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _sequence_dense_model(*, relu=True, bias_shape=(5,), extra_output=None, weight_input=False):
+    """tf2onnx's Dense on (B, T, 4): dynamic shape back, Reshape, MatMul, Reshape, Add [, Relu], Neg."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    b = rng.standard_normal(bias_shape).astype(np.float32)
+    nodes = [
+        # the reshape back's shape comes after the MatMul here, as the pass must order it
+        helper.make_node("Reshape", ["x", "flat"], ["sxl0/d/Reshape:0"], name="sxl0/d/Reshape"),
+        helper.make_node("MatMul", ["sxl0/d/Reshape:0", "w"], ["sxl0/d/MatMul:0"], name="sxl0/d/MatMul"),
+        helper.make_node("Shape", ["x"], ["sxl0/d/Shape:0"], name="sxl0/d/Shape"),
+        helper.make_node("Slice", ["sxl0/d/Shape:0", "zero", "two"], ["sxl0/d/free:0"], name="sxl0/d/free"),
+        helper.make_node("Concat", ["sxl0/d/free:0", "five"], ["sxl0/d/back:0"], name="sxl0/d/back", axis=0),
+        helper.make_node("Reshape", ["sxl0/d/MatMul:0", "sxl0/d/back:0"], ["sxl0/d/Tensordot:0"], name="sxl0/d/Tensordot"),
+        helper.make_node("Add", ["sxl0/d/Tensordot:0", "b"], ["sxl0/d/BiasAdd:0"], name="sxl0/d/BiasAdd"),
+    ]
+    last = "sxl0/d/BiasAdd:0"
+    if relu:
+        nodes.append(helper.make_node("Relu", [last], ["sxl1/a/Relu:0"], name="sxl1/a/Relu"))
+        last = "sxl1/a/Relu:0"
+    nodes.append(helper.make_node("Neg", [last], ["y"], name="sxl2/n/Neg"))
+    inits = [helper.make_tensor("flat", TensorProto.INT64, [2], [-1, 4]),
+             helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("two", TensorProto.INT64, [1], [2]),
+             helper.make_tensor("five", TensorProto.INT64, [1], [5]),
+             helper.make_tensor("b", TensorProto.FLOAT, list(bias_shape), b.ravel().tolist())]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 4])]
+    if weight_input:
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 5]))
+    else:
+        inits.append(helper.make_tensor("w", TensorProto.FLOAT, [4, 5], w.ravel().tolist()))
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", 5])]
+    if extra_output:
+        outputs.append(helper.make_tensor_value_info(extra_output, TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits,
+                              value_info=[helper.make_tensor_value_info("sxl0/d/BiasAdd:0", TensorProto.FLOAT,
+                                                                        ["B", "T", 5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = MAX_IR_VERSION
+    return model, w, b
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_fuse_sequence_dense_gives_the_same_values(relu):
+    import onnxruntime as ort
+
+    model, w, b = _sequence_dense_model(relu=relu)
+    x = np.random.default_rng(1).standard_normal((3, 7, 4)).astype(np.float32)
+    before = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    assert passes.fuse_sequence_dense(model) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert "MatMul" not in ops and "Add" not in ops and ops.count("Gemm") == 1
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    assert gemm.name == "sxl0/d/MatMul" and list(gemm.input) == ["sxl0/d/Reshape:0", "w", "b"]
+    back = next(n for n in model.graph.node if n.name == "sxl0/d/Tensordot")
+    if relu:  # the Relu runs on the Gemm's rows, before the reshape back
+        relu_node = next(n for n in model.graph.node if n.op_type == "Relu")
+        assert list(relu_node.input) == list(gemm.output) and back.input[0] == relu_node.output[0]
+        assert back.output[0] == "sxl1/a/Relu:0"
+        assert not any(v.name == "sxl0/d/BiasAdd:0" for v in model.graph.value_info)
+    else:
+        assert back.input[0] == gemm.output[0] and back.output[0] == "sxl0/d/BiasAdd:0"
+    passes.check_model(model)
+    after = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)
+    dense = x.reshape(-1, 4).astype(np.float64) @ w + b
+    expected = -(np.maximum(dense, 0) if relu else dense)
+    np.testing.assert_allclose(after, expected.reshape(3, 7, 5), rtol=1e-5, atol=1e-5)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], before, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["bias (1, 5)", "product is a graph output", "sequence is a graph output",
+                                  "weight is an input"])
+def test_fuse_sequence_dense_leaves_other_graphs_alone(case):
+    model, _, _ = _sequence_dense_model(
+        bias_shape=(1, 5) if case == "bias (1, 5)" else (5,),
+        extra_output={"product is a graph output": "sxl0/d/MatMul:0",
+                      "sequence is a graph output": "sxl0/d/Tensordot:0"}.get(case),
+        weight_input=case == "weight is an input",
+    )
+    before = model.SerializeToString()
+    assert passes.fuse_sequence_dense(model) == 0
+    assert model.SerializeToString() == before

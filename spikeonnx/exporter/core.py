@@ -114,6 +114,7 @@ def export(
     passes.rename_io(onnx_model, converted.input_names, converted.output_names)
     passes.name_dynamic_dims(onnx_model, converted.axes, converted.output_shapes)
     passes.fix_opsets_and_ir(onnx_model)
+    passes.fuse_sequence_dense(onnx_model)
     if functions:
         attach_functions(onnx_model, skip_unsupported=True)
     onnx_model.graph.name = model.name

@@ -10,6 +10,8 @@ the :class:`onnx.ModelProto` in place (or reads it) and knows nothing of Keras:
 - :func:`rename_io`: final graph input/output names;
 - :func:`name_dynamic_dims`: static output shapes, ``batch``/``time`` dimension names;
 - :func:`fix_opsets_and_ir`: drop an unused ``spikeonnx`` opset, lower the IR version;
+- :func:`fuse_sequence_dense`: a ``Dense`` on a sequence as one ``Gemm`` (bias, and a
+  following ``Relu``, before the reshape back to the sequence);
 - :func:`attribute_nodes`: ONNX node -> Keras layer, for the metadata;
 - :func:`check_model`: the full ONNX checker with our schemas registered.
 
@@ -40,6 +42,7 @@ __all__ = [
     "rename_io",
     "name_dynamic_dims",
     "fix_opsets_and_ir",
+    "fuse_sequence_dense",
     "attribute_nodes",
     "check_model",
 ]
@@ -270,6 +273,128 @@ def fix_opsets_and_ir(model: onnx.ModelProto) -> None:
     del model.opset_import[:]
     model.opset_import.extend(keep)
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+
+
+def _topological(nodes: List[onnx.NodeProto], graph: onnx.GraphProto) -> List[onnx.NodeProto]:
+    """``nodes`` in an order where every input is produced first, else as given (stable)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    produced = {name for node in nodes for name in node.output}
+    ordered: List[onnx.NodeProto] = []
+    waiting = list(nodes)
+    while waiting:
+        progress = []
+        for node in waiting:
+            # inputs nobody in the graph produces (outer-scope names) do not hold a node back
+            if all(name in ready or name not in produced for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                progress.append(node)
+        if len(progress) == len(waiting):  # a cycle: leave the rest as it was
+            return ordered + progress
+        waiting = progress
+    return ordered
+
+
+def fuse_sequence_dense(model: onnx.ModelProto) -> int:
+    """Turn tf2onnx's ``Dense`` on a sequence into one ``Gemm`` with its bias.
+
+    tf2onnx exports ``Dense`` on ``(B, T, K)`` as ``Reshape`` to ``(B*T, K)``,
+    ``MatMul``, ``Reshape`` back to ``(B, T, N)`` and ``Add`` of the bias, often followed
+    by the ``Relu`` of a ``SpikingActivation("relu")``. Each of those is a pass over the
+    whole ``(B, T, N)`` tensor. This pass rewrites
+
+    ``Reshape(x, (-1, K)) -> MatMul(W) -> Reshape(s) -> Add(b) [-> Relu]``
+
+    into ``Reshape(x, (-1, K)) -> Gemm(W, b) [-> Relu] -> Reshape(s)``, which
+    onnxruntime runs as one fused ``Gemm`` (+ ``Relu``): the same value up to the
+    order of float additions (onnxruntime adds the bias to the product's partial sums;
+    they agree exactly while ``K`` fits one of its blocks, 256 on the CPU). Only exact matches are rewritten: float
+    constant ``W (K, N)`` and ``b (N,)``, a constant 2-element first reshape, and every
+    intermediate tensor used once and not a graph output. Node names are kept (the
+    ``Gemm`` takes the ``MatMul``'s), so layer attribution is unchanged.
+
+    Returns
+    -------
+    int
+        The number of rewritten ``Dense`` layers.
+    """
+    graph = model.graph
+    rewritten = 0
+    while True:
+        match = _sequence_dense(graph)
+        if match is None:
+            return rewritten
+        i_matmul, i_back, i_add, i_relu = match
+        matmul, back, add = graph.node[i_matmul], graph.node[i_back], graph.node[i_add]
+        relu = graph.node[i_relu] if i_relu is not None else None
+        gemm = onnx.helper.make_node("Gemm", [matmul.input[0], matmul.input[1], add.input[1]], [matmul.output[0]],
+                                     name=matmul.name)
+        # Reshape back last: Gemm -> [Relu ->] Reshape, writing the tensor the chain ended in.
+        end = (relu or add).output[0]
+        old_back = back.output[0]
+        if relu is not None:
+            relu.input[0] = matmul.output[0]
+            relu.output[0] = add.output[0]
+            back.input[0] = add.output[0]
+        else:
+            back.input[0] = matmul.output[0]
+        back.output[0] = end
+        # A tensor that changed shape (the Relu's is now (B*T, N)) loses its declared shape.
+        stale = {add.output[0], old_back}
+        kept = [v for v in graph.value_info if v.name not in stale]
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+        nodes = [gemm if i == i_matmul else node for i, node in enumerate(graph.node) if i != i_add]
+        ordered = _topological(nodes, graph)
+        del graph.node[:]
+        graph.node.extend(ordered)
+        rewritten += 1
+
+
+def _sequence_dense(graph: onnx.GraphProto) -> Optional[Tuple[int, int, int, Optional[int]]]:
+    """Indices of the first ``(MatMul, Reshape back, Add, Relu or None)`` :func:`fuse_sequence_dense` rewrites."""
+    inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    nodes = list(graph.node)
+    producer: Dict[str, int] = {}
+    uses: Dict[str, List[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.output:
+            producer[name] = i
+        for name in node.input:
+            uses.setdefault(name, []).append(i)
+
+    def only_use(name: str) -> Optional[int]:
+        users = uses.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    def standard(i: Optional[int], op: str) -> bool:
+        return i is not None and nodes[i].op_type == op and nodes[i].domain in ("", "ai.onnx")
+
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+    for m, matmul in enumerate(nodes):
+        if not standard(m, "MatMul") or len(matmul.input) != 2:
+            continue
+        first = producer.get(matmul.input[0])
+        weight = inits.get(matmul.input[1])
+        if not standard(first, "Reshape") or weight is None or len(weight.dims) != 2 or weight.data_type not in floats:
+            continue
+        first_shape = inits.get(nodes[first].input[1]) if len(nodes[first].input) > 1 else None
+        if first_shape is None or list(first_shape.dims) != [2]:
+            continue
+        back = only_use(matmul.output[0])
+        if not standard(back, "Reshape") or nodes[back].input[0] != matmul.output[0]:
+            continue
+        add = only_use(nodes[back].output[0])
+        if not standard(add, "Add") or nodes[add].input[0] != nodes[back].output[0]:
+            continue
+        bias = inits.get(nodes[add].input[1])
+        if bias is None or list(bias.dims) != [weight.dims[1]] or bias.data_type != weight.data_type:
+            continue
+        relu = only_use(nodes[add].output[0])
+        return m, back, add, relu if standard(relu, "Relu") else None
+    return None
 
 
 def attribute_nodes(
