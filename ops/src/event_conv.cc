@@ -1,10 +1,12 @@
 // EventConv: ONNX Conv, 1-D (N, C, W) or 2-D (N, C, H, W), event-driven over the nonzeros
-// of the input (see event_common.h): every nonzero input element adds its kernel slice
-// (all output channels of its group, each kernel tap that reaches a valid output position)
-// to the output, accumulated per sample in (positions, channels) order so that each
-// addition runs over contiguous output channels, then written out as (channels,
-// positions).  Attributes as ONNX Conv: auto_pad, dilations, group, kernel_shape, pads,
-// strides.
+// of the input (see event_common.h).  Two event paths: scatter (every nonzero input element
+// adds its kernel slice, all output channels of its group for each kernel tap that reaches
+// a valid output position, to the output) and gather (the image's nonzeros bucketed by
+// position, then every output position sums its taps' buckets in registers).  Both
+// accumulate per sample in (positions, channels) order, so that additions run over
+// contiguous output channels, then write out (channels, positions).  Dense inputs go to
+// onnxruntime's Conv; conv_cost() picks the path per call.  Attributes as ONNX Conv:
+// auto_pad, dilations, group, kernel_shape, pads, strides.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
