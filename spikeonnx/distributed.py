@@ -61,9 +61,9 @@ SHARD_COLUMN = "spikeonnx_shard"
 START_COLUMN = "spikeonnx_start"
 STOP_COLUMN = "spikeonnx_stop"
 ROW_COLUMN = "spikeonnx_row"
-#: Rows per work item of :func:`run_shards` (rounded up to whole batches): big enough that Ray's
-#: cost per task is small next to the model's time, small enough to spread a few large shards
-#: over the actors.
+#: Rows per task of :func:`run_shards` (rounded up to whole batches; tasks span shards): big
+#: enough that Ray's cost per task (about 10 ms of an actor's and the driver's time) is small
+#: next to the model's, small enough to spread the rows over the actors.
 TASK_ROWS = 4096
 
 
@@ -150,6 +150,9 @@ class Predictor:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
+        # the pool's threads spin while a run lasts, but stop as soon as it returns: spinning on
+        # between runs takes the cores from the actor's own Ray work, the driver and the raylet
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = InferenceSession(model, sess_options=options, library=library)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -241,10 +244,33 @@ class ShardRangePredictor(Predictor):
         return out
 
 
-def _work_items(shards: Sequence[Shard], rows: int) -> List[Dict[str, int]]:
-    """Consecutive row ranges of at most ``rows`` rows, shard after shard."""
-    return [{SHARD_COLUMN: i, START_COLUMN: start, STOP_COLUMN: min(start + rows, shard.rows)}
-            for i, shard in enumerate(shards) for start in range(0, shard.rows, rows)]
+def _work_items(shards: Sequence[Shard], rows: int, batch_size: int) -> List[Dict[str, List[int]]]:
+    """Tasks of at most ``rows`` rows (a multiple of ``batch_size``), in shard and row order.
+
+    A task is a list of row ranges (columns :data:`SHARD_COLUMN`, :data:`START_COLUMN`,
+    :data:`STOP_COLUMN`); it ends a shard and goes on with the next, so that small shards
+    share a task (Ray's cost per task is paid per task, not per shard). A range starts at a
+    multiple of ``batch_size`` in its shard, so the model sees the batches a local run feeds it.
+    """
+    tasks: List[Dict[str, List[int]]] = []
+    task: Dict[str, List[int]] = {SHARD_COLUMN: [], START_COLUMN: [], STOP_COLUMN: []}
+    room = rows
+    for i, shard in enumerate(shards):
+        start = 0
+        while start < shard.rows:
+            take = min(shard.rows - start, room // batch_size * batch_size)
+            if take == 0:  # the task is full
+                tasks.append(task)
+                task, room = {SHARD_COLUMN: [], START_COLUMN: [], STOP_COLUMN: []}, rows
+                continue
+            task[SHARD_COLUMN].append(i)
+            task[START_COLUMN].append(start)
+            task[STOP_COLUMN].append(start + take)
+            start += take
+            room -= take
+    if task[SHARD_COLUMN]:
+        tasks.append(task)
+    return tasks
 
 
 def _actor_cpus(concurrency: int) -> float:
@@ -287,8 +313,9 @@ def run_shards(
 ) -> List[Path]:
     """Run a model over every shard on a Ray cluster; one ``.npz`` per shard.
 
-    The dataset is one work item per range of ``task_rows`` rows of a shard
-    (``ray.data.from_items``), mapped by an actor pool of :class:`ShardRangePredictor`:
+    The dataset is one task per ``task_rows`` rows (``ray.data.from_arrow``, one block
+    of row ranges per task; a task ends one shard and goes on with the next, so small
+    shards share one), mapped by an actor pool of :class:`ShardRangePredictor`:
     each actor reads its rows from the memory-mapped shard, so the shards never go
     through Ray's object store (:class:`Predictor` over ``ray.data.read_numpy``
     is the way for datasets of your own).
@@ -308,8 +335,9 @@ def run_shards(
     batch_size : int
         Rows per model call (forced to the model's batch size if it is fixed).
     task_rows : int
-        Rows per work item (rounded up to whole batches): an actor's unit of work,
-        and of retry when it dies.
+        Rows per task (rounded up to whole batches; at most the actors' even share
+        of all rows, so that each gets work): an actor's unit of work, and of retry
+        when it dies. Ray's cost per task is paid per task, whatever its rows.
     overwrite : bool
         Allow a non-empty ``output_dir``.
     progress : bool or None
@@ -350,9 +378,14 @@ def run_shards(
     del local
     # the actors open the shards by absolute path: the driver's working folder may not be theirs
     planned_abs = [Shard(Path(os.path.abspath(s.path)), s.shape, s.dtype) for s in planned]
-    items = _work_items(planned_abs, -(-task_rows // batch_size) * batch_size)
-    # one block per work item, so that the items spread over the actors
-    work = ray.data.from_items(items, override_num_blocks=len(items))
+    import pyarrow
+
+    # at most a share of the rows per task, so that every actor gets work
+    share = -(-sum(s.rows for s in planned) // concurrency)
+    tasks = _work_items(planned_abs, -(-min(task_rows, share) // batch_size) * batch_size, batch_size)
+    # one block per task, mapped as one batch: the tasks spread over the actors
+    work = ray.data.from_arrow([pyarrow.table({k: pyarrow.array(v, pyarrow.int64()) for k, v in task.items()})
+                                for task in tasks])
     work.context.execution_options.preserve_order = True  # outputs in shard and row order
     work.context.enable_progress_bars = False
     dataset = work.map_batches(
@@ -361,7 +394,7 @@ def run_shards(
         fn_constructor_kwargs={"batch_size": batch_size, "library": library, "threads": _actor_threads(concurrency)},
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=_actor_cpus(concurrency),
-        batch_size=1,
+        batch_size=None,
         batch_format="numpy",
     )
     written: List[Path] = []

@@ -76,6 +76,41 @@ def test_outputs_equal_one_session_in_shard_and_row_order(cluster, dataset, tmp_
                                      batch_size=3, task_rows=2, progress=False)
     assert [p.name for p in written] == [f"part{i}.npz" for i in range(len(ROWS))]
     check_outputs(model, folder, arrays, tmp_path / "out")
+    # task_rows=6: a task ends one shard and goes on with the next (part1's 2 rows share a task)
+    distributed.run_shards(model, str(folder / "*.npy"), tmp_path / "out", concurrency=2, batch_size=3,
+                           task_rows=6, overwrite=True, progress=False)
+    check_outputs(model, folder, arrays, tmp_path / "out")
+
+
+def test_tasks_span_shards_in_whole_batches():
+    from spikeonnx import distributed
+    from spikeonnx.shards import Shard
+
+    shards = [Shard(f"s{i}.npy", (rows, 4, 3), np.dtype(np.float32)) for i, rows in enumerate((5, 2, 7, 4))]
+    tasks = distributed._work_items(shards, 6, 3)
+    ranges = [(s, a, b) for t in tasks for s, a, b in zip(t[distributed.SHARD_COLUMN], t[distributed.START_COLUMN],
+                                                           t[distributed.STOP_COLUMN], strict=True)]
+    # every row once, in shard and row order; a range starts at a whole batch of its shard
+    assert [(s, r) for s, a, b in ranges for r in range(a, b)] == [(s, r) for s, n in enumerate((5, 2, 7, 4))
+                                                                   for r in range(n)]
+    assert all(a % 3 == 0 for s, a, b in ranges)
+    assert [sum(b - a for a, b in zip(t[distributed.START_COLUMN], t[distributed.STOP_COLUMN], strict=True))
+            for t in tasks] == [5, 5, 4, 4]  # at most 6 rows a task; part1 shares one with part2
+    assert tasks[1][distributed.SHARD_COLUMN] == [1, 2]
+    # the model's batches are a local run's: a full task is not filled with a partial batch
+    assert distributed._work_items(shards[:1], 4, 2) == [
+        {distributed.SHARD_COLUMN: [0], distributed.START_COLUMN: [0], distributed.STOP_COLUMN: [4]},
+        {distributed.SHARD_COLUMN: [0], distributed.START_COLUMN: [4], distributed.STOP_COLUMN: [5]}]
+
+
+def test_actor_sessions_stop_spinning_between_runs(dataset):
+    from spikeonnx import distributed
+
+    model, folder, arrays = dataset
+    options = distributed.Predictor(str(model)).session.session.get_session_options()
+    # onnxruntime's threads would otherwise spin on after each run, taking the cores Ray needs
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert options.intra_op_num_threads == 1
 
 
 def test_predictor_in_a_users_read_numpy_pipeline(cluster, dataset):
