@@ -65,6 +65,9 @@ ROW_COLUMN = "spikeonnx_row"
 #: enough that Ray's cost per task (about 10 ms of an actor's and the driver's time) is small
 #: next to the model's, small enough to spread the rows over the actors.
 TASK_ROWS = 4096
+#: Model time a task of :func:`run_shards` aims at when ``task_rows`` is not given: Ray's cost
+#: per task (about 20 ms of CPU between an actor and the driver) is then a few percent of it.
+TASK_SECONDS = 0.5
 
 
 def connect(address: Optional[str] = None, *, num_cpus: Optional[int] = None) -> None:
@@ -273,6 +276,35 @@ def _work_items(shards: Sequence[Shard], rows: int, batch_size: int) -> List[Dic
     return tasks
 
 
+def _timed_task_rows(session: Any, input_name: str, shards: Sequence[Shard], batch_size: int, *, fixed: bool) -> int:
+    """Rows that take about :data:`TASK_SECONDS` of the model's time (at least one batch),
+    from the fastest of three runs (after a first one) of one batch (at most 64 rows unless
+    the batch size is fixed) of the first non-empty shard; :data:`TASK_ROWS` if every shard
+    is empty."""
+    import time
+
+    shard = next((s for s in shards if s.rows > 0), None)
+    if shard is None:
+        return TASK_ROWS
+    rows = batch_size if fixed else min(batch_size, 64)
+    array = open_shard(shard)
+    if len(array) < rows:  # a fixed batch size larger than the shard: the model cannot run it here
+        return TASK_ROWS
+    feed = {input_name: np.ascontiguousarray(array[:rows])}
+    del array
+    best = float("inf")
+    try:
+        session.run(None, feed)  # the first run allocates
+        for _ in range(3):
+            start = time.perf_counter()
+            session.run(None, feed)
+            best = min(best, time.perf_counter() - start)
+    except Exception as err:
+        raise ValueError(f"shard {shard.path}: running the model failed: {err}") from None
+    per_row = max(best, 1e-9) / rows
+    return max(batch_size, int(TASK_SECONDS / per_row))
+
+
 def _actor_cpus(concurrency: int) -> float:
     """Logical CPUs per actor: 1, or less when the pool would take every CPU of the
     cluster (Ray Data then has none left to schedule the reads on, and waits forever)."""
@@ -305,7 +337,7 @@ def run_shards(
     address: Optional[str] = None,
     concurrency: int = 1,
     batch_size: int = 256,
-    task_rows: int = TASK_ROWS,
+    task_rows: Optional[int] = None,
     overwrite: bool = False,
     progress: Optional[bool] = None,
     library: bool = True,
@@ -334,10 +366,12 @@ def run_shards(
         Number of actors, each with one session.
     batch_size : int
         Rows per model call (forced to the model's batch size if it is fixed).
-    task_rows : int
+    task_rows : int, optional
         Rows per task (rounded up to whole batches; at most the actors' even share
         of all rows, so that each gets work): an actor's unit of work, and of retry
-        when it dies. Ray's cost per task is paid per task, whatever its rows.
+        when it dies. Ray's cost per task is paid per task, whatever its rows, so by
+        default a task holds about :data:`TASK_SECONDS` of the model's time, timed
+        here on one batch of the first shard (at least one batch).
     overwrite : bool
         Allow a non-empty ``output_dir``.
     progress : bool or None
@@ -363,15 +397,20 @@ def run_shards(
     from .runtime import InferenceSession
 
     for name, value in (("concurrency", concurrency), ("batch_size", batch_size), ("task_rows", task_rows)):
+        if name == "task_rows" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     blob = Path(model).read_bytes() if not isinstance(model, bytes) else model
     local = InferenceSession(blob, library=library)  # the model is checked here, before any cluster work
     spec = InputSpec.from_session(local)
-    if spec.shape and spec.shape[0] is not None:
+    fixed_batch = bool(spec.shape) and spec.shape[0] is not None
+    if fixed_batch:
         batch_size = spec.shape[0]
     planned = plan_shards(shards, spec)
     _check_unique_outputs(planned, output_dir)
+    if task_rows is None:  # timed before a local cluster starts beside this process
+        task_rows = _timed_task_rows(local, spec.name, planned, batch_size, fixed=fixed_batch)
     folder = prepare_output_dir(output_dir, overwrite=overwrite)
     connect(address)
     outputs_of = [o.name for o in local.get_outputs()]

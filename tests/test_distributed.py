@@ -252,3 +252,22 @@ def test_core_and_analyzer_do_not_import_ray(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_default_task_rows_come_from_the_model_time(tmp_path, monkeypatch):
+    """Without task_rows, a task holds about TASK_SECONDS of the model's time, timed on one
+    batch: a tiny target gives one batch per task, a large one far more rows than the
+    shards hold (run_shards then caps it at the actors' share)."""
+    from spikeonnx import distributed
+    from spikeonnx.shards import InputSpec, Shard, plan_shards
+
+    model, folder, _ = shard_dataset(tmp_path, ROWS)
+    session = InferenceSession(str(model))
+    spec = InputSpec.from_session(session)
+    planned = plan_shards(folder, spec)
+    monkeypatch.setattr(distributed, "TASK_SECONDS", 1e-12)
+    assert distributed._timed_task_rows(session, spec.name, planned, 3, fixed=False) == 3
+    monkeypatch.setattr(distributed, "TASK_SECONDS", 1e3)
+    assert distributed._timed_task_rows(session, spec.name, planned, 3, fixed=False) > 10**4
+    empty = [Shard(p.path, (0,) + tuple(p.shape[1:]), p.dtype) for p in planned]
+    assert distributed._timed_task_rows(session, spec.name, empty, 3, fixed=False) == distributed.TASK_ROWS
