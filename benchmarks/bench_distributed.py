@@ -1,24 +1,23 @@
 """Batch inference over shards: local streaming vs Ray Data with 1 and 2 actors.
 
 Exports the spiking digits classifier (briefly trained: accuracy does not matter
-for throughput), writes ``--shards`` shards of ``--rows`` digit sequences, and
-times ``spikeonnx.shards.run_shards`` (one process, streaming),
-``spikeonnx.distributed.run_shards`` on a local Ray cluster with 1 and 2 actors,
-and a user's own pipeline (``ray.data.read_numpy`` over the shards, mapped by
-``spikeonnx.distributed.Predictor`` on 2 actors, consumed by the driver), all in
-one run. One untimed Ray job per configuration first starts the cluster's worker
-processes.
+for throughput), writes ``--shards + --more`` shards of ``--rows`` digit sequences, and
+times, all in one run, jobs over the first ``--shards`` shards and over ``--more``
+shards more:
+``spikeonnx.shards.run_shards`` (one process, streaming),
+``spikeonnx.distributed.run_shards`` on a local Ray cluster with 1 and 2 actors
+(its defaults: tasks of about half a second of model time, at most each actor's
+share of the rows), and a user's own pipeline (``ray.data.read_numpy`` over the
+shards, mapped by ``spikeonnx.distributed.Predictor`` on 2 actors, consumed by the
+driver). One untimed job per configuration first starts the cluster's workers.
 
-Two figures per configuration: rows/s of the whole job, and rows/s once running:
-from the first model call (in any process) to the last shard's outputs written
-(``run_shards``) or received (the pipeline), per shard. That leaves out the fixed
-cost of a job (a Ray job starts its actors: processes, imports, one session
-each) but not Ray's cost per task, however many shards a task holds (a task of
-``run_shards`` spans shards, so outputs reach the driver several shards at a
-time: the time between the first and last write would leave out the first
-task). Ray's overhead per shard compares the running time per shard with local
-streaming's; every figure is the best of ``--repeats`` runs, as other work on
-the machine only ever slows a run down.
+Per configuration: rows/s of the job over ``--shards`` shards, and the cost of one
+more shard, ``(T(n + more) - T(n)) / more``: the difference of the two jobs leaves out what a
+job pays once (a Ray job starts its actors - processes, imports, one session each -
+and its first and last tasks wait for them), so Ray's overhead per shard compares
+that slope with local streaming's. A job's fixed cost is ``T(n)`` minus ``n`` times
+the slope. Every time is the best of ``--repeats`` runs, as other work on the
+machine only ever slows a run down.
 
 Needs the ``ray`` and ``keras`` extras::
 
@@ -33,19 +32,22 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, List
 
 import numpy as np
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shards", type=int, default=20)
+    parser.add_argument("--shards", type=int, default=20, help="shards of the smaller job")
+    parser.add_argument("--more", type=int, default=60, help="shards the larger job has beyond the smaller")
     parser.add_argument("--rows", type=int, default=1000, help="rows (digit sequences) per shard")
     parser.add_argument("--steps", type=int, default=100, help="timesteps per sequence")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--task-rows", type=int, default=None, help="rows per Ray task (run_shards' default if unset)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per figure")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many runs per figure")
     args = parser.parse_args()
 
     import keras
@@ -71,112 +73,71 @@ def main() -> None:
         folder = tmp / "shards"
         folder.mkdir()
         files = []
-        for i in range(args.shards):
+        for i in range(args.shards + args.more):
             picks = images[rng.integers(0, len(images), args.rows)]
             files.append(folder / f"shard{i:03d}.npy")
             np.save(files[-1], digits.to_sequences(picks, args.steps))
-        total = args.rows * args.shards
-        print(f"digits classifier, {args.shards} shards x {args.rows} rows x {args.steps} steps x 64 "
-              f"({total} rows), batch {args.batch_size}, on {os.cpu_count()} CPUs")
+        n, big = args.shards, args.shards + args.more
+        print(f"digits classifier, jobs of {n} and {big} shards x {args.rows} rows x {args.steps} steps x 64, "
+              f"batch {args.batch_size}, on {os.cpu_count()} CPUs")
 
-        first_call = tmp / "first_call"  # each process appends the wall time of its first model call
-        done = []  # wall time of the last output written (run_shards) or received (the pipeline)
-        write = shards.ShardOutputs.write
-
-        def timed_write(self):
-            path = write(self)
-            done.append(time.time())
-            return path
-
-        shards.ShardOutputs.write = timed_write
-
-        def note_first_call(obj):
-            if not getattr(obj, "_bench_called", False):
-                obj._bench_called = True
-                with open(first_call, "a") as handle:
-                    handle.write(f"{time.time()!r}\n")
-
-        class FirstCall:
-            """Mixin of the actor classes: notes the first model call (classes of __main__ travel by value)."""
-
-            def __call__(self, batch):
-                note_first_call(self)
-                return super().__call__(batch)
-
-        class TimedRangePredictor(FirstCall, distributed.ShardRangePredictor):
-            pass
-
-        class TimedPredictor(FirstCall, distributed.Predictor):
-            pass
-
-        class TimedSession(InferenceSession):
-            def run(self, *a, **k):
-                note_first_call(self)
-                return super().run(*a, **k)
-
-        def timed(run, repeats=1):
-            """Best (total seconds, seconds per shard once running) over ``repeats`` runs."""
-            best_total = best_shard = float("inf")
+        def timed(run: Callable[[List[Path], Path], None], count: int, repeats: int = 1) -> float:
+            best = float("inf")
             for _ in range(repeats):
                 out = tmp / "out"
                 shutil.rmtree(out, ignore_errors=True)
-                first_call.unlink(missing_ok=True)
-                done.clear()
                 start = time.perf_counter()
-                run(files, out)
-                best_total = min(best_total, time.perf_counter() - start)
-                began = min(float(t) for t in first_call.read_text().split())
-                best_shard = min(best_shard, (done[-1] - began) / args.shards)
-            return best_total, best_shard
+                run(files[:count], out)
+                best = min(best, time.perf_counter() - start)
+            return best
 
-        def local(folder, out):
-            shards.run_shards(TimedSession(path), folder, out, batch_size=args.batch_size, progress=False)
+        def local(job: List[Path], out: Path) -> None:
+            shards.run_shards(InferenceSession(path), job, out, batch_size=args.batch_size, progress=False)
 
-        def on_ray(actors):
-            def run(folder, out):
-                distributed.run_shards(path, folder, out, concurrency=actors, batch_size=args.batch_size,
-                                       progress=False, predictor=TimedRangePredictor)
+        def on_ray(actors: int) -> Callable[[List[Path], Path], None]:
+            def run(job: List[Path], out: Path) -> None:
+                extra = {} if args.task_rows is None else {"task_rows": args.task_rows}
+                distributed.run_shards(path, job, out, concurrency=actors, batch_size=args.batch_size,
+                                       progress=False, **extra)
             return run
 
-        def pipeline(folder, out):
+        def pipeline(job: List[Path], out: Path) -> None:
             """A user's own pipeline: read_numpy over the shards, Predictor on 2 actors of 1 thread."""
-            ds = ray.data.read_numpy([str(f) for f in folder])
+            ds = ray.data.read_numpy([str(f) for f in job])
             ds.context.enable_progress_bars = False
             # num_cpus=0.5: two actors of 1 CPU would leave the 2-CPU cluster none for the read tasks
-            mapped = ds.map_batches(TimedPredictor, fn_constructor_args=(str(path),), concurrency=2,
+            mapped = ds.map_batches(distributed.Predictor, fn_constructor_args=(str(path),), concurrency=2,
                                     num_cpus=0.5, batch_size=args.batch_size, batch_format="numpy")
-            rows = 0
-            for batch in mapped.iter_batches(batch_format="numpy", batch_size=None):
-                rows += len(batch["logits"])
-            done.append(time.time())
-            assert rows == total, (rows, total)
+            rows = sum(len(batch["logits"]) for batch in mapped.iter_batches(batch_format="numpy", batch_size=None))
+            assert rows == len(job) * args.rows, (rows, len(job) * args.rows)
 
+        configs = {"local streaming": local}
         results = {}
-        timed(local)  # warm-up: page cache, first session
-        results["local streaming"] = timed(local, args.repeats)
+        timed(local, n)  # warm-up: page cache, first session
+        results["local streaming"] = (timed(local, n, args.repeats), timed(local, big, args.repeats))
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         try:
-            for actors in (1, 2):
-                run = on_ray(actors)
-                timed(run)  # warm-up: worker processes, imports
-                results[f"Ray, {actors} actor{'s' if actors > 1 else ''}"] = timed(run, args.repeats)
-            timed(pipeline)
-            results["read_numpy+Pred."] = timed(pipeline, args.repeats)
+            configs.update({"Ray, 1 actor": on_ray(1), "Ray, 2 actors": on_ray(2), "read_numpy+Pred.": pipeline})
+            for name, run in configs.items():
+                if name in results:
+                    continue
+                timed(run, n)  # warm-up: worker processes, imports
+                results[name] = (timed(run, n, args.repeats), timed(run, big, args.repeats))
         finally:
             ray.shutdown()
 
-        local_shard = results["local streaming"][1]
-        for name, (t_total, t_shard) in results.items():
-            line = (f"  {name:16s}: {total / t_total:7.0f} rows/s job ({t_total:5.2f} s) | running "
-                    f"{args.rows / t_shard:7.0f} rows/s, {t_shard * 1e3:6.1f} ms per shard")
+        local_slope = (results["local streaming"][1] - results["local streaming"][0]) / args.more
+        for name, (t_n, t_big) in results.items():
+            slope = (t_big - t_n) / args.more
+            line = (f"  {name:16s}: {n * args.rows / t_n:7.0f} rows/s job of {n} ({t_n:5.2f} s), of {big} "
+                    f"({t_big:5.2f} s) | one more shard {slope * 1e3:6.1f} ms ({args.rows / slope:7.0f} rows/s)")
             if name != "local streaming":
-                line += (f" | fixed cost {t_total - t_shard * args.shards:4.1f} s"
-                         f" | overhead per shard vs local {(t_shard - local_shard) * 1e3:+6.1f} ms"
-                         f" ({(t_shard / local_shard - 1) * 100:+.0f} %)")
+                line += (f" | fixed cost {t_n - n * slope:4.1f} s | overhead per shard vs local "
+                         f"{(slope - local_slope) * 1e3:+6.1f} ms ({(slope / local_slope - 1) * 100:+.0f} %)")
             print(line)
-        print(f"(best of {args.repeats} runs; running: first model call to last output, per shard; the fixed cost "
-              "is the job's time beyond its shards at the running pace; read_numpy+Pred.: ray.data.read_numpy "
-              "+ map_batches(Predictor), 2 actors, outputs consumed by the driver, not written)")
+        print(f"(best of {args.repeats} runs per job; one more shard: (T({big}) - T({n})) / {args.more}; fixed cost: "
+              f"T({n}) - {n} x that; read_numpy+Pred.: ray.data.read_numpy + map_batches(Predictor), 2 actors, "
+              "outputs consumed by the driver, not written)")
 
 
 if __name__ == "__main__":
