@@ -351,8 +351,9 @@ struct EventConvKernel {
                   static_cast<double>(g.c) * positions_d * kernel_taps * static_cast<double>((g.mg + lanes - 1) / lanes),
                   positions_d * kernel_taps * static_cast<double>(g.group), density,
                   kernel_taps / static_cast<double>(g.sh * g.sw), g.sh * g.sw > 1);
-    // The gather path needs whole vectors of output channels per group.
-    const bool can_gather = g.mg % loops.gather_lanes(T(0)) == 0;
+    // The gather path needs whole vectors of output channels per group, and indexes the
+    // elements of a sample with int32.
+    const bool can_gather = g.mg % loops.gather_lanes(T(0)) == 0 && in_size + 16 <= INT32_MAX;
     const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
     ConvPath path = path_;
     if (path == ConvPath::kAuto) {
@@ -384,9 +385,9 @@ struct EventConvKernel {
     constexpr int64_t kMaxItems = 32;
     const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
     const int64_t items = (g.n + chunk - 1) / chunk;
-    if (in_size + 16 > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
-      throw OpError(at_ + ": input 'X' has " + std::to_string(in_size) +
-                    " elements per sample; the event path takes at most 2^31 - 17");
+    if (g.h * g.w > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
+      throw OpError(at_ + ": input 'X' has " + std::to_string(g.h * g.w) +
+                    " positions per channel; the event path takes at most 2^31 - 1");
     }
     const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
     const TapTable cols(g.w, g.kw, g.pl, g.dw, g.sw, g.ow);
