@@ -93,13 +93,14 @@ int64_t count_nonzero(const Ort::KernelContext& ctx, const T* x, int64_t n) {
 // little work per nonzero, so listing the nonzeros weighs more: 10-15 % at 1600x1024x10.
 inline double event_break_even(int64_t N) { return N < 32 ? 0.12 : 0.25; }
 
-// Whether the rows of x (M, K) are sparse enough for the event path (density below
-// `break_even`), judged from at most kSampledRows rows spread evenly over x: counting
-// every element would cost a dense input a whole extra read of x.  Only the speed
-// depends on the sample, never the result.
+// Whether the rows of x (M, K) are sparse enough for the event path to N output columns
+// (density below event_break_even(N)), judged from at most kSampledRows rows spread evenly
+// over x: counting every element would cost a dense input a whole extra read of x.  Only
+// the speed depends on the sample, never the result.
 template <typename T>
-bool sparse_rows(const Ort::KernelContext& ctx, const T* x, int64_t M, int64_t K, double break_even) {
+bool sparse_rows(const Ort::KernelContext& ctx, const T* x, int64_t M, int64_t K, int64_t N) {
   constexpr int64_t kSampledRows = 64;
+  const double break_even = event_break_even(N);
   if (M <= kSampledRows) return static_cast<double>(count_nonzero(ctx, x, M * K)) < break_even * static_cast<double>(M * K);
   int64_t nonzeros = 0;
   for (int64_t i = 0; i < kSampledRows; ++i) nonzeros += event_loops().count(x + (i * M / kSampledRows) * K, K);
@@ -112,7 +113,19 @@ bool sparse_rows(const Ort::KernelContext& ctx, const T* x, int64_t M, int64_t K
 // onnxruntime's run from the op): M x K x N = 1600x1024x1024 33.9 / 32.1 / 35.7,
 // 320x16384x256 27.1 / 29.0 / 28.9, 32x1024x1024 0.65 / 0.65 / 0.83; but a narrow output
 // pads the own GEMM's panels to 32 columns: 1600x1024x10 0.63 / 1.64 / 0.62.
-inline bool own_gemm_wins(int64_t /*K*/, int64_t N) { return N >= 32; }
+inline bool own_gemm_wins(int64_t N) { return N >= 32; }
+
+// How the columns (tiles or panels) of a product are split into groups so that row blocks
+// times groups give at least `items` work items for the pool: {groups, columns per group}.
+struct ColumnGroups {
+  int64_t groups, per_group;
+};
+inline ColumnGroups column_groups(int64_t row_blocks, int64_t columns, int64_t items) {
+  int64_t groups = 1;
+  if (row_blocks < items) groups = std::min(columns, (items + row_blocks - 1) / row_blocks);
+  const int64_t per_group = (columns + groups - 1) / groups;
+  return {(columns + per_group - 1) / per_group, per_group};
+}
 
 // Event-driven product y = x w for x (M, K) and w (K, N), both row-major, followed by
 // `finish(row, y_row, c0, c1)` for every output row's columns [c0, c1) (bias, scaling).
@@ -173,10 +186,8 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   };
   parallel_for(ctx, static_cast<size_t>(row_blocks), list);
   // Column groups only when there are few row blocks (small batches): at least 16 items.
-  int64_t groups = 1;
-  if (row_blocks < 16) groups = std::min(tiles, (16 + row_blocks - 1) / row_blocks);
-  const int64_t tiles_per_group = (tiles + groups - 1) / groups;
-  groups = (tiles + tiles_per_group - 1) / tiles_per_group;
+  const ColumnGroups split = column_groups(row_blocks, tiles, 16);
+  const int64_t groups = split.groups, tiles_per_group = split.per_group;
   auto work = [&](size_t item) {
     const int64_t block = static_cast<int64_t>(item) / groups;
     const int64_t group = static_cast<int64_t>(item) % groups;
@@ -256,11 +267,9 @@ void dense_matmul(const Ort::KernelContext& ctx, const float* x, const PackedPan
   const int64_t panels = (N + P - 1) / P;
   const int64_t row_block = loops.gemm_rows() * 8;
   const int64_t row_blocks = (M + row_block - 1) / row_block;
-  int64_t groups = 1;
   // Column groups only to give a few threads work: each group packs its rows of x again.
-  if (row_blocks < 4) groups = std::min(panels, (4 + row_blocks - 1) / row_blocks);
-  const int64_t per_group = (panels + groups - 1) / groups;
-  groups = (panels + per_group - 1) / per_group;
+  const ColumnGroups split = column_groups(row_blocks, panels, 4);
+  const int64_t groups = split.groups, per_group = split.per_group;
   auto work = [&](size_t item) {
     const int64_t block = static_cast<int64_t>(item) / groups;
     const int64_t group = static_cast<int64_t>(item) % groups;

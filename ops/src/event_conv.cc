@@ -343,7 +343,7 @@ struct EventConvKernel {
     for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
     const EventLoops& loops = event_loops();
     const double density = static_cast<double>(nonzeros) / static_cast<double>(std::max<int64_t>(seen, 1));
-    const int64_t lanes = loops.tile_width(T(0)) / 8;  // the tile is 8 vectors
+    const int64_t lanes = loops.gather_lanes(T(0));  // values per SIMD vector
     const double positions_d = static_cast<double>(g.oh * g.ow);
     const double kernel_taps = static_cast<double>(g.kh * g.kw);
     const ConvCost cost =
@@ -353,7 +353,7 @@ struct EventConvKernel {
                   kernel_taps / static_cast<double>(g.sh * g.sw), g.sh * g.sw > 1);
     // The gather path needs whole vectors of output channels per group, and indexes the
     // elements of a sample with int32.
-    const bool can_gather = g.mg % loops.gather_lanes(T(0)) == 0 && in_size + 16 <= INT32_MAX;
+    const bool can_gather = g.mg % lanes == 0 && in_size + 16 <= INT32_MAX;
     const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
     ConvPath path = path_;
     if (path == ConvPath::kAuto) {

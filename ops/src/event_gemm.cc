@@ -15,7 +15,6 @@ namespace {
 
 constexpr const char* kOp = "EventGemm";
 
-
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
 std::vector<T> transposed(const T* b, int64_t n, int64_t k) {
@@ -58,9 +57,10 @@ struct EventGemmKernel {
           std::make_unique<NativeOp>(api, info, "Gemm", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, attrs, inputs);
     }
     // A constant B^T is transposed once, here, instead of at every call; a constant
-    // float32 B is packed for the dense path.
+    // float32 B is packed for the dense path (not a narrow one: see own_gemm_wins).
     const InputView b = constant_input(api, info, 1);
-    if (b.present && b.shape.size() == 2 && b.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    if (b.present && b.shape.size() == 2 && b.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
+        own_gemm_wins(trans_b_ ? b.shape[0] : b.shape[1])) {
       panels_ = trans_b_ ? PackedPanels(static_cast<const float*>(b.data), b.shape[1], b.shape[0], true)
                          : PackedPanels(static_cast<const float*>(b.data), b.shape[0], b.shape[1], false);
       panels_source_ = b.data;
@@ -112,7 +112,7 @@ struct EventGemmKernel {
       if (M == 0 || N == 0) return Ort::Status{nullptr};
       if (a.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
         // float32 dense inputs: onnxruntime's Gemm unless dense_matmul is as fast (own_gemm_wins)
-        const NativeOp* native = own_gemm_wins(K, N) ? nullptr : dense_float_[c.present ? 1 : 0].get();
+        const NativeOp* native = own_gemm_wins(N) ? nullptr : dense_float_[c.present ? 1 : 0].get();
         run<float>(context, ctx, a, b, c, out, M, K, N, native, packed_float_);
       } else {
         run<double>(context, ctx, a, b, c, out, M, K, N, dense_double_[c.present ? 1 : 0].get(), packed_double_);
@@ -142,7 +142,7 @@ struct EventGemmKernel {
            const InputView& c_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N, const NativeOp* dense,
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
-    const bool events = sparse_rows(ctx, a, M, K, event_break_even(N));
+    const bool events = sparse_rows(ctx, a, M, K, N);
     if (dense != nullptr && dense->available() && !events) {  // onnxruntime's Gemm
       dense->run(context, c_in.present ? 3 : 2, out);
       return;

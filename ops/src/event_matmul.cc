@@ -13,7 +13,6 @@ namespace {
 
 constexpr const char* kOp = "EventMatMul";
 
-
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
   static constexpr size_t kRequiredInputs = 2;
@@ -22,9 +21,11 @@ struct EventMatMulKernel {
       : at_(where(kOp, event_node_name(api, info))),
         dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2),
         dense_float_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {}, 2) {
-    // A constant float32 weight is packed for the dense path once, here.
+    // A constant float32 weight is packed for the dense path once, here (not a narrow one:
+    // onnxruntime's MatMul serves those, see own_gemm_wins).
     const InputView w = constant_input(api, info, 1);
-    if (w.present && w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && w.shape.size() == 2) {
+    if (w.present && w.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && w.shape.size() == 2 &&
+        own_gemm_wins(w.shape[1])) {
       packed_ = PackedPanels(static_cast<const float*>(w.data), w.shape[0], w.shape[1], false);
       packed_source_ = w.data;
     }
@@ -90,9 +91,9 @@ struct EventMatMulKernel {
     const float* w = static_cast<const float*>(w_in.data);
     float* y = out.GetTensorMutableData<float>();
     auto finish = [](int64_t, float*, int64_t, int64_t) {};
-    if (sparse_rows(ctx, x, M, K, event_break_even(N))) {
+    if (sparse_rows(ctx, x, M, K, N)) {
       event_matmul(ctx, x, w, y, M, K, N, finish);
-    } else if (!own_gemm_wins(K, N) && dense_float_.available()) {
+    } else if (!own_gemm_wins(N) && dense_float_.available()) {
       dense_float_.run(context, 2, out);
     } else if (!packed_.empty() && w_in.data == packed_source_) {
       dense_matmul(ctx, x, packed_, y, M, finish);
@@ -104,7 +105,7 @@ struct EventMatMulKernel {
   void run_double(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
                   const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const double* x = static_cast<const double*>(x_in.data);
-    if (dense_double_.available() && !sparse_rows(ctx, x, M, K, event_break_even(N))) {
+    if (dense_double_.available() && !sparse_rows(ctx, x, M, K, N)) {
       dense_double_.run(context, 2, out);
       return;
     }
