@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -61,13 +62,12 @@ SHARD_COLUMN = "spikeonnx_shard"
 START_COLUMN = "spikeonnx_start"
 STOP_COLUMN = "spikeonnx_stop"
 ROW_COLUMN = "spikeonnx_row"
-#: Rows per task of :func:`run_shards` (rounded up to whole batches; tasks span shards): big
-#: enough that Ray's cost per task (about 10 ms of an actor's and the driver's time) is small
-#: next to the model's, small enough to spread the rows over the actors.
-TASK_ROWS = 4096
 #: Model time a task of :func:`run_shards` aims at when ``task_rows`` is not given: Ray's cost
 #: per task (about 20 ms of CPU between an actor and the driver) is then a few percent of it.
 TASK_SECONDS = 0.5
+#: Rows per task when the model's time cannot be measured on the driver (every shard empty,
+#: or a fixed batch size larger than the first non-empty shard).
+TASK_ROWS = 4096
 
 
 def connect(address: Optional[str] = None, *, num_cpus: Optional[int] = None) -> None:
@@ -281,8 +281,6 @@ def _timed_task_rows(session: Any, input_name: str, shards: Sequence[Shard], bat
     from the fastest of three runs (after a first one) of one batch (at most 64 rows unless
     the batch size is fixed) of the first non-empty shard; :data:`TASK_ROWS` if every shard
     is empty."""
-    import time
-
     shard = next((s for s in shards if s.rows > 0), None)
     if shard is None:
         return TASK_ROWS
@@ -396,9 +394,10 @@ def run_shards(
     """
     from .runtime import InferenceSession
 
-    for name, value in (("concurrency", concurrency), ("batch_size", batch_size), ("task_rows", task_rows)):
-        if name == "task_rows" and value is None:
-            continue
+    checked = [("concurrency", concurrency), ("batch_size", batch_size)]
+    if task_rows is not None:
+        checked.append(("task_rows", task_rows))
+    for name, value in checked:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     blob = Path(model).read_bytes() if not isinstance(model, bytes) else model

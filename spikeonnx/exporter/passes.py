@@ -308,10 +308,10 @@ def fuse_sequence_dense(model: onnx.ModelProto) -> int:
 
     into ``Reshape(x, (-1, K)) -> Gemm(W, b) [-> Relu] -> Reshape(s)``, which
     onnxruntime runs as one fused ``Gemm`` (+ ``Relu``): the same value up to the
-    order of float additions (onnxruntime adds the bias to the product's partial sums;
-    they agree exactly while ``K`` fits one of its blocks, 256 on the CPU). Only exact matches are rewritten: float
-    constant ``W (K, N)`` and ``b (N,)``, a constant 2-element first reshape, and every
-    intermediate tensor used once and not a graph output. Node names are kept (the
+    order of float additions (a ``Gemm`` may add the bias to partial sums of the
+    product). Only exact matches are rewritten: float constant ``W (K, N)`` and
+    ``b (N,)``, a constant 2-element first reshape, and every intermediate tensor used
+    once and not a graph output. Node names are kept (the
     ``Gemm`` takes the ``MatMul``'s), so layer attribution is unchanged.
 
     Returns
