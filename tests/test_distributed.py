@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -271,3 +272,20 @@ def test_default_task_rows_come_from_the_model_time(tmp_path, monkeypatch):
     assert distributed._timed_task_rows(session, spec.name, planned, 3, fixed=False) > 10**4
     empty = [Shard(p.path, (0,) + tuple(p.shape[1:]), p.dtype) for p in planned]
     assert distributed._timed_task_rows(session, spec.name, empty, 3, fixed=False) == distributed.TASK_ROWS
+
+
+def test_timing_the_task_size_names_the_shard_when_the_model_fails(tmp_path):
+    from spikeonnx import distributed
+    from spikeonnx.shards import InputSpec, plan_shards
+
+    model, folder, _ = shard_dataset(tmp_path, ROWS)
+    session = InferenceSession(str(model))
+    spec = InputSpec.from_session(session)
+    planned = plan_shards(folder, spec)
+
+    class Failing:
+        def run(self, *args, **kwargs):
+            raise RuntimeError("bad node")
+
+    with pytest.raises(ValueError, match=re.escape(f"shard {planned[0].path}: running the model failed: bad node")):
+        distributed._timed_task_rows(Failing(), spec.name, planned, 3, fixed=False)
