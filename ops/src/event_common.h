@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -107,13 +108,68 @@ bool sparse_rows(const Ort::KernelContext& ctx, const T* x, int64_t M, int64_t K
   return static_cast<double>(nonzeros) < break_even * static_cast<double>(kSampledRows * K);
 }
 
+// Runs of equal consecutive rows of x (M, K).  A spiking model's input often holds a frame
+// over time steps (a static image shown for T steps: (B, T, F) flattened to B * T rows),
+// and equal rows give equal output rows, so only each run's first row needs computing.
+// Judged first from at most kSampledRows rows (each against the row before it); if at least
+// half repeat, every row is compared (bitwise: -0.0 and 0.0 differ, which only costs a
+// recomputation).  Returns true, with the first row of every run and M at the end in
+// `starts`, when the runs are at most half the rows; false otherwise.
+template <typename T>
+bool repeated_rows(const T* x, int64_t M, int64_t K, std::vector<int64_t>* starts) {
+  constexpr int64_t kSampledRows = 64;
+  if (M < 2 || K == 0) return false;
+  const size_t bytes = static_cast<size_t>(K) * sizeof(T);
+  const int64_t samples = std::min(kSampledRows, M - 1);
+  int64_t same = 0;
+  for (int64_t s = 0; s < samples; ++s) {
+    const int64_t i = 1 + s * (M - 1) / samples;
+    same += std::memcmp(x + i * K, x + (i - 1) * K, bytes) == 0 ? 1 : 0;
+  }
+  if (2 * same < samples) return false;
+  starts->clear();
+  starts->push_back(0);
+  for (int64_t i = 1; i < M; ++i) {
+    if (std::memcmp(x + i * K, x + (i - 1) * K, bytes) != 0) starts->push_back(i);
+  }
+  if (2 * static_cast<int64_t>(starts->size()) > M) return false;
+  starts->push_back(M);
+  return true;
+}
+
+// y (M, N) for x (M, K) whose runs of equal rows begin at `starts` (repeated_rows):
+// `compute(xu, U, yu)` fills yu (U, N) from the runs' first rows xu (U, K), then every row
+// of a run gets a copy of its first row's output.
+template <typename T, typename Compute>
+void on_run_starts(const Ort::KernelContext& ctx, const T* x, T* y, int64_t K, int64_t N,
+                   const std::vector<int64_t>& starts, Compute&& compute) {
+  const int64_t runs = static_cast<int64_t>(starts.size()) - 1;
+  std::vector<T> xu(static_cast<size_t>(runs * K)), yu(static_cast<size_t>(runs * N));
+  for (int64_t r = 0; r < runs; ++r) std::memcpy(xu.data() + r * K, x + starts[r] * K, static_cast<size_t>(K) * sizeof(T));
+  compute(xu.data(), runs, yu.data());
+  constexpr int64_t kItems = 64;
+  const int64_t per_item = (runs + kItems - 1) / kItems;
+  auto copy = [&](size_t item) {
+    const int64_t r1 = std::min(runs, (static_cast<int64_t>(item) + 1) * per_item);
+    for (int64_t r = static_cast<int64_t>(item) * per_item; r < r1; ++r) {
+      for (int64_t i = starts[r]; i < starts[r + 1]; ++i) {
+        std::memcpy(y + i * N, yu.data() + r * N, static_cast<size_t>(N) * sizeof(T));
+      }
+    }
+  };
+  parallel_for(ctx, static_cast<size_t>((runs + per_item - 1) / per_item), copy);
+}
+
 // Whether the dense path's own GEMM (dense_matmul, weight packed once) is at least as fast
 // as onnxruntime's MatMul/Gemm run from the op (which repacks the weight every call).
 // Measured at 100 % density, 1 thread, AVX-512 (ms, onnxruntime's MatMul node / own /
 // onnxruntime's run from the op): M x K x N = 1600x1024x1024 33.9 / 32.1 / 35.7,
 // 320x16384x256 27.1 / 29.0 / 28.9, 32x1024x1024 0.65 / 0.65 / 0.83; but a narrow output
-// pads the own GEMM's panels to 32 columns: 1600x1024x10 0.63 / 1.64 / 0.62.
-inline bool own_gemm_wins(int64_t N) { return N >= 32; }
+// pads the own GEMM's panels to 32 columns: 1600x1024x10 0.63 / 1.64 / 0.62; and up to
+// 128 columns onnxruntime's kernel is faster over many rows (Gemm with bias, Gemm node /
+// own / run from the op): 100000x64x64 13.0 / 15.3 / 13.3, 6250x1024x64 9.4 / 12.3 / 9.4,
+// 1600x1024x128 4.5 / 4.7 / 4.5, 1600x1024x256 8.7 / 8.7 / 9.8.
+inline bool own_gemm_wins(int64_t N) { return N >= 128; }
 
 // How the columns (tiles or panels) of a product are split into groups so that row blocks
 // times groups give at least `items` work items for the pool: {groups, columns per group}.

@@ -142,11 +142,7 @@ struct EventGemmKernel {
            const InputView& c_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N, const NativeOp* dense,
            const std::vector<T>& packed) const {
     const T* a = static_cast<const T*>(a_in.data);
-    const bool events = sparse_rows(ctx, a, M, K, N);
-    if (dense != nullptr && dense->available() && !events) {  // onnxruntime's Gemm
-      dense->run(context, c_in.present ? 3 : 2, out);
-      return;
-    }
+    T* y = out.GetTensorMutableData<T>();
     const T* w = static_cast<const T*>(b_in.data);
     const T alpha = static_cast<T>(alpha_);
     const T beta = static_cast<T>(beta_);
@@ -157,36 +153,52 @@ struct EventGemmKernel {
     const int64_t col_stride = c_cols == 1 ? 0 : 1;
     const int64_t row_stride = rank == 2 && c_in.shape[0] != 1 ? c_cols : 0;
     const bool add_c = c_in.present && beta != T(0);
-    auto finish = [&](int64_t r, T* y, int64_t c0, int64_t c1) {
+    auto finish = [&](int64_t r, T* y_row, int64_t c0, int64_t c1) {
       if (alpha != T(1)) {
-        for (int64_t j = c0; j < c1; ++j) y[j] *= alpha;
+        for (int64_t j = c0; j < c1; ++j) y_row[j] *= alpha;
       }
       if (add_c) {
         const T* c_row = c + r * row_stride;
-        for (int64_t j = c0; j < c1; ++j) y[j] += beta * c_row[j * col_stride];
+        for (int64_t j = c0; j < c1; ++j) y_row[j] += beta * c_row[j * col_stride];
       }
     };
-    if constexpr (std::is_same_v<T, float>) {
-      if (!events) {  // float32 dense: the packed weight
-        if (!panels_.empty() && b_in.data == panels_source_) {
-          dense_matmul(ctx, a, panels_, out.GetTensorMutableData<T>(), M, finish);
-        } else {
-          dense_matmul(ctx, a, PackedPanels(w, K, N, trans_b_ != 0), out.GetTensorMutableData<T>(), M, finish);
+    // rows (M', K) of A -> (M', N) by the op's own kernels: float32's dense_matmul on the
+    // packed weight, or the event product (float64's only one)
+    auto own = [&](const T* xs, int64_t rows, T* ys, bool events) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (!events) {
+          if (!panels_.empty() && b_in.data == panels_source_) {
+            dense_matmul(ctx, xs, panels_, ys, rows, finish);
+          } else {
+            dense_matmul(ctx, xs, PackedPanels(w, K, N, trans_b_ != 0), ys, rows, finish);
+          }
+          return;
         }
-        return;
       }
-    }
-    const T* w_rows = w;  // (K, N) for the event path
-    std::vector<T> local;
-    if (trans_b_) {
-      if (!packed.empty() && b_in.data == packed_source_) {
-        w_rows = packed.data();
-      } else {
-        local = transposed(w, N, K);
-        w_rows = local.data();
+      const T* w_rows = w;  // (K, N) for the event path
+      std::vector<T> local;
+      if (trans_b_) {
+        if (!packed.empty() && b_in.data == packed_source_) {
+          w_rows = packed.data();
+        } else {
+          local = transposed(w, N, K);
+          w_rows = local.data();
+        }
       }
+      event_matmul(ctx, xs, w_rows, ys, rows, K, N, finish);
+    };
+    std::vector<int64_t> starts;
+    if (row_stride == 0 && repeated_rows(a, M, K, &starts)) {  // a C per row would differ along a run
+      on_run_starts(ctx, a, y, K, N, starts,
+                    [&](const T* xu, int64_t U, T* yu) { own(xu, U, yu, sparse_rows(ctx, xu, U, K, N)); });
+      return;
     }
-    event_matmul(ctx, a, w_rows, out.GetTensorMutableData<T>(), M, K, N, finish);
+    const bool events = sparse_rows(ctx, a, M, K, N);
+    if (dense != nullptr && dense->available() && !events) {  // onnxruntime's Gemm
+      dense->run(context, c_in.present ? 3 : 2, out);
+      return;
+    }
+    own(a, M, y, events);
   }
 
   std::string at_;

@@ -88,13 +88,26 @@ struct EventMatMulKernel {
   void run_float(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
                  const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const float* x = static_cast<const float*>(x_in.data);
-    const float* w = static_cast<const float*>(w_in.data);
     float* y = out.GetTensorMutableData<float>();
-    auto finish = [](int64_t, float*, int64_t, int64_t) {};
-    if (sparse_rows(ctx, x, M, K, N)) {
-      event_matmul(ctx, x, w, y, M, K, N, finish);
-    } else if (!own_gemm_wins(N) && dense_float_.available()) {
+    std::vector<int64_t> starts;
+    if (repeated_rows(x, M, K, &starts)) {
+      on_run_starts(ctx, x, y, K, N, starts, [&](const float* xu, int64_t U, float* yu) {
+        own_product(ctx, xu, w_in, yu, U, K, N, sparse_rows(ctx, xu, U, K, N));
+      });
+    } else if (const bool events = sparse_rows(ctx, x, M, K, N); events || own_gemm_wins(N) || !dense_float_.available()) {
+      own_product(ctx, x, w_in, y, M, K, N, events);
+    } else {
       dense_float_.run(context, 2, out);
+    }
+  }
+
+  // y (M, N) = x w by the op's own kernels: the event product, or dense_matmul.
+  void own_product(const Ort::KernelContext& ctx, const float* x, const InputView& w_in, float* y, int64_t M,
+                   int64_t K, int64_t N, bool events) const {
+    const float* w = static_cast<const float*>(w_in.data);
+    auto finish = [](int64_t, float*, int64_t, int64_t) {};
+    if (events) {
+      event_matmul(ctx, x, w, y, M, K, N, finish);
     } else if (!packed_.empty() && w_in.data == packed_source_) {
       dense_matmul(ctx, x, packed_, y, M, finish);
     } else {
@@ -105,12 +118,18 @@ struct EventMatMulKernel {
   void run_double(OrtKernelContext* context, const Ort::KernelContext& ctx, const InputView& x_in,
                   const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const double* x = static_cast<const double*>(x_in.data);
-    if (dense_double_.available() && !sparse_rows(ctx, x, M, K, N)) {
-      dense_double_.run(context, 2, out);
-      return;
-    }
+    const double* w = static_cast<const double*>(w_in.data);
+    double* y = out.GetTensorMutableData<double>();
     auto finish = [](int64_t, double*, int64_t, int64_t) {};
-    event_matmul(ctx, x, static_cast<const double*>(w_in.data), out.GetTensorMutableData<double>(), M, K, N, finish);
+    std::vector<int64_t> starts;
+    if (repeated_rows(x, M, K, &starts)) {  // float64 has only the event product of its own
+      on_run_starts(ctx, x, y, K, N, starts,
+                    [&](const double* xu, int64_t U, double* yu) { event_matmul(ctx, xu, w, yu, U, K, N, finish); });
+    } else if (dense_double_.available() && !sparse_rows(ctx, x, M, K, N)) {
+      dense_double_.run(context, 2, out);
+    } else {
+      event_matmul(ctx, x, w, y, M, K, N, finish);
+    }
   }
 
   std::string at_;
