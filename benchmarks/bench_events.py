@@ -195,7 +195,8 @@ def bench_digits(repeats: int, epochs: int) -> None:
                           session.run(None, {"image": x})[0].argmax(-1))
     print(f"\ndigits classifier, 1000 samples x 100 steps, batch 1000: Keras predict {t_keras * 1e3:.1f} ms | "
           f"onnxruntime {t_onnx * 1e3:.1f} ms | speed-up {t_keras / t_onnx:.1f}x | same classes: {same} | "
-          f"{rewritten} event nodes (its spikes reach the readout through a time average, not plumbing)")
+          f"{rewritten} event node(s): the hidden layer on the image held over the steps (its equal rows computed "
+          "once); the readout is fed by a time average of the spikes, not rewritten")
 
 
 def main() -> None:

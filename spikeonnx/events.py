@@ -14,6 +14,11 @@ standard op   event op        conditions
 ``Conv``      ``EventConv``    1-D or 2-D (input rank 3 or 4)
 ============  ==============  ===============================================
 
+In a spiking model (one with a ``SpikingActivation``), a ``MatMul``/``Gemm`` whose data
+input is a model input (through the same ops) is rewritten too: a spiking model's input
+is events, or a frame held over time steps, whose rows repeat; the kernels compute each
+run of equal rows once. Those nodes receive no spikes, so :func:`event_inputs` leaves them out.
+
 The op library's kernels skip zero inputs (each nonzero adds its weight row or kernel
 slice to the output) and hand dense inputs to onnxruntime's own kernel, deciding per call
 from the counted density. Each event op also gets a model-local function whose body is
@@ -60,6 +65,10 @@ _SIGNATURES = {
     "EventConv": (("X", "W", "B"), ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")),
 }
 _REQUIRED_INPUTS = 2
+
+# Event ops that also take a spiking model's data input (EventConv does not look for
+# repeated images).
+_ROW_OPS = frozenset({"MatMul", "Gemm"})
 
 # Ops that only move or relabel elements: a zero stays a zero, so spikes stay spikes.
 _PLUMBING = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -203,15 +212,20 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     graph = model.graph
     constants = _constants(graph)
     spikes: Set[str] = set()
+    # A spiking model's data inputs are events too, or frames held over time steps: rows
+    # equal to the row before, which EventMatMul/EventGemm compute once.
+    spiking = any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node)
+    inputs: Set[str] = {i.name for i in graph.input if i.name not in constants} if spiking else set()
     rewritten: Dict[str, List[onnx.NodeProto]] = {}
     # graph.node is in topological order, so a tensor is classified before it is used.
     for node in graph.node:
         if node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
             spikes.add(node.output[0])
         elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING:
-            if node.input and node.input[0] in spikes:
-                spikes.add(node.output[0])
-        elif _eligible(node, spikes, constants):
+            for fed in (spikes, inputs):
+                if node.input and node.input[0] in fed:
+                    fed.add(node.output[0])
+        elif _eligible(node, spikes, constants) or (node.op_type in _ROW_OPS and _eligible(node, inputs, constants)):
             event = _EVENT_OP[node.op_type]
             node.op_type = event
             node.domain = DOMAIN
@@ -247,15 +261,35 @@ def event_nodes(model: onnx.ModelProto) -> List[onnx.NodeProto]:
 
 
 def event_inputs(model: onnx.ModelProto) -> Dict[str, str]:
-    """Event-node name -> the name of its data input (the tensor whose nonzeros it processes).
+    """Event-node name -> the name of its data input (the tensor whose nonzeros it processes),
+    for the event nodes fed by spikes, whose nonzero inputs are synaptic events: not those
+    :func:`optimize` puts on a spiking model's data input (which compute repeated rows once).
+    In a model without ``SpikingActivation`` the data inputs are taken as spikes.
 
     Unnamed event nodes are keyed ``"{op_type}:{index in graph.node}"``.
     """
+    spikes = _spike_tensors(model.graph)
     found = {}
     for index, node in enumerate(model.graph.node):
-        if node.domain == DOMAIN and node.op_type in STANDARD_OP:
+        if node.domain == DOMAIN and node.op_type in STANDARD_OP and node.input[0] in spikes:
             found[node.name or f"{node.op_type}:{index}"] = node.input[0]
     return found
+
+
+def _spike_tensors(graph: onnx.GraphProto) -> Set[str]:
+    """``SpikingActivation`` outputs, and what plumbing makes of them; in a graph without
+    ``SpikingActivation`` (event ops given spikes directly), its data inputs and what
+    plumbing makes of them."""
+    spikes: Set[str] = set()
+    if not any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node):
+        constants = _constants(graph)
+        spikes = {i.name for i in graph.input if i.name not in constants}
+    for node in graph.node:
+        if node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
+            spikes.add(node.output[0])
+        elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING and node.input and node.input[0] in spikes:
+            spikes.add(node.output[0])
+    return spikes
 
 
 def synaptic_events(model: onnx.ModelProto, node_name: str, x: np.ndarray) -> int:

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx import reference
 from spikeonnx.contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION
-from spikeonnx.events import EVENT_OP_TYPES, event_nodes, optimize
+from spikeonnx.events import EVENT_OP_TYPES, event_inputs, event_nodes, optimize
 
 pytestmark = pytest.mark.needs_ops
 
@@ -124,6 +124,40 @@ def test_gemm_matches_numpy(trans_b, c_shape, density):
         model = _model("EventGemm", a, [b, c], constant=constant, **attrs)
         feeds = {} if constant else {"w0": b, **({} if c is None else {"w1": c})}
         _assert_close(_run(model, a, feeds), expected)
+
+
+def _held_frames(rng: np.random.Generator, density: float, dtype) -> np.ndarray:
+    """(B * T, K) rows: frames held over time steps (runs of 1-40 equal rows), with a run
+    of -0.0 rows after one of 0.0 rows (bitwise different, equal in value)."""
+    frames = _spikes(rng, (24, 65), density, dtype)
+    frames[5] = 0.0
+    frames[6] = -0.0
+    lengths = rng.integers(1, 40, len(frames))
+    lengths[0] = 1  # a run of one row first
+    return np.repeat(frames, lengths, axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("density", [0.05, 1.0])
+def test_repeated_rows_match_numpy(dtype, density):
+    """Rows equal to the row before (a frame held over time steps) are computed once and
+    copied: the result is NumPy's, for the event and dense paths, MatMul and Gemm."""
+    rng = np.random.default_rng(4)
+    x = _held_frames(rng, density, dtype)
+    assert len(np.unique(x, axis=0)) < len(x) // 2
+    w = rng.standard_normal((65, 40)).astype(dtype)
+    _assert_close(_run(_model("EventMatMul", x, [w]), x), reference.event_matmul(x, w))
+    # held frames of a (B, T, K) input
+    x3 = np.stack([x[:100], x[100:200]])
+    _assert_close(_run(_model("EventMatMul", x3, [w]), x3), reference.event_matmul(x3, w))
+    # a C per row differs along a run of equal rows: those are not copied
+    for c_shape in [None, (40,), (len(x), 1), (len(x), 40)]:
+        c = None if c_shape is None else rng.standard_normal(c_shape).astype(dtype)
+        for trans_b in (0, 1):
+            b = np.ascontiguousarray(w.T) if trans_b else w
+            expected = reference.event_gemm(x, b, c, alpha=0.5, beta=2.0, trans_b=trans_b)
+            model = _model("EventGemm", x, [b, c], alpha=0.5, beta=2.0, transB=trans_b)
+            _assert_close(_run(model, x, threads=2), expected)
 
 
 def test_gemm_float64_and_default_attributes():
@@ -346,10 +380,15 @@ def test_optimize_rewrites_only_weighted_ops_on_spikes():
     rng = np.random.default_rng(7)
     model = _spiking_mlp(rng)
     optimized = optimize(model)
-    assert [(n.name, n.op_type) for n in event_nodes(optimized)] == [("mm_on_spikes", "EventMatMul")]
+    # the MatMul on spikes, and the one on the data input of this spiking model (for its
+    # repeated rows); only the first one's inputs are synaptic events
+    assert [(n.input[0], n.name, n.op_type) for n in event_nodes(optimized)] == [
+        ("x", "", "EventMatMul"), ("sp2", "mm_on_spikes", "EventMatMul")]
+    assert event_inputs(optimized) == {"mm_on_spikes": "sp2"}
     assert [n.op_type for n in model.graph.node].count("MatMul") == 3  # the input is not changed
     assert {f.name for f in optimized.functions} == {"EventMatMul"}
     conv = optimize(_spiking_mlp(rng, conv=True))
+    # EventConv does not look for repeated images: the Conv on the data input stays
     assert [(n.name, n.op_type) for n in event_nodes(conv)] == [("conv_on_spikes", "EventConv")]
     # Flatten is plumbing, but the Conv output is not spikes: the Gemm stays dense.
     assert [n.op_type for n in conv.graph.node if n.name == "gemm_dense"] == ["Gemm"]
@@ -417,9 +456,18 @@ def test_library_runs_the_kernel_and_stock_onnxruntime_the_body():
 def test_optimize_checks_and_keeps_what_it_cannot_rewrite():
     rng = np.random.default_rng(9)
     model = _spiking_mlp(rng)
-    # A weight that is a graph input (not constant) is left alone.
+    # A weight that is a graph input (not constant) is left alone (the MatMul on spikes);
+    # the one on the data input has a constant weight.
     model.graph.input.append(helper.make_tensor_value_info("w1", TensorProto.FLOAT, [30, 6]))
-    assert not event_nodes(optimize(model))
+    assert [n.input[1] for n in event_nodes(optimize(model))] == ["w0"]
+    # A model without SpikingActivation is not a spiking model: nothing is rewritten.
+    plain = onnx.ModelProto.FromString(model.SerializeToString())
+    kept = [n for n in plain.graph.node if n.op_type != "SpikingActivation"]
+    for n in kept:
+        n.input[:] = ["h2" if i == "sp" else i for i in n.input]
+    del plain.graph.node[:]
+    plain.graph.node.extend(kept)
+    assert not event_nodes(optimize(plain))
     with pytest.raises(FileNotFoundError):
         optimize("/nonexistent/model.onnx")
     assert set(EVENT_OP_TYPES) == {"EventMatMul", "EventGemm", "EventConv"}
@@ -463,13 +511,14 @@ def test_zoo_optimized_equals_dense():
     from spikeonnx.examples.zoo import ZOO
     from spikeonnx.runtime import InferenceSession
 
-    rewritten = {}
+    rewritten, spiking = {}, {}
     for name, builder in ZOO.items():
         keras.utils.set_random_seed(1234)
         case = builder()
         dense = export(case.model, events=False, **case.export_kwargs)
         optimized = optimize(dense)
         rewritten[name] = [n.op_type for n in event_nodes(optimized)]
+        spiking[name] = event_inputs(optimized)
         feeds = _zoo_feeds(dense, case)
         expected = InferenceSession(dense).run(None, feeds)
         got = InferenceSession(optimized).run(None, feeds)
@@ -483,10 +532,12 @@ def test_zoo_optimized_equals_dense():
             stock = _session(optimized, library=False).run(None, feeds)
             for e, s in zip(expected, stock, strict=True):
                 _assert_close(np.asarray(s), np.asarray(e, dtype=np.float64))
-    # The Dense layers right after spikes (through tf2onnx's reshape to (B*T, F)) are rewritten.
+    # The Dense layers right after spikes (through tf2onnx's reshape to (B*T, F)) are rewritten,
+    # and so are those on the model's data input.
     for name in ("dense_spiking_sequential", "dense_spiking_functional", "nested", "fixed_length_dense",
                  "fixed_length_flatten"):
-        assert rewritten[name] == ["EventMatMul"], (name, rewritten[name])
+        assert "EventMatMul" in rewritten[name], (name, rewritten[name])
+        assert len(spiking[name]) == 1, (name, spiking[name])
 
 
 def test_export_rewrites_by_default():
@@ -517,7 +568,7 @@ def test_functions_and_events_in_either_order():
     functions_first = optimize(attach_functions(onnx.ModelProto.FromString(model.SerializeToString())))
     for m in (events_first, functions_first):
         assert {f.name for f in m.functions} == {"SpikingActivation", "EventMatMul"}
-        assert [n.op_type for n in event_nodes(m)] == ["EventMatMul"]
+        assert [n.op_type for n in event_nodes(m)] == ["EventMatMul", "EventMatMul"]
     assert [(n.op_type, list(n.input), list(n.output)) for n in events_first.graph.node] == [
         (n.op_type, list(n.input), list(n.output)) for n in functions_first.graph.node]
     x = rng.uniform(0, 30, (4, 7, 12)).astype(np.float32)

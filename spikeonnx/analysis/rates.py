@@ -26,6 +26,7 @@ import onnx
 from .. import contract
 from ..events import (
     _PLUMBING,  # ops that only move elements: spikes keep their height
+    event_inputs,
     synaptic_events,
 )
 from .graph import AnalysisGraph
@@ -437,12 +438,14 @@ def _event_nodes(graph: AnalysisGraph) -> Dict[str, Tuple[str, str, int]]:
     """Event nodes (:mod:`spikeonnx.events`) by label: ``(the name spikeonnx.events knows
     it by, its data input, that input's size per sample and timestep)``."""
     found = {}
+    fed_by_spikes = event_inputs(graph.model)
     for label in graph.graph.graph["order"]:
         data = graph.graph.nodes[label]
         node = data["proto"]
         if node.domain == contract.DOMAIN and node.op_type in contract.EVENT_OP_TYPES:
             key = node.name or f"{node.op_type}:{data['index']}"  # as events.event_inputs keys it
-            found[label] = (key, node.input[0], graph.op_node(label).input_units(0))
+            if key in fed_by_spikes:
+                found[label] = (key, node.input[0], graph.op_node(label).input_units(0))
     return found
 
 
