@@ -84,13 +84,8 @@ class TapTable {
 };
 
 // Geometry of one call, spatial axes as 2-D (a 1-D conv has H = KH = 1).
-struct ConvGeometry {
-  int64_t n = 0, c = 0, h = 0, w = 0;     // input
-  int64_t m = 0, kh = 1, kw = 1;          // output channels, kernel
-  int64_t group = 1, cg = 0, mg = 0;      // groups, channels per group in and out
-  int64_t sh = 1, sw = 1, dh = 1, dw = 1;  // strides, dilations
-  int64_t pt = 0, pl = 0;                  // leading pads
-  int64_t oh = 1, ow = 1;                  // output
+struct ConvGeometry : ConvShape {
+  int64_t n = 0, group = 1;  // samples, groups
 };
 
 struct ConvAttributes {
@@ -392,23 +387,8 @@ struct EventConvKernel {
     const TapTable rows(g.h, g.kh, g.pt, g.dh, g.sh, g.oh);
     const TapTable cols(g.w, g.kw, g.pl, g.dw, g.sw, g.ow);
     ConvScatter<T> scatter;
-    scatter.c = g.c;
-    scatter.h = g.h;
-    scatter.w = g.w;
-    scatter.cg = g.cg;
-    scatter.mg = g.mg;
-    scatter.m = g.m;
-    scatter.kw = g.kw;
+    static_cast<ConvShape&>(scatter) = g;
     scatter.kh_kw = taps;
-    scatter.ow = g.ow;
-    scatter.kh = g.kh;
-    scatter.oh = g.oh;
-    scatter.sh = g.sh;
-    scatter.sw = g.sw;
-    scatter.dh = g.dh;
-    scatter.dw = g.dw;
-    scatter.pt = g.pt;
-    scatter.pl = g.pl;
     scatter.row_start = rows.start();
     scatter.row_taps = rows.taps();
     scatter.col_start = cols.start();

@@ -12,13 +12,19 @@ namespace spikeonnx {
 // One image of EventConv's event path: the geometry, per-axis tap tables and packed
 // weight.  Tap table of an axis: for input index i, the (tap, output index) pairs
 // taps[2 * start[i], 2 * start[i + 1]) of the kernel taps that reach a valid output.
+// A 2-D convolution's geometry (1-D: one row), shared by the kernel and its loops.
+struct ConvShape {
+  int64_t c = 0, h = 0, w = 0;             // input channels, rows, columns
+  int64_t m = 0, kh = 1, kw = 1;           // output channels, kernel rows and columns
+  int64_t cg = 0, mg = 0;                  // channels per group in and out
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1;  // strides, dilations
+  int64_t pt = 0, pl = 0;                  // leading pads
+  int64_t oh = 1, ow = 1;                  // output rows, columns
+};
+
 template <typename T>
-struct ConvScatter {
-  int64_t c = 0, h = 0, w = 0;     // input channels, rows, columns
-  int64_t cg = 0, mg = 0, m = 0;   // channels per group in and out, output channels
-  int64_t kw = 1, kh_kw = 1, ow = 1;  // kernel columns, taps per channel, output columns
-  int64_t kh = 1, oh = 1;             // kernel rows, output rows
-  int64_t sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;  // strides, dilations, leading pads
+struct ConvScatter : ConvShape {
+  int64_t kh_kw = 1;  // taps per channel
   const int32_t* row_start = nullptr;
   const int32_t* row_taps = nullptr;
   const int32_t* col_start = nullptr;
