@@ -329,16 +329,39 @@ struct EventConvKernel {
            const InputView& w_in, const InputView& b_in, Ort::UnownedValue& out,
            const std::vector<T>& packed) const {
     const T* x = static_cast<const T*>(x_in.data);
+    T* y = out.GetTensorMutableData<T>();
     const int64_t in_size = g.c * g.h * g.w;
+    std::vector<int64_t> starts;
+    if (repeated_rows(x, g.n, in_size, &starts)) {
+      // Images held over time steps: each run of equal images is computed once, by the
+      // event paths (onnxruntime's Conv runs only on the op's own inputs).
+      on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, starts, [&](const T* xu, int64_t runs, T* yu) {
+        ConvGeometry once = g;
+        once.n = runs;
+        images(ctx, once, xu, w_in, b_in, yu, packed, choose(once, xu, false) == ConvPath::kGather);
+      });
+      return;
+    }
     const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
-    // The density of at most kSampledImages images spread over the batch: reading the
-    // whole input once more costs about as much as the event path at low density.
+    const ConvPath path = choose(g, x, sizeof(T) == sizeof(float) && dense->available());
+    if (path == ConvPath::kDense) {
+      dense->run(context, b_in.present ? 3 : 2, out);
+      return;
+    }
+    images(ctx, g, x, w_in, b_in, y, packed, path == ConvPath::kGather);
+  }
+
+  // The path for images x (g.n of them): the forced one, or the cheapest by conv_cost at
+  // the density of at most kSampledImages images spread over the batch (reading the whole
+  // input once more costs about as much as the event path at low density).
+  template <typename T>
+  ConvPath choose(const ConvGeometry& g, const T* x, bool can_dense) const {
+    const int64_t in_size = g.c * g.h * g.w;
     const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
     int64_t nonzeros = 0, seen = 0;
     for (int64_t n = 0; n < g.n; n += every, seen += in_size) nonzeros += event_loops().count(x + n * in_size, in_size);
-    const EventLoops& loops = event_loops();
     const double density = static_cast<double>(nonzeros) / static_cast<double>(std::max<int64_t>(seen, 1));
-    const int64_t lanes = loops.gather_lanes(T(0));  // values per SIMD vector
+    const int64_t lanes = event_loops().gather_lanes(T(0));  // values per SIMD vector
     const double positions_d = static_cast<double>(g.oh * g.ow);
     const double kernel_taps = static_cast<double>(g.kh * g.kw);
     const ConvCost cost =
@@ -349,7 +372,6 @@ struct EventConvKernel {
     // The gather path needs whole vectors of output channels per group, and indexes the
     // elements of a sample with int32.
     const bool can_gather = g.mg % lanes == 0 && in_size + 16 <= INT32_MAX;
-    const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
     ConvPath path = path_;
     if (path == ConvPath::kAuto) {
       path = can_gather && cost.gather < cost.scatter ? ConvPath::kGather : ConvPath::kScatter;
@@ -359,11 +381,15 @@ struct EventConvKernel {
     }
     if (path == ConvPath::kGather && !can_gather) path = ConvPath::kScatter;
     if (path == ConvPath::kDense && !can_dense) path = ConvPath::kScatter;
-    if (path == ConvPath::kDense) {
-      dense->run(context, b_in.present ? 3 : 2, out);
-      return;
-    }
-    const bool gather = path == ConvPath::kGather;
+    return path;
+  }
+
+  // y (g.n images) = the convolution of images x by the event path, gather or scatter.
+  template <typename T>
+  void images(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
+              const InputView& b_in, T* y, const std::vector<T>& packed, bool gather) const {
+    const EventLoops& loops = event_loops();
+    const int64_t in_size = g.c * g.h * g.w;
     std::vector<T> local;
     const T* wp = packed.data();
     if (packed.empty() || w_in.data != packed_source_) {
@@ -371,7 +397,6 @@ struct EventConvKernel {
       wp = local.data();
     }
     const T* bias = static_cast<const T*>(b_in.data);
-    T* y = out.GetTensorMutableData<T>();
     const int64_t positions = g.oh * g.ow;
     const int64_t taps = g.kh * g.kw;
     // Samples in chunks: one accumulator buffer per chunk.
