@@ -14,10 +14,11 @@ standard op   event op        conditions
 ``Conv``      ``EventConv``    1-D or 2-D (input rank 3 or 4)
 ============  ==============  ===============================================
 
-In a spiking model (one with a ``SpikingActivation``), a ``MatMul``/``Gemm`` whose data
-input is a model input (through the same ops) is rewritten too: a spiking model's input
-is events, or a frame held over time steps, whose rows repeat; the kernels compute each
-run of equal rows once. Those nodes receive no spikes, so :func:`event_inputs` leaves them out.
+In a spiking model (one with a ``SpikingActivation``), a weighted node whose data input
+is a model input (through the same ops) is rewritten too: a spiking model's input is
+events, or a frame held over time steps, whose rows (images) repeat; the kernels compute
+each run of equal rows (images) once. Those nodes receive no spikes, so
+:func:`event_inputs` leaves them out.
 
 The op library's kernels skip zero inputs (each nonzero adds its weight row or kernel
 slice to the output) and hand dense inputs to onnxruntime's own kernel, deciding per call
@@ -65,10 +66,6 @@ _SIGNATURES = {
     "EventConv": (("X", "W", "B"), ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")),
 }
 _REQUIRED_INPUTS = 2
-
-# Event ops that also take a spiking model's data input (EventConv does not look for
-# repeated images).
-_ROW_OPS = frozenset({"MatMul", "Gemm"})
 
 # Ops that only move or relabel elements: a zero stays a zero, so spikes stay spikes.
 _PLUMBING = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -192,9 +189,10 @@ def optimize(model: ModelLike, *, functions: bool = True) -> onnx.ModelProto:
     Returns
     -------
     onnx.ModelProto
-        The rewritten model; node names, inputs, outputs and attributes are kept, only
-        ``op_type`` and ``domain`` change. A model with nothing to rewrite comes back
-        unchanged (as a copy).
+        The rewritten model; node names, inputs, outputs and attribute values are kept,
+        ``op_type`` and ``domain`` change, and attributes left to their defaults are
+        written out (``onnx.reference`` needs them set). A model with nothing to rewrite
+        comes back unchanged (as a copy).
 
     Raises
     ------
@@ -213,7 +211,7 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     constants = _constants(graph)
     spikes: Set[str] = set()
     # A spiking model's data inputs are events too, or frames held over time steps: rows
-    # equal to the row before, which EventMatMul/EventGemm compute once.
+    # (images) equal to the one before, which the event kernels compute once.
     spiking = any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node)
     inputs: Set[str] = {i.name for i in graph.input if i.name not in constants} if spiking else set()
     rewritten: Dict[str, List[onnx.NodeProto]] = {}
@@ -225,8 +223,9 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
             for fed in (spikes, inputs):
                 if node.input and node.input[0] in fed:
                     fed.add(node.output[0])
-        elif _eligible(node, spikes, constants) or (node.op_type in _ROW_OPS and _eligible(node, inputs, constants)):
+        elif _eligible(node, spikes, constants) or _eligible(node, inputs, constants):
             event = _EVENT_OP[node.op_type]
+            _write_defaults(node, list(constants[node.input[1]].dims))
             node.op_type = event
             node.domain = DOMAIN
             rewritten.setdefault(event, []).append(node)
@@ -237,6 +236,26 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     if functions:
         _attach(model, sorted(rewritten), rewritten)
     return [node.name for nodes in rewritten.values() for node in nodes]
+
+
+def _write_defaults(node: onnx.NodeProto, w_dims: List[int]) -> None:
+    """Write out the attributes ``node`` (a standard ``MatMul``/``Gemm``/``Conv``) leaves
+    to their defaults, with those defaults: the function body references every attribute,
+    and ``onnx.reference`` needs each one set on the calling node. ``pads`` is left out
+    where ``auto_pad`` computes the padding (the two do not go together)."""
+    spatial = len(w_dims) - 2
+    defaults = {
+        "Gemm": {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
+        "Conv": {"auto_pad": "NOTSET", "group": 1, "dilations": [1] * spatial, "strides": [1] * spatial,
+                 "kernel_shape": w_dims[2:], "pads": [0] * (2 * spatial)},
+    }.get(node.op_type, {})
+    present = {a.name for a in node.attribute}
+    auto_pad = _attribute(node, "auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) != "NOTSET":
+        defaults.pop("pads", None)
+    for name, value in defaults.items():
+        if name not in present:
+            node.attribute.append(helper.make_attribute(name, value))
 
 
 def _attach(model: onnx.ModelProto, op_types: List[str], nodes: Dict[str, List[onnx.NodeProto]]) -> None:

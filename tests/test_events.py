@@ -216,6 +216,26 @@ _PATH_CASES = [
 
 
 @pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("case", [1, 4, 6, 10])
+def test_conv_held_images_match_numpy(case, path, monkeypatch):
+    """Images equal to the one before (held over time steps) are computed once, by the
+    event paths, and copied; -0.0 images after 0.0 ones are not equal bitwise."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
+    x_shape, w_shape, attrs = _CONV_CASES[case]
+    rng = np.random.default_rng(30 + case)
+    frames = _spikes(rng, (9,) + x_shape[1:], 0.5)
+    frames[3] = 0.0
+    frames[4] = -0.0
+    x = np.repeat(frames, rng.integers(1, 12, len(frames)), axis=0)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    numpy_attrs = {k: v for k, v in attrs.items() if k != "kernel_shape"}
+    for bias in (None, b):
+        _assert_close(_run(_model("EventConv", x, [w, bias], **attrs), x, threads=2),
+                      reference.event_conv(x, w, bias, **numpy_attrs))
+
+
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
 @pytest.mark.parametrize("case", range(len(_PATH_CASES)))
 def test_conv_paths_match_numpy(case, density, path, monkeypatch):
@@ -388,8 +408,8 @@ def test_optimize_rewrites_only_weighted_ops_on_spikes():
     assert [n.op_type for n in model.graph.node].count("MatMul") == 3  # the input is not changed
     assert {f.name for f in optimized.functions} == {"EventMatMul"}
     conv = optimize(_spiking_mlp(rng, conv=True))
-    # EventConv does not look for repeated images: the Conv on the data input stays
-    assert [(n.name, n.op_type) for n in event_nodes(conv)] == [("conv_on_spikes", "EventConv")]
+    assert [(n.input[0], n.name, n.op_type) for n in event_nodes(conv)] == [
+        ("x2", "", "EventConv"), ("sp2", "conv_on_spikes", "EventConv")]
     # Flatten is plumbing, but the Conv output is not spikes: the Gemm stays dense.
     assert [n.op_type for n in conv.graph.node if n.name == "gemm_dense"] == ["Gemm"]
     # Idempotent: a second pass finds nothing new.
@@ -424,6 +444,51 @@ def test_optimized_gemm_on_spikes_and_the_function_bodies():
     for d, e in zip(dense, event, strict=True):
         _assert_close(e, d.astype(np.float64))
     _check_runs_anywhere(optimized, model, {"x": x}, spiking=True)
+
+
+def test_rewritten_nodes_set_default_attributes_for_onnx_reference():
+    """A Gemm and a Conv that leave every attribute to its default: the event nodes set
+    them (the bodies reference them), so onnx.reference runs the bodies and gives the
+    original graph's values; a Conv with auto_pad gets no pads."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(13)
+    nodes = [
+        helper.make_node("Conv", ["x", "wc"], ["c"], name="conv"),
+        helper.make_node("Conv", ["x", "wc"], ["c2"], auto_pad="SAME_UPPER", name="conv_same"),
+        helper.make_node("Flatten", ["x"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "wg"], ["g"], name="gemm"),
+        helper.make_node("SpikingActivation", ["g"], ["y"], domain=DOMAIN, dt=0.01, seed=3, name="sa"),
+    ]
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "wc"),
+             numpy_helper.from_array(rng.standard_normal((2 * 6 * 6, 5)).astype(np.float32), "wg")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("c", "c2", "g", "y")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 2, 6, 6])],
+                              outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    optimized = optimize(model)
+    attrs = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in event_nodes(optimized)}
+    assert attrs["gemm"] == {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    assert attrs["conv"] == {"auto_pad": b"NOTSET", "group": 1, "dilations": [1, 1], "strides": [1, 1],
+                             "kernel_shape": [3, 3], "pads": [0, 0, 0, 0]}
+    assert "pads" not in attrs["conv_same"] and attrs["conv_same"]["auto_pad"] == b"SAME_UPPER"
+    x = rng.uniform(0, 3, (3, 2, 6, 6)).astype(np.float32)
+    dense = _session(model).run(None, {"x": x})
+    # onnx.reference runs the bodies of the event nodes (not SpikingActivation's, not attached)
+    probe = onnx.ModelProto.FromString(optimized.SerializeToString())
+    kept = [n for n in probe.graph.node if n.name not in ("sa", "conv_same")]
+    del probe.graph.node[:]
+    probe.graph.node.extend(kept)
+    del probe.graph.output[:]
+    probe.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("c", "g")])
+    got = ReferenceEvaluator(probe).run(None, {"x": x})
+    for g, d in zip(got, [dense[0], dense[2]], strict=True):
+        _assert_close(np.asarray(g, np.float32), d.astype(np.float64))
+    # the library gives the same
+    for e, d in zip(_session(optimized).run(None, {"x": x}), dense, strict=True):
+        _assert_close(e, d.astype(np.float64))
 
 
 def _check_runs_anywhere(optimized: onnx.ModelProto, dense: onnx.ModelProto, feeds, *, spiking: bool) -> None:
