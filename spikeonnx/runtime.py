@@ -251,9 +251,9 @@ class InferenceSession:
         run_options : onnxruntime.RunOptions, optional
             Passed on to onnxruntime.
         count_events : bool
-            Also count the synaptic events of every event-driven node
-            (:mod:`spikeonnx.events`): the nonzero inputs times the outputs each
-            reaches, as its kernel processes them
+            Also count the synaptic events of every event-driven node fed by spikes
+            (:func:`spikeonnx.events.event_inputs`; not those on the model's input):
+            the nonzero inputs times the outputs each reaches, as its kernel processes them
             (:func:`spikeonnx.events.synaptic_events`). The first such call builds a
             second session that also returns the event nodes' inputs.
 

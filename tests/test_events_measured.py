@@ -109,6 +109,13 @@ def test_measured_needs_event_nodes_and_example_arrays(tmp_path):
     dense.graph.node[0].op_type = "MatMul"
     with pytest.raises(ValueError, match="needs event-driven nodes.*spikeonnx.optimize"):
         GraphEnergy(dense, x, events="measured")
+    # an event node on a spiking model's input receives no spikes: nothing to measure
+    on_input = _one_node("EventMatMul", x.shape, w)
+    on_input.graph.node.append(helper.make_node("SpikingActivation", [on_input.graph.node[0].output[0]], ["s"],
+                                                domain=DOMAIN, dt=0.01, seed=1))
+    on_input.graph.output[0].name = "s"
+    with pytest.raises(ValueError, match="fed by spikes.*the model's input, which carries no spikes"):
+        GraphEnergy(on_input, x, events="measured")
     model = _one_node("EventMatMul", x.shape, w)
     with pytest.raises(ValueError, match="example_data"):
         GraphEnergy(model, events="measured")
@@ -121,10 +128,10 @@ def test_measured_needs_event_nodes_and_example_arrays(tmp_path):
 
 
 def _zoo_event_models():
-    """Every zoo model whose export (events=True) has event nodes, with its energies."""
+    """Every zoo model whose export (events=True) has event nodes fed by spikes."""
     keras = pytest.importorskip("keras")
     from spikeonnx import export
-    from spikeonnx.events import event_nodes
+    from spikeonnx.events import event_inputs
     from spikeonnx.examples.zoo import ZOO
 
     found = []
@@ -132,7 +139,7 @@ def _zoo_event_models():
         keras.utils.set_random_seed(1234)
         case = builder()
         model = export(case.model, events=True, **case.export_kwargs)
-        if event_nodes(model):
+        if event_inputs(model):
             found.append((name, model, case.x))
     return found
 

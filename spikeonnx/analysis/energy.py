@@ -25,6 +25,7 @@ from .. import devices as _devices
 from .. import energy as _energy
 from ..contract import DOMAIN, EVENT_OP_TYPES
 from ..energy import DEFAULT_DT, LayerRecord
+from ..events import event_inputs
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
 from .rates import ExampleData, RateAccumulator, compute_rates, load_example_data
 
@@ -117,11 +118,13 @@ class GraphEnergy(_energy.EnergyEstimator):
                                                  " (rates accumulated elsewhere carry no event counts)")
             )
         model = self.graph.model
-        if not any(n.domain == DOMAIN and n.op_type in EVENT_OP_TYPES for n in model.graph.node):
+        if not event_inputs(model):
+            on_input = any(n.domain == DOMAIN and n.op_type in EVENT_OP_TYPES for n in model.graph.node)
             raise ValueError(
                 f'{self.graph.label}: events="measured" needs event-driven nodes '
-                f"({', '.join(EVENT_OP_TYPES)}) and the model has none; export it with "
-                "spikeonnx.export(..., events=True) or rewrite it with spikeonnx.optimize"
+                f"({', '.join(EVENT_OP_TYPES)}) fed by spikes and the model has none"
+                + ("; its event nodes take the model's input, which carries no spikes" if on_input else
+                   "; export it with spikeonnx.export(..., events=True) or rewrite it with spikeonnx.optimize")
             )
 
     def _make_record(self, layer: Layer) -> LayerRecord:
