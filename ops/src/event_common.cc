@@ -235,6 +235,47 @@ void NativeOp::run(OrtKernelContext* context, int inputs, OrtValue* output) cons
   check(api_->InvokeOp(context, op_, in.data(), inputs, &output, 1));
 }
 
+void NativeOp::run_on(OrtKernelContext* context, int inputs, ONNXTensorElementDataType type, const void* x,
+                      const std::vector<int64_t>& x_shape, void* y, const std::vector<int64_t>& y_shape) const {
+  // Owns what the C API hands out, so that an error releases it too.
+  struct Owned {
+    const OrtApi* api;
+    OrtMemoryInfo* memory = nullptr;
+    OrtValue* x = nullptr;
+    OrtValue* y = nullptr;
+    ~Owned() {
+      if (x != nullptr) api->ReleaseValue(x);
+      if (y != nullptr) api->ReleaseValue(y);
+      if (memory != nullptr) api->ReleaseMemoryInfo(memory);
+    }
+  } owned{api_};
+  auto check = [this](OrtStatus* status) {
+    if (status == nullptr) return;
+    std::string message = api_->GetErrorMessage(status);
+    const OrtErrorCode code = api_->GetErrorCode(status);
+    api_->ReleaseStatus(status);
+    throw Ort::Exception(std::move(message), code);
+  };
+  const size_t element = type == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE ? sizeof(double) : sizeof(float);
+  auto bytes = [element](const std::vector<int64_t>& shape) {
+    size_t n = element;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    return n;
+  };
+  check(api_->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &owned.memory));
+  // The C API takes a mutable pointer; the kernel only reads its inputs.
+  check(api_->CreateTensorWithDataAsOrtValue(owned.memory, const_cast<void*>(x), bytes(x_shape), x_shape.data(),
+                                             x_shape.size(), type, &owned.x));
+  check(api_->CreateTensorWithDataAsOrtValue(owned.memory, y, bytes(y_shape), y_shape.data(), y_shape.size(), type,
+                                             &owned.y));
+  std::vector<const OrtValue*> in(static_cast<size_t>(inputs), nullptr);
+  in[0] = owned.x;
+  for (int i = 1; i < inputs; ++i) {
+    check(api_->KernelContext_GetInput(context, static_cast<size_t>(i), &in[static_cast<size_t>(i)]));
+  }
+  check(api_->InvokeOp(context, op_, in.data(), inputs, &owned.y, 1));
+}
+
 }  // namespace spikeonnx
 
 namespace spikeonnx {

@@ -332,18 +332,27 @@ struct EventConvKernel {
     T* y = out.GetTensorMutableData<T>();
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<int64_t> starts;
+    const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
+    const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
     if (repeated_rows(x, g.n, in_size, &starts)) {
       // Images held over time steps: each run of equal images is computed once, by the
-      // event paths (onnxruntime's Conv runs only on the op's own inputs).
+      // path chosen for those images.
+      const bool two_d = x_in.shape.size() == 4;
       on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, starts, [&](const T* xu, int64_t runs, T* yu) {
         ConvGeometry once = g;
         once.n = runs;
-        images(ctx, once, xu, w_in, b_in, yu, packed, choose(once, xu, false) == ConvPath::kGather);
+        const ConvPath path = choose(once, xu, can_dense);
+        if (path == ConvPath::kDense) {
+          dense->run_on(context, b_in.present ? 3 : 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xu,
+                        two_d ? std::vector<int64_t>{runs, g.c, g.h, g.w} : std::vector<int64_t>{runs, g.c, g.w}, yu,
+                        two_d ? std::vector<int64_t>{runs, g.m, g.oh, g.ow} : std::vector<int64_t>{runs, g.m, g.ow});
+        } else {
+          images(ctx, once, xu, w_in, b_in, yu, packed, path == ConvPath::kGather);
+        }
       });
       return;
     }
-    const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
-    const ConvPath path = choose(g, x, sizeof(T) == sizeof(float) && dense->available());
+    const ConvPath path = choose(g, x, can_dense);
     if (path == ConvPath::kDense) {
       dense->run(context, b_in.present ? 3 : 2, out);
       return;

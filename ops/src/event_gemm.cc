@@ -189,8 +189,16 @@ struct EventGemmKernel {
     };
     std::vector<int64_t> starts;
     if (row_stride == 0 && repeated_rows(a, M, K, &starts)) {  // a C per row would differ along a run
-      on_run_starts(ctx, a, y, K, N, starts,
-                    [&](const T* xu, int64_t U, T* yu) { own(xu, U, yu, sparse_rows(ctx, xu, U, K, N)); });
+      on_run_starts(ctx, a, y, K, N, starts, [&](const T* xu, int64_t U, T* yu) {
+        const bool events = sparse_rows(ctx, xu, U, K, N);
+        if (dense != nullptr && dense->available() && !events) {  // onnxruntime's Gemm on the distinct rows
+          const ONNXTensorElementDataType type =
+              std::is_same_v<T, float> ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
+          dense->run_on(context, c_in.present ? 3 : 2, type, xu, {U, K}, yu, {U, N});
+        } else {
+          own(xu, U, yu, events);
+        }
+      });
       return;
     }
     const bool events = sparse_rows(ctx, a, M, K, N);

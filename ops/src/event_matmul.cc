@@ -92,7 +92,12 @@ struct EventMatMulKernel {
     std::vector<int64_t> starts;
     if (repeated_rows(x, M, K, &starts)) {
       on_run_starts(ctx, x, y, K, N, starts, [&](const float* xu, int64_t U, float* yu) {
-        own_product(ctx, xu, w_in, yu, U, K, N, sparse_rows(ctx, xu, U, K, N));
+        const bool events = sparse_rows(ctx, xu, U, K, N);
+        if (!events && !own_gemm_wins(N) && dense_float_.available()) {
+          dense_float_.run_on(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xu, {U, K}, yu, {U, N});
+        } else {
+          own_product(ctx, xu, w_in, yu, U, K, N, events);
+        }
       });
     } else if (const bool events = sparse_rows(ctx, x, M, K, N); events || own_gemm_wins(N) || !dense_float_.available()) {
       own_product(ctx, x, w_in, y, M, K, N, events);
@@ -122,9 +127,14 @@ struct EventMatMulKernel {
     double* y = out.GetTensorMutableData<double>();
     auto finish = [](int64_t, double*, int64_t, int64_t) {};
     std::vector<int64_t> starts;
-    if (repeated_rows(x, M, K, &starts)) {  // float64 has only the event product of its own
-      on_run_starts(ctx, x, y, K, N, starts,
-                    [&](const double* xu, int64_t U, double* yu) { event_matmul(ctx, xu, w, yu, U, K, N, finish); });
+    if (repeated_rows(x, M, K, &starts)) {
+      on_run_starts(ctx, x, y, K, N, starts, [&](const double* xu, int64_t U, double* yu) {
+        if (dense_double_.available() && !sparse_rows(ctx, xu, U, K, N)) {
+          dense_double_.run_on(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, xu, {U, K}, yu, {U, N});
+        } else {
+          event_matmul(ctx, xu, w, yu, U, K, N, finish);
+        }
+      });
     } else if (dense_double_.available() && !sparse_rows(ctx, x, M, K, N)) {
       dense_double_.run(context, 2, out);
     } else {
