@@ -220,23 +220,8 @@ NativeOp::~NativeOp() {
   if (op_ != nullptr) api_->ReleaseOp(op_);
 }
 
-void NativeOp::run(OrtKernelContext* context, int inputs, OrtValue* output) const {
-  auto check = [this](OrtStatus* status) {
-    if (status == nullptr) return;
-    std::string message = api_->GetErrorMessage(status);
-    const OrtErrorCode code = api_->GetErrorCode(status);
-    api_->ReleaseStatus(status);
-    throw Ort::Exception(std::move(message), code);
-  };
-  std::vector<const OrtValue*> in(static_cast<size_t>(inputs), nullptr);
-  for (int i = 0; i < inputs; ++i) {
-    check(api_->KernelContext_GetInput(context, static_cast<size_t>(i), &in[static_cast<size_t>(i)]));
-  }
-  check(api_->InvokeOp(context, op_, in.data(), inputs, &output, 1));
-}
-
-void NativeOp::run_on(OrtKernelContext* context, int inputs, ONNXTensorElementDataType type, const void* x,
-                      const std::vector<int64_t>& x_shape, void* y, const std::vector<int64_t>& y_shape) const {
+void NativeOp::run(OrtKernelContext* context, int inputs, ONNXTensorElementDataType type, const void* x,
+                   const std::vector<int64_t>& x_shape, void* y, const std::vector<int64_t>& y_shape) const {
   // Owns what the C API hands out, so that an error releases it too.
   struct Owned {
     const OrtApi* api;

@@ -61,13 +61,11 @@ class NativeOp {
   ~NativeOp();
 
   bool available() const { return op_ != nullptr; }
-  // Runs the kernel on the context's inputs [0, inputs) into `output` (allocated by the
-  // caller with the right shape).
-  void run(OrtKernelContext* context, int inputs, OrtValue* output) const;
-  // The same with input 0 and the output replaced by the caller's buffers of element type
-  // `type` (e.g. only the distinct rows of input 0): x of shape x_shape, y of y_shape.
-  void run_on(OrtKernelContext* context, int inputs, ONNXTensorElementDataType type, const void* x,
-              const std::vector<int64_t>& x_shape, void* y, const std::vector<int64_t>& y_shape) const;
+  // Runs the kernel on x (shape x_shape, element type `type`: the op's input 0, or only its
+  // distinct rows) and the context's inputs [1, inputs) into y (shape y_shape, allocated by
+  // the caller).
+  void run(OrtKernelContext* context, int inputs, ONNXTensorElementDataType type, const void* x,
+           const std::vector<int64_t>& x_shape, void* y, const std::vector<int64_t>& y_shape) const;
 
  private:
   const OrtApi* api_ = nullptr;

@@ -334,30 +334,26 @@ struct EventConvKernel {
     std::vector<int64_t> starts;
     const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
     const bool can_dense = sizeof(T) == sizeof(float) && dense->available();
+    const bool two_d = x_in.shape.size() == 4;
+    // images (n of them) -> their outputs, by the path chosen for those images
+    auto product = [&](const T* xs, int64_t n, T* ys) {
+      ConvGeometry some = g;
+      some.n = n;
+      const ConvPath path = choose(some, xs, can_dense);
+      if (path == ConvPath::kDense) {
+        dense->run(context, b_in.present ? 3 : 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xs,
+                   two_d ? std::vector<int64_t>{n, g.c, g.h, g.w} : std::vector<int64_t>{n, g.c, g.w}, ys,
+                   two_d ? std::vector<int64_t>{n, g.m, g.oh, g.ow} : std::vector<int64_t>{n, g.m, g.ow});
+      } else {
+        images(ctx, some, xs, w_in, b_in, ys, packed, path == ConvPath::kGather);
+      }
+    };
+    // images held over time steps: each run of equal images is computed once
     if (repeated_rows(x, g.n, in_size, &starts)) {
-      // Images held over time steps: each run of equal images is computed once, by the
-      // path chosen for those images.
-      const bool two_d = x_in.shape.size() == 4;
-      on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, starts, [&](const T* xu, int64_t runs, T* yu) {
-        ConvGeometry once = g;
-        once.n = runs;
-        const ConvPath path = choose(once, xu, can_dense);
-        if (path == ConvPath::kDense) {
-          dense->run_on(context, b_in.present ? 3 : 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xu,
-                        two_d ? std::vector<int64_t>{runs, g.c, g.h, g.w} : std::vector<int64_t>{runs, g.c, g.w}, yu,
-                        two_d ? std::vector<int64_t>{runs, g.m, g.oh, g.ow} : std::vector<int64_t>{runs, g.m, g.ow});
-        } else {
-          images(ctx, once, xu, w_in, b_in, yu, packed, path == ConvPath::kGather);
-        }
-      });
-      return;
+      on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, starts, product);
+    } else {
+      product(x, g.n, y);
     }
-    const ConvPath path = choose(g, x, can_dense);
-    if (path == ConvPath::kDense) {
-      dense->run(context, b_in.present ? 3 : 2, out);
-      return;
-    }
-    images(ctx, g, x, w_in, b_in, y, packed, path == ConvPath::kGather);
   }
 
   // The path for images x (g.n of them): the forced one, or the cheapest by conv_cost at

@@ -89,20 +89,20 @@ struct EventMatMulKernel {
                  const InputView& w_in, Ort::UnownedValue& out, int64_t M, int64_t K, int64_t N) const {
     const float* x = static_cast<const float*>(x_in.data);
     float* y = out.GetTensorMutableData<float>();
+    // rows (M', K) of x -> (M', N): onnxruntime's MatMul for a dense product it does faster
+    auto product = [&](const float* xs, int64_t rows, float* ys) {
+      const bool events = sparse_rows(ctx, xs, rows, K, N);
+      if (!events && !own_gemm_wins(N) && dense_float_.available()) {
+        dense_float_.run(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xs, {rows, K}, ys, {rows, N});
+      } else {
+        own_product(ctx, xs, w_in, ys, rows, K, N, events);
+      }
+    };
     std::vector<int64_t> starts;
     if (repeated_rows(x, M, K, &starts)) {
-      on_run_starts(ctx, x, y, K, N, starts, [&](const float* xu, int64_t U, float* yu) {
-        const bool events = sparse_rows(ctx, xu, U, K, N);
-        if (!events && !own_gemm_wins(N) && dense_float_.available()) {
-          dense_float_.run_on(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xu, {U, K}, yu, {U, N});
-        } else {
-          own_product(ctx, xu, w_in, yu, U, K, N, events);
-        }
-      });
-    } else if (const bool events = sparse_rows(ctx, x, M, K, N); events || own_gemm_wins(N) || !dense_float_.available()) {
-      own_product(ctx, x, w_in, y, M, K, N, events);
+      on_run_starts(ctx, x, y, K, N, starts, product);
     } else {
-      dense_float_.run(context, 2, out);
+      product(x, M, y);
     }
   }
 
@@ -126,19 +126,19 @@ struct EventMatMulKernel {
     const double* w = static_cast<const double*>(w_in.data);
     double* y = out.GetTensorMutableData<double>();
     auto finish = [](int64_t, double*, int64_t, int64_t) {};
+    // rows (M', K) of x -> (M', N): float64 has only the event product of its own
+    auto product = [&](const double* xs, int64_t rows, double* ys) {
+      if (dense_double_.available() && !sparse_rows(ctx, xs, rows, K, N)) {
+        dense_double_.run(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, xs, {rows, K}, ys, {rows, N});
+      } else {
+        event_matmul(ctx, xs, w, ys, rows, K, N, finish);
+      }
+    };
     std::vector<int64_t> starts;
     if (repeated_rows(x, M, K, &starts)) {
-      on_run_starts(ctx, x, y, K, N, starts, [&](const double* xu, int64_t U, double* yu) {
-        if (dense_double_.available() && !sparse_rows(ctx, xu, U, K, N)) {
-          dense_double_.run_on(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, xu, {U, K}, yu, {U, N});
-        } else {
-          event_matmul(ctx, xu, w, yu, U, K, N, finish);
-        }
-      });
-    } else if (dense_double_.available() && !sparse_rows(ctx, x, M, K, N)) {
-      dense_double_.run(context, 2, out);
+      on_run_starts(ctx, x, y, K, N, starts, product);
     } else {
-      event_matmul(ctx, x, w, y, M, K, N, finish);
+      product(x, M, y);
     }
   }
 
