@@ -209,21 +209,13 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     """:func:`optimize` in place: rewrite ``model`` and return the names of the rewritten nodes."""
     graph = model.graph
     constants = _constants(graph)
-    spikes: Set[str] = set()
+    spikes = _reached(graph, set(), spiking_ops=True)
     # A spiking model's data inputs are events too, or frames held over time steps: rows
     # (images) equal to the one before, which the event kernels compute once.
-    spiking = any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node)
-    inputs: Set[str] = {i.name for i in graph.input if i.name not in constants} if spiking else set()
+    inputs = _reached(graph, _data_inputs(graph, constants), spiking_ops=False) if _is_spiking(graph) else set()
     rewritten: Dict[str, List[onnx.NodeProto]] = {}
-    # graph.node is in topological order, so a tensor is classified before it is used.
     for node in graph.node:
-        if node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
-            spikes.add(node.output[0])
-        elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING:
-            for fed in (spikes, inputs):
-                if node.input and node.input[0] in fed:
-                    fed.add(node.output[0])
-        elif _eligible(node, spikes, constants) or _eligible(node, inputs, constants):
+        if _eligible(node, spikes, constants) or _eligible(node, inputs, constants):
             event = _EVENT_OP[node.op_type]
             _write_defaults(node, list(constants[node.input[1]].dims))
             node.op_type = event
@@ -299,16 +291,28 @@ def _spike_tensors(graph: onnx.GraphProto) -> Set[str]:
     """``SpikingActivation`` outputs, and what plumbing makes of them; in a graph without
     ``SpikingActivation`` (event ops given spikes directly), its data inputs and what
     plumbing makes of them."""
-    spikes: Set[str] = set()
-    if not any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node):
-        constants = _constants(graph)
-        spikes = {i.name for i in graph.input if i.name not in constants}
+    sources = set() if _is_spiking(graph) else _data_inputs(graph, _constants(graph))
+    return _reached(graph, sources, spiking_ops=True)
+
+
+def _is_spiking(graph: onnx.GraphProto) -> bool:
+    return any(n.domain == DOMAIN and n.op_type == "SpikingActivation" for n in graph.node)
+
+
+def _data_inputs(graph: onnx.GraphProto, constants: Dict[str, onnx.TensorProto]) -> Set[str]:
+    return {i.name for i in graph.input if i.name not in constants}
+
+
+def _reached(graph: onnx.GraphProto, sources: Set[str], *, spiking_ops: bool) -> Set[str]:
+    """``sources`` (and ``SpikingActivation`` outputs if ``spiking_ops``), and what plumbing
+    makes of them; graph.node is in topological order, so one pass finds them all."""
+    found = set(sources)
     for node in graph.node:
-        if node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
-            spikes.add(node.output[0])
-        elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING and node.input and node.input[0] in spikes:
-            spikes.add(node.output[0])
-    return spikes
+        if spiking_ops and node.domain == DOMAIN and node.op_type == "SpikingActivation" and node.output:
+            found.add(node.output[0])
+        elif node.domain in _DEFAULT_DOMAINS and node.op_type in _PLUMBING and node.input and node.input[0] in found:
+            found.add(node.output[0])
+    return found
 
 
 def synaptic_events(model: onnx.ModelProto, node_name: str, x: np.ndarray) -> int:

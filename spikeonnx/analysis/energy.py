@@ -23,9 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .. import devices as _devices
 from .. import energy as _energy
-from ..contract import DOMAIN, EVENT_OP_TYPES
+from ..contract import EVENT_OP_TYPES
 from ..energy import DEFAULT_DT, LayerRecord
-from ..events import event_inputs
+from ..events import event_inputs, event_nodes
 from .graph import AnalysisGraph, AxisSpec, Layer, ModelLike
 from .rates import ExampleData, RateAccumulator, compute_rates, load_example_data
 
@@ -119,7 +119,7 @@ class GraphEnergy(_energy.EnergyEstimator):
             )
         model = self.graph.model
         if not event_inputs(model):
-            on_input = any(n.domain == DOMAIN and n.op_type in EVENT_OP_TYPES for n in model.graph.node)
+            on_input = bool(event_nodes(model))
             raise ValueError(
                 f'{self.graph.label}: events="measured" needs event-driven nodes '
                 f"({', '.join(EVENT_OP_TYPES)}) fed by spikes and the model has none"

@@ -435,8 +435,9 @@ class RateAccumulator:
 
 
 def _event_nodes(graph: AnalysisGraph) -> Dict[str, Tuple[str, str, int]]:
-    """Event nodes (:mod:`spikeonnx.events`) by label: ``(the name spikeonnx.events knows
-    it by, its data input, that input's size per sample and timestep)``."""
+    """Event nodes fed by spikes (:func:`spikeonnx.events.event_inputs`) by label: ``(the
+    name spikeonnx.events knows it by, its data input, that input's size per sample and
+    timestep)``."""
     found = {}
     fed_by_spikes = event_inputs(graph.model)
     for label in graph.graph.graph["order"]:
