@@ -116,7 +116,8 @@ def test_spiking_activation_omitted_initial_voltage_uses_seed():
 
 @pytest.mark.parametrize(
     "state_shape, seed",
-    [((1, 1), 0), ((3, 5, 7), 1), ((2, 1001), 12345), ((4, 3, 2, 5), -7), ((5, 6), 2**31 - 1)],
+    # (3, 2051): work items of 1024 units that start inside a Philox block, over many blocks
+    [((1, 1), 0), ((3, 5, 7), 1), ((2, 1001), 12345), ((4, 3, 2, 5), -7), ((5, 6), 2**31 - 1), ((3, 2051), 5)],
 )
 def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
     tf = pytest.importorskip("tensorflow")

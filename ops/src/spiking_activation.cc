@@ -85,8 +85,7 @@ struct SpikingActivationKernel {
       } else {
         // Same numbers as tf.random.stateless_uniform((B, *S), seed=(seed, seed)), float32.
         alignas(64) float drawn[kBlockUnits];
-        tf_stateless_uniform_float(philox, static_cast<uint64_t>(state_at),
-                                   static_cast<uint64_t>(state_at + n), drawn);
+        stateless_uniform(philox, static_cast<uint64_t>(state_at), static_cast<uint64_t>(state_at + n), drawn);
         std::copy(drawn, drawn + n, voltage);
       }
       spiking_loop(rates + at, spikes + at, voltage, n, g.time, g.step(), dt, stream);

@@ -17,6 +17,10 @@
 namespace spikeonnx {
 namespace plain {
 
+SPIKEONNX_CLONES void stateless_uniform(const Philox4x32& state, uint64_t begin, uint64_t end, float* out) {
+  tf_stateless_uniform_float(state, begin, end, out);
+}
+
 SPIKEONNX_CLONES void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n,
                                    int64_t steps, int64_t step, float dt) {
   spiking_block<float>(rates, spikes, voltage, n, steps, step, dt);
@@ -128,5 +132,9 @@ void alpha_loop(const double* x, double* y, double* s1, double* s2, const double
 }
 
 #undef SPIKEONNX_DISPATCH
+
+void stateless_uniform(const Philox4x32& state, uint64_t begin, uint64_t end, float* out) {
+  plain::stateless_uniform(state, begin, end, out);
+}
 
 }  // namespace spikeonnx

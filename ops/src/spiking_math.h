@@ -80,23 +80,59 @@ inline float uint32_to_unit_float(uint32_t bits) {
 
 // Element `index` of tf.random.stateless_uniform(shape, seed=(seed0, seed1), dtype=float32)
 // lives in Philox block index/4 (128-bit counter advanced by that many steps), word index%4.
-// Fills out[begin, end) of the flat row-major sample.
+// Fills out[begin, end) of the flat row-major sample.  Blocks are computed kLanes at a
+// time, lane by lane in plain loops (the 32x32->64-bit products vectorise; a lone block
+// is a chain of dependent multiplies); integer arithmetic, so every build agrees bit for bit.
 inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, uint64_t end,
                                        float* out) {
-  uint64_t index = begin;
-  while (index < end) {
-    const uint64_t block = index / 4;
-    const uint64_t low = (static_cast<uint64_t>(state.counter[1]) << 32) | state.counter[0];
-    uint64_t high = (static_cast<uint64_t>(state.counter[3]) << 32) | state.counter[2];
-    const uint64_t new_low = low + block;
-    if (new_low < low) ++high;  // carry into the upper half of the 128-bit counter
-    const uint32_t counter[4] = {static_cast<uint32_t>(new_low), static_cast<uint32_t>(new_low >> 32),
-                                 static_cast<uint32_t>(high), static_cast<uint32_t>(high >> 32)};
-    uint32_t words[4];
-    philox4x32_10(counter, state.key, words);
-    for (uint64_t lane = index % 4; lane < 4 && index < end; ++lane, ++index) {
-      out[index - begin] = uint32_to_unit_float(words[lane]);
+  constexpr int kLanes = 16;
+  constexpr uint32_t kMulA = 0xD2511F53u;
+  constexpr uint32_t kMulB = 0xCD9E8D57u;
+  constexpr uint32_t kWeylA = 0x9E3779B9u;
+  constexpr uint32_t kWeylB = 0xBB67AE85u;
+  const uint64_t low = (static_cast<uint64_t>(state.counter[1]) << 32) | state.counter[0];
+  const uint64_t high = (static_cast<uint64_t>(state.counter[3]) << 32) | state.counter[2];
+  uint64_t block = begin / 4;
+  const uint64_t last = end == 0 ? 0 : (end - 1) / 4 + 1;  // one past the last block needed
+  while (block < last) {
+    uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+    for (int i = 0; i < kLanes; ++i) {
+      const uint64_t new_low = low + block + static_cast<uint64_t>(i);
+      const uint64_t new_high = high + (new_low < low ? 1 : 0);  // carry into the upper half
+      c0[i] = static_cast<uint32_t>(new_low);
+      c1[i] = static_cast<uint32_t>(new_low >> 32);
+      c2[i] = static_cast<uint32_t>(new_high);
+      c3[i] = static_cast<uint32_t>(new_high >> 32);
     }
+    uint32_t k0 = state.key[0], k1 = state.key[1];
+    for (int round = 0; round < 10; ++round) {
+      for (int i = 0; i < kLanes; ++i) {
+        const uint64_t p0 = static_cast<uint64_t>(kMulA) * c0[i];
+        const uint64_t p1 = static_cast<uint64_t>(kMulB) * c2[i];
+        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[i] ^ k0;
+        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[i] ^ k1;
+        c0[i] = n0;
+        c1[i] = static_cast<uint32_t>(p1);
+        c2[i] = n2;
+        c3[i] = static_cast<uint32_t>(p0);
+      }
+      k0 += kWeylA;
+      k1 += kWeylB;
+    }
+    uint32_t words[4 * kLanes];
+    for (int i = 0; i < kLanes; ++i) {
+      words[4 * i] = c0[i];
+      words[4 * i + 1] = c1[i];
+      words[4 * i + 2] = c2[i];
+      words[4 * i + 3] = c3[i];
+    }
+    // words[0] is element 4 * block; keep those in [begin, end).
+    const uint64_t first = block * 4 < begin ? begin : block * 4;
+    const uint64_t stop = block * 4 + 4 * kLanes < end ? block * 4 + 4 * kLanes : end;
+    for (uint64_t index = first; index < stop; ++index) {
+      out[index - begin] = uint32_to_unit_float(words[index - block * 4]);
+    }
+    block += kLanes;
   }
 }
 
@@ -223,6 +259,9 @@ inline void alpha_block(const T* __restrict x, T* __restrict y, T* __restrict s1
 
 namespace spikeonnx {
 
+// tf_stateless_uniform_float, compiled per instruction set like the loops (integer
+// arithmetic: every variant gives the same words).
+void stateless_uniform(const Philox4x32& state, uint64_t begin, uint64_t end, float* out);
 void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
                   int64_t step, float dt, bool stream);
 void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n, int64_t steps,
