@@ -33,10 +33,12 @@ enum class ConvPath { kAuto, kScatter, kGather, kDense };
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
 // thread), of the three paths: a least-squares fit (relative error) to 90 timings of 3x3
 // convolutions (C 3..64, M 16..64, 8x8..32x32, stride 1 and 2, density 1..100 %), which
-// picks the fastest path in 29 of those 30 cases (the other costs 6 %).  Terms:
+// picks the fastest path in 29 of those 30 cases (the other costs 15 %).  Terms:
 //   in = C H W input elements, out = M OH OW output elements, d = density,
 //   units = C OH OW KH KW vectors(M / group) (the dense multiply-adds, in vectors),
-//   taps = OH OW KH KW group (each output position's kernel taps).
+//   taps = OH OW KH KW group (each output position's kernel taps),
+//   large = out when an image's output is over 64 KiB (its accumulator leaves L1, and
+//   writing it out misses more).
 // Scatter: each nonzero adds its taps' weight rows to the accumulator rows they reach;
 // a strided kernel reaches a varying number of rows per input (branches mispredict).
 // Gather: the image's nonzeros are bucketed by position; each output position then sums
@@ -46,12 +48,13 @@ struct ConvCost {
 };
 
 ConvCost conv_cost(double in, double out, double units, double taps, double density, double taps_per_input,
-                   bool strided) {
+                   bool strided, bool large) {
+  const double big = large ? out : 0.0;
   ConvCost c;
-  c.scatter = 0.131 * in + 0.679 * out + 0.355 * density * units +
-              density * in * (4.18 * taps_per_input + (strided ? 14.7 : 0.0));
-  c.gather = 0.234 * in + 1.33 * out + 3.26 * taps + 0.884 * density * units;
-  c.dense = 1.73 * in + 0.025 * out + 0.411 * units;
+  c.scatter = 0.306 * in + 0.281 * out + 0.529 * big + 0.696 * density * units +
+              density * in * (2.98 * taps_per_input + (strided ? 13.6 : 0.0));
+  c.gather = 0.61 * in + 0.397 * big + 3.33 * taps + 0.722 * density * units;
+  c.dense = 1.33 * in + 0.094 * out + 0.378 * units;
   return c;
 }
 
@@ -373,7 +376,8 @@ struct EventConvKernel {
         conv_cost(static_cast<double>(in_size), static_cast<double>(g.m) * positions_d,
                   static_cast<double>(g.c) * positions_d * kernel_taps * static_cast<double>((g.mg + lanes - 1) / lanes),
                   positions_d * kernel_taps * static_cast<double>(g.group), density,
-                  kernel_taps / static_cast<double>(g.sh * g.sw), g.sh * g.sw > 1);
+                  kernel_taps / static_cast<double>(g.sh * g.sw), g.sh * g.sw > 1,
+                  g.m * g.oh * g.ow * static_cast<int64_t>(sizeof(T)) > 64 * 1024);
     // The gather path needs whole vectors of output channels per group, and indexes the
     // elements of a sample with int32.
     const bool can_gather = g.mg % lanes == 0 && in_size + 16 <= INT32_MAX;
@@ -433,7 +437,10 @@ struct EventConvKernel {
       std::vector<T> val(room), sval(gather ? room : 0);
       std::vector<int32_t> chan_end(gather ? static_cast<size_t>(g.c) : 0);
       std::vector<int32_t> start(gather ? static_cast<size_t>(g.group * g.h * g.w + 1) : 0);
-      const GatherScratch<T> scratch{idx.data(), val.data(), chan_end.data(), start.data(), rows.data(), sval.data()};
+      std::vector<int32_t> col(gather ? static_cast<size_t>(g.h * g.w) : 0);
+      for (size_t p = 0; p < col.size(); ++p) col[p] = static_cast<int32_t>(static_cast<int64_t>(p) % g.w);
+      const GatherScratch<T> scratch{idx.data(),   val.data(),  chan_end.data(), start.data(),
+                                     rows.data(), sval.data(), col.data()};
       const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
       for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
         for (int64_t p = 0; p < positions; ++p) {

@@ -34,7 +34,8 @@ struct ConvScatter : ConvShape {
 
 // Scratch of conv_gather for one image (raw pointers: the loops' translation units are
 // compiled per instruction set and share no inline container code).  Rooms: pix, val,
-// row, sval c * h * w + 16; chan_end c; start (c / cg) * h * w + 1.
+// row, sval c * h * w + 16; chan_end c; start (c / cg) * h * w + 1.  col (h * w, read
+// only) is the caller's table of every input position's column, p % w.
 template <typename T>
 struct GatherScratch {
   int32_t* pix = nullptr;
@@ -43,6 +44,7 @@ struct GatherScratch {
   int32_t* start = nullptr;
   int32_t* row = nullptr;
   T* sval = nullptr;
+  const int32_t* col = nullptr;
 };
 
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
