@@ -33,14 +33,22 @@ from spikeonnx.events import event_nodes, optimize
 from spikeonnx.ops import library_path
 
 DT = 0.001
+_SETTLE = 0.05
 
 
 def _best_pair(first: Callable[[], object], second: Callable[[], object], repeats: int) -> Tuple[float, float]:
-    """Best times of two calls, run alternately: a slow spell of the machine hits both alike."""
+    """Best times of two calls, run alternately: a slow spell of the machine hits both alike.
+
+    Each call starts after a pause of ``_SETTLE`` seconds: onnxruntime's pool threads spin
+    for a while after a run, and without the pause the other session's spinning threads
+    would take the cores from this one's (with 2 cores, the default threads measured
+    alternately ran hardly faster than 1 thread).
+    """
     first(), second()
     best = [float("inf"), float("inf")]
     for _ in range(repeats):
         for i, fn in enumerate((first, second)):
+            time.sleep(_SETTLE)
             start = time.perf_counter()
             fn()
             best[i] = min(best[i], time.perf_counter() - start)
