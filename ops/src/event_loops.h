@@ -47,6 +47,25 @@ struct GatherScratch {
   const int32_t* col = nullptr;
 };
 
+// One image of EventConv's dense path, a direct convolution (no im2col matrix): each
+// register tile of output channels times a few runs of output positions sums, tap by
+// tap, the weight (broadcast) times the input under the positions (vectors).  The input
+// is first copied into zero-padded phase planes: plane (c, py, px) holds padded input
+// rows py, py + sh, ... and columns px, px + sw, ..., so that every tap reads the
+// positions of an output row as consecutive values, whatever the stride.
+template <typename T>
+struct ConvDirect : ConvShape {
+  int64_t hq = 0, wq = 0;              // rows and columns of a phase plane
+  const T* weight = nullptr;           // per group and tile of gemm_rows() channels: [k][gemm_rows()]
+  const T* bias = nullptr;             // M values, or null
+  const int64_t* tap = nullptr;        // K = cg kh kw: offset of tap k's read in a group's planes
+  const int64_t* run_src = nullptr;    // per run of output positions: oy * wq + ox of its first
+  const int64_t* run_dst = nullptr;    // ... its first output position, oy * ow + ox
+  const int64_t* run_len = nullptr;    // ... its length (at most gather_lanes())
+  int64_t runs = 0;
+  T* planes = nullptr;                 // scratch: c sh sw hq wq + gather_lanes() values
+};
+
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
   /* Columns per tile_sum call (accumulators held in registers). */                               \
   int64_t tile_width_float();                                                                     \
@@ -79,6 +98,9 @@ struct GatherScratch {
   void conv_gather(const ConvScatter<float>& s, const float* x, float* acc, const GatherScratch<float>& b); \
   void conv_gather(const ConvScatter<double>& s, const double* x, double* acc,                    \
                    const GatherScratch<double>& b);                                               \
+  /* y (M, oh, ow) = the convolution of image x (c, h, w) (see ConvDirect). */                    \
+  void conv_direct(const ConvDirect<float>& d, const float* x, float* y);                         \
+  void conv_direct(const ConvDirect<double>& d, const double* x, double* y);                      \
   /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols. */                                \
   void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo);            \
   void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo);          \
@@ -120,6 +142,8 @@ struct EventLoops {
   int64_t (*gather_lanes_double)();
   void (*gather_float)(const ConvScatter<float>&, const float*, float*, const GatherScratch<float>&);
   void (*gather_double)(const ConvScatter<double>&, const double*, double*, const GatherScratch<double>&);
+  void (*direct_float)(const ConvDirect<float>&, const float*, float*);
+  void (*direct_double)(const ConvDirect<double>&, const double*, double*);
   void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t);
   void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
@@ -160,6 +184,8 @@ struct EventLoops {
   void gather(const ConvScatter<double>& s, const double* x, double* a, const GatherScratch<double>& b) const {
     gather_double(s, x, a, b);
   }
+  void direct(const ConvDirect<float>& d, const float* x, float* y) const { direct_float(d, x, y); }
+  void direct(const ConvDirect<double>& d, const double* x, double* y) const { direct_double(d, x, y); }
   void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l) const { transpose_float(a, r, c, o, l); }
   void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l) const {
     transpose_double(a, r, c, o, l);
