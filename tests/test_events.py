@@ -212,15 +212,18 @@ _PATH_CASES = [
     ((2, 8, 9, 9), (16, 8, 1, 1), {}),
     ((3, 8, 30), (16, 8, 5), {"strides": [2], "pads": [2, 1], "dilations": [2]}),  # 1-D
     ((2, 3, 9, 10), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]}),  # 5 channels: gather falls back to scatter
-    # output rows of 15-30 positions: the dense path is the direct convolution (its runs of
-    # positions fill at least 70 % of the vector lanes, 8 or 16), narrower ones above take
-    # onnxruntime's Conv
+    # the dense path is the direct convolution when its vectors of positions (whole, half
+    # or quarter vectors of 8 or 16 lanes, each within an output row) are at least 70 %
+    # full: rows of 3, 8, 15, 16, 28 and 30 positions here; those of 10 above (0.63 with
+    # 16 lanes) take onnxruntime's Conv
     ((2, 3, 10, 16), (16, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
     ((2, 8, 12, 30), (32, 8, 3, 3), {"strides": [1, 2], "pads": [1, 1, 1, 1]}),
     ((2, 4, 9, 28), (32, 2, 3, 3), {"group": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2]}),
     ((2, 4, 11, 47), (16, 4, 3, 3), {"strides": [2, 3], "pads": [0, 2, 1, 1], "dilations": [1, 2]}),
     ((2, 4, 8, 16), (16, 4, 2, 3), {"auto_pad": "SAME_LOWER"}),
     ((3, 8, 64), (16, 8, 5), {"strides": [2], "pads": [2, 1], "dilations": [2]}),  # 1-D
+    ((2, 4, 8, 8), (16, 4, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 4, 6, 6), (16, 2, 3, 3), {"group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
 ]
 
 

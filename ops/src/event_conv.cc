@@ -343,14 +343,15 @@ struct EventConvKernel {
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<int64_t> starts;
     const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
-    // The dense path: our direct convolution when the output rows fill most of the vector
-    // lanes of its runs, else onnxruntime's Conv (float32 only).  Measured against
-    // onnxruntime's Conv run from the op (1 thread, 3x3, 320 images): 0.83x of its time
-    // for 32 -> 64 stride 2 on 32x32, 0.76-0.94x for output rows of 12-32 positions
-    // (fill 0.75-1); 1.21-1.34x for rows of 8, 17 and 20 (fill 0.5-0.63).
-    const int64_t lanes = event_loops().gather_lanes(T(0));
-    const int64_t row_runs = (g.ow + lanes - 1) / lanes;
-    const bool direct = 10 * g.ow >= 7 * row_runs * lanes;
+    // The dense path: our direct convolution when its vectors of output positions (pieces
+    // of whole, half or quarter vectors, each within an output row) are at least 70 %
+    // filled, else onnxruntime's Conv (float32 only).  Against onnxruntime's Conv run from
+    // the op (1 thread, 3x3, 320 images) it took 0.76-0.94x the time for output rows of
+    // 12-32 positions; against a Conv node (onnxruntime's blocked NCHWc kernel), 1 thread /
+    // 2: 0.93x / 0.86x (rows of 32 and 16), 1.07-1.14x / 0.83-0.86x (rows of 8 and 12),
+    // 1.22-1.25x / 0.83x (rows of 17, 20 and 4).
+    const int64_t parts = direct_parts(g.ow, event_loops().gather_lanes(T(0)));
+    const bool direct = parts > 0;
     const bool can_dense = direct || (sizeof(T) == sizeof(float) && dense->available());
     const bool two_d = x_in.shape.size() == 4;
     // images (n of them) -> their outputs, by the path chosen for those images
@@ -410,6 +411,23 @@ struct EventConvKernel {
     return path;
   }
 
+  // Pieces per vector (1, 2 or 4) of the direct convolution for output rows of `width`
+  // positions: the one whose vectors are fullest, if at least 70 % full; else 0 (the
+  // direct path would waste too many lanes).
+  static int64_t direct_parts(int64_t width, int64_t lanes) {
+    int64_t best = 0, best_used = 0, best_room = 1;
+    for (int64_t parts = 1; parts <= 4 && lanes % parts == 0; parts *= 2) {
+      const int64_t piece = lanes / parts;
+      const int64_t room = (width + piece - 1) / piece * piece;  // lanes taken per row
+      if (best == 0 || width * best_room > best_used * room) {
+        best = parts;
+        best_used = width;
+        best_room = room;
+      }
+    }
+    return 10 * best_used >= 7 * best_room ? best : 0;
+  }
+
   // Weight (M, C/g, [KH,] KW) in register tiles of `rows` output channels for the
   // direct convolution: [group][tile][k][rows] (k = (c', kh, kw), as the weight stores it;
   // channels past the group's last are zero).
@@ -455,21 +473,28 @@ struct EventConvKernel {
         }
       }
     }
-    std::vector<int64_t> run_src, run_dst, run_len;
+    d.parts = direct_parts(g.ow, lanes);
+    const int64_t piece = lanes / d.parts;
+    std::vector<int64_t> piece_src, piece_dst, piece_len;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      for (int64_t ox = 0; ox < g.ow; ox += lanes) {
-        run_src.push_back(oy * d.wq + ox);
-        run_dst.push_back(oy * g.ow + ox);
-        run_len.push_back(std::min(lanes, g.ow - ox));
+      for (int64_t ox = 0; ox < g.ow; ox += piece) {
+        piece_src.push_back(oy * d.wq + ox);
+        piece_dst.push_back(oy * g.ow + ox);
+        piece_len.push_back(std::min(piece, g.ow - ox));
       }
+    }
+    while (piece_src.size() % static_cast<size_t>(d.parts) != 0) {  // the last vector's padding
+      piece_src.push_back(0);
+      piece_dst.push_back(0);
+      piece_len.push_back(0);
     }
     d.weight = tiles;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();
-    d.run_src = run_src.data();
-    d.run_dst = run_dst.data();
-    d.run_len = run_len.data();
-    d.runs = static_cast<int64_t>(run_src.size());
+    d.piece_src = piece_src.data();
+    d.piece_dst = piece_dst.data();
+    d.piece_len = piece_len.data();
+    d.vectors = static_cast<int64_t>(piece_src.size()) / d.parts;
     const int64_t in_size = g.c * g.h * g.w, out_size = g.m * g.oh * g.ow;
     const size_t room = static_cast<size_t>(g.c * g.sh * g.sw * d.hq * d.wq + lanes);
     constexpr int64_t kMaxItems = 32;

@@ -48,21 +48,24 @@ struct GatherScratch {
 };
 
 // One image of EventConv's dense path, a direct convolution (no im2col matrix): each
-// register tile of output channels times a few runs of output positions sums, tap by
-// tap, the weight (broadcast) times the input under the positions (vectors).  The input
-// is first copied into zero-padded phase planes: plane (c, py, px) holds padded input
-// rows py, py + sh, ... and columns px, px + sw, ..., so that every tap reads the
-// positions of an output row as consecutive values, whatever the stride.
+// register tile of output channels times a few vectors of output positions sums, tap by
+// tap, the weight (broadcast) times the input under the positions.  The input is first
+// copied into zero-padded phase planes: plane (c, py, px) holds padded input rows py,
+// py + sh, ... and columns px, px + sw, ..., so that every tap reads the positions of an
+// output row as consecutive values, whatever the stride.  A vector holds `parts` pieces
+// of gather_lanes() / parts positions, each within one output row (rows narrower than a
+// vector then still fill it).
 template <typename T>
 struct ConvDirect : ConvShape {
   int64_t hq = 0, wq = 0;              // rows and columns of a phase plane
   const T* weight = nullptr;           // per group and tile of gemm_rows() channels: [k][gemm_rows()]
   const T* bias = nullptr;             // M values, or null
   const int64_t* tap = nullptr;        // K = cg kh kw: offset of tap k's read in a group's planes
-  const int64_t* run_src = nullptr;    // per run of output positions: oy * wq + ox of its first
-  const int64_t* run_dst = nullptr;    // ... its first output position, oy * ow + ox
-  const int64_t* run_len = nullptr;    // ... its length (at most gather_lanes())
-  int64_t runs = 0;
+  int64_t parts = 1;                   // pieces per vector: 1, 2 or 4
+  const int64_t* piece_src = nullptr;  // per piece: oy * wq + ox of its first position
+  const int64_t* piece_dst = nullptr;  // ... its first output position, oy * ow + ox
+  const int64_t* piece_len = nullptr;  // ... its positions (0 for the last vector's padding)
+  int64_t vectors = 0;                 // pieces / parts
   T* planes = nullptr;                 // scratch: c sh sw hq wq + gather_lanes() values
 };
 
