@@ -347,9 +347,10 @@ struct EventConvKernel {
     // of whole, half or quarter vectors, each within an output row) are at least 70 %
     // filled, else onnxruntime's Conv (float32 only).  Against onnxruntime's Conv run from
     // the op (1 thread, 3x3, 320 images) it took 0.76-0.94x the time for output rows of
-    // 12-32 positions; against a Conv node (onnxruntime's blocked NCHWc kernel), 1 thread /
-    // 2: 0.93x / 0.86x (rows of 32 and 16), 1.07-1.14x / 0.83-0.86x (rows of 8 and 12),
-    // 1.22-1.25x / 0.83x (rows of 17, 20 and 4).
+    // 12-32 positions.  Against a Conv node (onnxruntime's blocked NCHWc kernel), time on
+    // 1 thread / 2 threads: 0.70-0.93x / 0.60-0.75x for rows of 32 and 16, 1.07-1.14x /
+    // 0.85-0.86x for rows of 8 and 12, 1.13-1.24x / 0.83-1.04x for rows of 4, 17 and 20
+    // (both run the multiply-adds near this CPU's peak; the node's blocking is tighter).
     const int64_t parts = direct_parts(g.ow, event_loops().gather_lanes(T(0)));
     const bool direct = parts > 0;
     const bool can_dense = direct || (sizeof(T) == sizeof(float) && dense->available());
