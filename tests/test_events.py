@@ -264,6 +264,20 @@ def test_conv_paths_match_numpy(case, density, path, monkeypatch):
             _assert_close(_run(_model("EventConv", x, [w, bias], **attrs), x), reference.event_conv(x, w, bias, **attrs))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_dense_output_past_the_caches_matches_numpy(threads, monkeypatch):
+    """An output of 4 MiB or more is written with non-temporal stores by the dense path
+    (the direct convolution): the same numbers, every image, with threads."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "dense")
+    rng = np.random.default_rng(77)
+    x = rng.standard_normal((40, 8, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    y = _run(_model("EventConv", x, [w, b], pads=[1, 1, 1, 1]), x, threads=threads)
+    assert y.nbytes >= 4 << 20
+    _assert_close(y, reference.event_conv(x, w, b, pads=[1, 1, 1, 1]))
+
+
 def test_conv_path_variable_is_checked(monkeypatch):
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "fastest")
     x = np.zeros((1, 2, 5, 5), np.float32)

@@ -496,6 +496,9 @@ struct EventConvKernel {
     d.piece_dst = piece_dst.data();
     d.piece_len = piece_len.data();
     d.vectors = static_cast<int64_t>(piece_src.size()) / d.parts;
+    // An output too big for the caches is written past them (as the spiking ops do): the
+    // CNN of bench_events.py ran 2-5 % faster end to end on 1 thread, 1-3 % on 2.
+    d.stream = stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
     const int64_t in_size = g.c * g.h * g.w, out_size = g.m * g.oh * g.ow;
     const size_t room = static_cast<size_t>(g.c * g.sh * g.sw * d.hq * d.wq + lanes);
     constexpr int64_t kMaxItems = 32;

@@ -67,6 +67,7 @@ struct ConvDirect : ConvShape {
   const int64_t* piece_len = nullptr;  // ... its positions (0 for the last vector's padding)
   int64_t vectors = 0;                 // pieces / parts
   T* planes = nullptr;                 // scratch: c sh sw hq wq + gather_lanes() values
+  bool stream = false;                 // write the output past the caches (non-temporal)
 };
 
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
