@@ -157,7 +157,6 @@ struct EventConvKernel {
         path_ = ConvPath::kGather;
       } else if (name == "dense") {
         path_ = ConvPath::kDense;
-
       } else if (name != "auto") {
         fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got '" + name +
              "'");
@@ -455,11 +454,9 @@ struct EventConvKernel {
     const int64_t lanes = loops.gather_lanes(T(0));
     const int64_t k_size = g.cg * g.kh * g.kw;
     std::vector<T> local;
-    const T* tiles = packed.data();
-    if (packed.empty() || w_in.data != packed_source_) {
-      local = pack_tiles(static_cast<const T*>(w_in.data), w_in.shape, g.group, loops.gemm_rows());
-      tiles = local.data();
-    }
+    const T* tiles = packed_weight(packed, w_in, &local, [&] {
+      return pack_tiles(static_cast<const T*>(w_in.data), w_in.shape, g.group, loops.gemm_rows());
+    });
     ConvDirect<T> d;
     static_cast<ConvShape&>(d) = g;
     d.hq = g.oh + ((g.kh - 1) * g.dh) / g.sh;
@@ -501,17 +498,37 @@ struct EventConvKernel {
     d.stream = stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
     const int64_t in_size = g.c * g.h * g.w, out_size = g.m * g.oh * g.ow;
     const size_t room = static_cast<size_t>(g.c * g.sh * g.sw * d.hq * d.wq + lanes);
-    constexpr int64_t kMaxItems = 32;
-    const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
-    const int64_t items = (g.n + chunk - 1) / chunk;
-    auto work = [&](size_t item) {
+    in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
       std::vector<T> planes(room);
       ConvDirect<T> mine = d;
       mine.planes = planes.data();
-      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
-      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) loops.direct(mine, x + n * in_size, y + n * out_size);
+      for (int64_t n = first; n < last; ++n) loops.direct(mine, x + n * in_size, y + n * out_size);
+    });
+  }
+
+  // fn(first, last) for chunks of the images [0, n) on the pool: at most 32 items, as
+  // each allocates its scratch (often >= 128 KiB, i.e. fresh pages from the system that
+  // fault in on first touch).
+  template <typename Fn>
+  static void in_chunks(const Ort::KernelContext& ctx, int64_t n, const Fn& fn) {
+    constexpr int64_t kMaxItems = 32;
+    const int64_t chunk = (n + kMaxItems - 1) / kMaxItems;
+    const int64_t items = (n + chunk - 1) / chunk;
+    auto work = [&](size_t item) {
+      const int64_t first = static_cast<int64_t>(item) * chunk;
+      fn(first, std::min(n, first + chunk));
     };
     parallel_for(ctx, static_cast<size_t>(items), work);
+  }
+
+  // The weight as `pack()` lays it out: packed when the kernel was created if w is that
+  // constant, else now, into *local.
+  template <typename T, typename Pack>
+  const T* packed_weight(const std::vector<T>& packed, const InputView& w, std::vector<T>* local,
+                         const Pack& pack) const {
+    if (!packed.empty() && w.data == packed_source_) return packed.data();
+    *local = pack();
+    return local->data();
   }
 
   // y (g.n images) = the convolution of images x by the event path, gather or scatter.
@@ -521,20 +538,11 @@ struct EventConvKernel {
     const EventLoops& loops = event_loops();
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<T> local;
-    const T* wp = packed.data();
-    if (packed.empty() || w_in.data != packed_source_) {
-      local = pack(static_cast<const T*>(w_in.data), w_in.shape, g.group);
-      wp = local.data();
-    }
+    const T* wp =
+        packed_weight(packed, w_in, &local, [&] { return pack(static_cast<const T*>(w_in.data), w_in.shape, g.group); });
     const T* bias = static_cast<const T*>(b_in.data);
     const int64_t positions = g.oh * g.ow;
     const int64_t taps = g.kh * g.kw;
-    // Samples in chunks: one accumulator buffer per chunk.
-    // Few items: each allocates an accumulator (often >= 128 KiB, i.e. fresh pages from
-    // the system that fault in on first touch), so items are chunks of samples.
-    constexpr int64_t kMaxItems = 32;
-    const int64_t chunk = (g.n + kMaxItems - 1) / kMaxItems;
-    const int64_t items = (g.n + chunk - 1) / chunk;
     if (g.h * g.w > INT32_MAX || g.oh > INT32_MAX || g.ow > INT32_MAX) {
       throw OpError(at_ + ": input 'X' has " + std::to_string(g.h * g.w) +
                     " positions per channel; the event path takes at most 2^31 - 1");
@@ -549,7 +557,7 @@ struct EventConvKernel {
     scatter.col_start = cols.start();
     scatter.col_taps = cols.taps();
     scatter.weight = wp;
-    auto work = [&](size_t item) {
+    in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
       // acc holds the sample's output as (positions, M) rows, so that each tap adds
       // contiguous output channels; it is then transposed to (M, positions).
       std::vector<T> acc(static_cast<size_t>(positions * g.m));
@@ -562,8 +570,7 @@ struct EventConvKernel {
       for (size_t p = 0; p < col.size(); ++p) col[p] = static_cast<int32_t>(static_cast<int64_t>(p) % g.w);
       const GatherScratch<T> scratch{idx.data(),   val.data(),  chan_end.data(), start.data(),
                                      rows.data(), sval.data(), col.data()};
-      const int64_t n1 = std::min(g.n, (static_cast<int64_t>(item) + 1) * chunk);
-      for (int64_t n = static_cast<int64_t>(item) * chunk; n < n1; ++n) {
+      for (int64_t n = first; n < last; ++n) {
         for (int64_t p = 0; p < positions; ++p) {
           T* a = acc.data() + p * g.m;
           if (bias != nullptr) {
@@ -579,8 +586,7 @@ struct EventConvKernel {
         }
         loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions);
       }
-    };
-    parallel_for(ctx, static_cast<size_t>(items), work);
+    });
   }
 
   std::string at_;
