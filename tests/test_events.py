@@ -227,7 +227,7 @@ _PATH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "direct", "auto"])
 @pytest.mark.parametrize("case", [1, 4, 6, 10])
 def test_conv_held_images_match_numpy(case, path, monkeypatch):
     """Images equal to the one before (held over time steps) are computed once, by the
@@ -247,12 +247,14 @@ def test_conv_held_images_match_numpy(case, path, monkeypatch):
                       reference.event_conv(x, w, bias, **numpy_attrs))
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "direct", "auto"])
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
 @pytest.mark.parametrize("case", range(len(_PATH_CASES)))
 def test_conv_paths_match_numpy(case, density, path, monkeypatch):
     """Every path of EventConv (fixed by SPIKEONNX_EVENT_CONV_PATH when the kernel is
-    created) gives NumPy's convolution, float32 and float64, with and without bias."""
+    created) gives NumPy's convolution, float32 and float64, with and without bias;
+    ``direct`` runs the direct convolution on every case, also where ``dense`` gives the
+    rows to onnxruntime's Conv."""
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
     x_shape, w_shape, attrs = _PATH_CASES[case]
     rng = np.random.default_rng(40 + case)
@@ -281,7 +283,7 @@ def test_conv_dense_output_past_the_caches_matches_numpy(threads, monkeypatch):
 def test_conv_path_variable_is_checked(monkeypatch):
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "fastest")
     x = np.zeros((1, 2, 5, 5), np.float32)
-    with pytest.raises(Exception, match="SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got 'fastest'"):
+    with pytest.raises(Exception, match="SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or direct; got 'fastest'"):
         _session(_model("EventConv", x, [np.ones((2, 2, 3, 3), np.float32)]))
 
 

@@ -28,8 +28,10 @@ constexpr int64_t kSampledImages = 32;
 
 // Which computation serves a call: chosen per call from the sampled density by the cost
 // model below, or fixed for tests and benchmarks with the environment variable
-// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense (read when the kernel is created).
-enum class ConvPath { kAuto, kScatter, kGather, kDense };
+// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense | direct (read when the kernel is
+// created; dense is the direct convolution or onnxruntime's Conv as the output rows
+// decide, direct is always the direct convolution).
+enum class ConvPath { kAuto, kScatter, kGather, kDense, kDirect };
 
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
 // thread), of the three paths: a least-squares fit (relative error) to 90 timings of 3x3
@@ -157,8 +159,10 @@ struct EventConvKernel {
         path_ = ConvPath::kGather;
       } else if (name == "dense") {
         path_ = ConvPath::kDense;
+      } else if (name == "direct") {
+        path_ = ConvPath::kDirect;
       } else if (name != "auto") {
-        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got '" + name +
+        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or direct; got '" + name +
              "'");
       }
     }
@@ -350,8 +354,7 @@ struct EventConvKernel {
     // 1 thread / 2 threads: 0.70-0.93x / 0.60-0.75x for rows of 32 and 16, 1.07-1.14x /
     // 0.85-0.86x for rows of 8 and 12, 1.13-1.24x / 0.83-1.04x for rows of 4, 17 and 20
     // (both run the multiply-adds near this CPU's peak; the node's blocking is tighter).
-    const int64_t parts = direct_parts(g.ow, event_loops().gather_lanes(T(0)));
-    const bool direct = parts > 0;
+    const bool direct = path_ == ConvPath::kDirect || direct_parts(g.ow, event_loops().gather_lanes(T(0))) > 0;
     const bool can_dense = direct || (sizeof(T) == sizeof(float) && dense->available());
     const bool two_d = x_in.shape.size() == 4;
     // images (n of them) -> their outputs, by the path chosen for those images
@@ -359,7 +362,7 @@ struct EventConvKernel {
       ConvGeometry some = g;
       some.n = n;
       const ConvPath path = choose(some, xs, can_dense);
-      if (path == ConvPath::kDense && direct) {
+      if (path == ConvPath::kDirect || (path == ConvPath::kDense && direct)) {
         direct_images(ctx, some, xs, w_in, b_in, ys, tiles);
       } else if (path == ConvPath::kDense) {
         dense->run(context, b_in.present ? 3 : 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xs,
@@ -412,9 +415,9 @@ struct EventConvKernel {
   }
 
   // Pieces per vector (1, 2 or 4) of the direct convolution for output rows of `width`
-  // positions: the one whose vectors are fullest, if at least 70 % full; else 0 (the
-  // direct path would waste too many lanes).
-  static int64_t direct_parts(int64_t width, int64_t lanes) {
+  // positions: the one whose vectors are fullest, if at least 70 % full (or `any`); else
+  // 0 (the direct path would waste too many lanes).
+  static int64_t direct_parts(int64_t width, int64_t lanes, bool any = false) {
     int64_t best = 0, best_used = 0, best_room = 1;
     for (int64_t parts = 1; parts <= 4 && lanes % parts == 0; parts *= 2) {
       const int64_t piece = lanes / parts;
@@ -425,7 +428,7 @@ struct EventConvKernel {
         best_room = room;
       }
     }
-    return 10 * best_used >= 7 * best_room ? best : 0;
+    return any || 10 * best_used >= 7 * best_room ? best : 0;
   }
 
   // Weight (M, C/g, [KH,] KW) in register tiles of `rows` output channels for the
@@ -471,7 +474,7 @@ struct EventConvKernel {
         }
       }
     }
-    d.parts = direct_parts(g.ow, lanes);
+    d.parts = direct_parts(g.ow, lanes, true);
     const int64_t piece = lanes / d.parts;
     std::vector<int64_t> piece_src, piece_dst, piece_len;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
