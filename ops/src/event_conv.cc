@@ -5,14 +5,12 @@
 // position, then every output position sums its taps' buckets in registers).  Both
 // accumulate per sample in (positions, channels) order, so that additions run over
 // contiguous output channels, then write out (channels, positions).  Dense inputs go to
-// a direct convolution (see ConvDirect; onnxruntime's Conv for output rows too narrow for
-// its vectors); conv_cost() picks the path per call.  Attributes as ONNX Conv: auto_pad,
-// dilations, group, kernel_shape, pads, strides.
+// a direct convolution (see ConvDirect); conv_cost() picks the path per call.  Attributes
+// as ONNX Conv: auto_pad, dilations, group, kernel_shape, pads, strides.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,15 +26,13 @@ constexpr int64_t kSampledImages = 32;
 
 // Which computation serves a call: chosen per call from the sampled density by the cost
 // model below, or fixed for tests and benchmarks with the environment variable
-// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense | direct (read when the kernel is
-// created; dense is the direct convolution or onnxruntime's Conv as the output rows
-// decide, direct is always the direct convolution).
-enum class ConvPath { kAuto, kScatter, kGather, kDense, kDirect };
+// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense (read when the kernel is created).
+enum class ConvPath { kAuto, kScatter, kGather, kDense };
 
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
 // thread), of the three paths: a least-squares fit (relative error) to 90 timings of 3x3
 // convolutions (C 3..64, M 16..64, 8x8..32x32, stride 1 and 2, density 1..100 %), which
-// picks the fastest path in 29 of those 30 cases (the other costs 15 %).  Terms:
+// picks the fastest path in all 30 cases.  Terms:
 //   in = C H W input elements, out = M OH OW output elements, d = density,
 //   units = C OH OW KH KW vectors(M / group) (the dense multiply-adds, in vectors),
 //   taps = OH OW KH KW group (each output position's kernel taps),
@@ -45,9 +41,7 @@ enum class ConvPath { kAuto, kScatter, kGather, kDense, kDirect };
 // Scatter: each nonzero adds its taps' weight rows to the accumulator rows they reach;
 // a strided kernel reaches a varying number of rows per input (branches mispredict).
 // Gather: the image's nonzeros are bucketed by position; each output position then sums
-// its taps' buckets in registers.  Dense: fitted to onnxruntime's Conv (float32 only);
-// the direct convolution that replaces it where output rows are wide enough is 6-24 %
-// faster, so there the model leans slightly towards the event paths.
+// its taps' buckets in registers.  Dense: the direct convolution (see ConvDirect).
 struct ConvCost {
   double scatter, gather, dense;
 };
@@ -59,7 +53,7 @@ ConvCost conv_cost(double in, double out, double units, double taps, double dens
   c.scatter = 0.306 * in + 0.281 * out + 0.529 * big + 0.696 * density * units +
               density * in * (2.98 * taps_per_input + (strided ? 13.6 : 0.0));
   c.gather = 0.61 * in + 0.397 * big + 3.33 * taps + 0.722 * density * units;
-  c.dense = 1.33 * in + 0.094 * out + 0.378 * units;
+  c.dense = 0.314 * in + 0.075 * out + 0.322 * units;
   return c;
 }
 
@@ -159,24 +153,10 @@ struct EventConvKernel {
         path_ = ConvPath::kGather;
       } else if (name == "dense") {
         path_ = ConvPath::kDense;
-      } else if (name == "direct") {
-        path_ = ConvPath::kDirect;
       } else if (name != "auto") {
-        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or direct; got '" + name +
+        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got '" + name +
              "'");
       }
-    }
-    std::vector<NativeOp::Attribute> native{{"auto_pad", ORT_OP_ATTR_STRING, {}, 0.0f, ap},
-                                            {"group", ORT_OP_ATTR_INT, {attrs_.group}, 0.0f, {}}};
-    if (!attrs_.dilations.empty()) native.push_back({"dilations", ORT_OP_ATTR_INTS, attrs_.dilations, 0.0f, {}});
-    if (!attrs_.kernel_shape.empty()) {
-      native.push_back({"kernel_shape", ORT_OP_ATTR_INTS, attrs_.kernel_shape, 0.0f, {}});
-    }
-    if (!attrs_.pads.empty()) native.push_back({"pads", ORT_OP_ATTR_INTS, attrs_.pads, 0.0f, {}});
-    if (!attrs_.strides.empty()) native.push_back({"strides", ORT_OP_ATTR_INTS, attrs_.strides, 0.0f, {}});
-    for (int inputs = 2; inputs <= 3; ++inputs) {
-      dense_[inputs - 2] =
-          std::make_unique<NativeOp>(api, info, "Conv", 11, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, native, inputs);
     }
     // A constant weight is repacked once, here.
     const InputView w = constant_input(api, info, 1);
@@ -206,9 +186,9 @@ struct EventConvKernel {
       Ort::UnownedValue out = ctx.GetOutput(0, shape);
       if (g.n == 0 || g.m == 0) return Ort::Status{nullptr};
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(context, ctx, g, x, w, b, out, packed_float_, tiles_float_);
+        run<float>(ctx, g, x, w, b, out, packed_float_, tiles_float_);
       } else {
-        run<double>(context, ctx, g, x, w, b, out, packed_double_, tiles_double_);
+        run<double>(ctx, g, x, w, b, out, packed_double_, tiles_double_);
       }
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
@@ -338,36 +318,20 @@ struct EventConvKernel {
   }
 
   template <typename T>
-  void run(OrtKernelContext* context, const Ort::KernelContext& ctx, const ConvGeometry& g, const InputView& x_in,
-           const InputView& w_in, const InputView& b_in, Ort::UnownedValue& out, const std::vector<T>& packed,
+  void run(const Ort::KernelContext& ctx, const ConvGeometry& g, const InputView& x_in, const InputView& w_in,
+           const InputView& b_in, Ort::UnownedValue& out, const std::vector<T>& packed,
            const std::vector<T>& tiles) const {
     const T* x = static_cast<const T*>(x_in.data);
     T* y = out.GetTensorMutableData<T>();
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<int64_t> starts;
-    const NativeOp* dense = dense_[b_in.present ? 1 : 0].get();
-    // The dense path: our direct convolution when its vectors of output positions (pieces
-    // of whole, half or quarter vectors, each within an output row) are at least 70 %
-    // filled, else onnxruntime's Conv (float32 only).  Against onnxruntime's Conv run from
-    // the op (1 thread, 3x3, 320 images) it took 0.76-0.94x the time for output rows of
-    // 12-32 positions.  Against a Conv node (onnxruntime's blocked NCHWc kernel), time on
-    // 1 thread / 2 threads: 0.70-0.93x / 0.60-0.75x for rows of 32 and 16, 1.07-1.14x /
-    // 0.85-0.86x for rows of 8 and 12, 1.13-1.24x / 0.83-1.04x for rows of 4, 17 and 20
-    // (both run the multiply-adds near this CPU's peak; the node's blocking is tighter).
-    const bool direct = path_ == ConvPath::kDirect || direct_parts(g.ow, event_loops().gather_lanes(T(0))) > 0;
-    const bool can_dense = direct || (sizeof(T) == sizeof(float) && dense->available());
-    const bool two_d = x_in.shape.size() == 4;
     // images (n of them) -> their outputs, by the path chosen for those images
     auto product = [&](const T* xs, int64_t n, T* ys) {
       ConvGeometry some = g;
       some.n = n;
-      const ConvPath path = choose(some, xs, can_dense);
-      if (path == ConvPath::kDirect || (path == ConvPath::kDense && direct)) {
+      const ConvPath path = choose(some, xs);
+      if (path == ConvPath::kDense) {
         direct_images(ctx, some, xs, w_in, b_in, ys, tiles);
-      } else if (path == ConvPath::kDense) {
-        dense->run(context, b_in.present ? 3 : 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xs,
-                   two_d ? std::vector<int64_t>{n, g.c, g.h, g.w} : std::vector<int64_t>{n, g.c, g.w}, ys,
-                   two_d ? std::vector<int64_t>{n, g.m, g.oh, g.ow} : std::vector<int64_t>{n, g.m, g.ow});
       } else {
         images(ctx, some, xs, w_in, b_in, ys, packed, path == ConvPath::kGather);
       }
@@ -384,7 +348,7 @@ struct EventConvKernel {
   // the density of at most kSampledImages images spread over the batch (reading the whole
   // input once more costs about as much as the event path at low density).
   template <typename T>
-  ConvPath choose(const ConvGeometry& g, const T* x, bool can_dense) const {
+  ConvPath choose(const ConvGeometry& g, const T* x) const {
     const int64_t in_size = g.c * g.h * g.w;
     const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
     int64_t nonzeros = 0, seen = 0;
@@ -405,30 +369,10 @@ struct EventConvKernel {
     ConvPath path = path_;
     if (path == ConvPath::kAuto) {
       path = can_gather && cost.gather < cost.scatter ? ConvPath::kGather : ConvPath::kScatter;
-      if (can_dense && cost.dense < std::min(cost.scatter, can_gather ? cost.gather : cost.scatter)) {
-        path = ConvPath::kDense;
-      }
+      if (cost.dense < std::min(cost.scatter, can_gather ? cost.gather : cost.scatter)) path = ConvPath::kDense;
     }
     if (path == ConvPath::kGather && !can_gather) path = ConvPath::kScatter;
-    if (path == ConvPath::kDense && !can_dense) path = ConvPath::kScatter;
     return path;
-  }
-
-  // Pieces per vector (1, 2 or 4) of the direct convolution for output rows of `width`
-  // positions: the one whose vectors are fullest, if at least 70 % full (or `any`); else
-  // 0 (the direct path would waste too many lanes).
-  static int64_t direct_parts(int64_t width, int64_t lanes, bool any = false) {
-    int64_t best = 0, best_used = 0, best_room = 1;
-    for (int64_t parts = 1; parts <= 4 && lanes % parts == 0; parts *= 2) {
-      const int64_t piece = lanes / parts;
-      const int64_t room = (width + piece - 1) / piece * piece;  // lanes taken per row
-      if (best == 0 || width * best_room > best_used * room) {
-        best = parts;
-        best_used = width;
-        best_room = room;
-      }
-    }
-    return any || 10 * best_used >= 7 * best_room ? best : 0;
   }
 
   // Weight (M, C/g, [KH,] KW) in register tiles of `rows` output channels for the
@@ -463,44 +407,30 @@ struct EventConvKernel {
     ConvDirect<T> d;
     static_cast<ConvShape&>(d) = g;
     d.hq = g.oh + ((g.kh - 1) * g.dh) / g.sh;
-    d.wq = g.ow + ((g.kw - 1) * g.dw) / g.sw;
+    const bool phases = g.ow % lanes == 0;  // a vector never straddles two output rows
+    d.shifts = phases ? g.sw : g.kw;
+    d.step = phases ? 1 : g.dw;
+    d.pitch = phases ? g.ow + ((g.kw - 1) * g.dw) / g.sw : g.ow;
+    d.wpad = (d.pitch - 1) * g.sw + (d.shifts - 1) * d.step + 1;
+    const int64_t plane = d.hq * d.pitch;
     std::vector<int64_t> tap(static_cast<size_t>(k_size));
     for (int64_t c = 0, k = 0; c < g.cg; ++c) {
       for (int64_t ky = 0; ky < g.kh; ++ky) {
         for (int64_t kx = 0; kx < g.kw; ++kx, ++k) {
-          const int64_t py = (ky * g.dh) % g.sh, px = (kx * g.dw) % g.sw;
-          tap[static_cast<size_t>(k)] = ((c * g.sh + py) * g.sw + px) * d.hq * d.wq + (ky * g.dh) / g.sh * d.wq +
-                                        (kx * g.dw) / g.sw;
+          const int64_t py = (ky * g.dh) % g.sh, ay = (ky * g.dh) / g.sh;
+          const int64_t s = phases ? (kx * g.dw) % g.sw : kx, ax = phases ? (kx * g.dw) / g.sw : 0;
+          tap[static_cast<size_t>(k)] = ((c * g.sh + py) * d.shifts + s) * plane + ay * d.pitch + ax;
         }
       }
-    }
-    d.parts = direct_parts(g.ow, lanes, true);
-    const int64_t piece = lanes / d.parts;
-    std::vector<int64_t> piece_src, piece_dst, piece_len;
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      for (int64_t ox = 0; ox < g.ow; ox += piece) {
-        piece_src.push_back(oy * d.wq + ox);
-        piece_dst.push_back(oy * g.ow + ox);
-        piece_len.push_back(std::min(piece, g.ow - ox));
-      }
-    }
-    while (piece_src.size() % static_cast<size_t>(d.parts) != 0) {  // the last vector's padding
-      piece_src.push_back(0);
-      piece_dst.push_back(0);
-      piece_len.push_back(0);
     }
     d.weight = tiles;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();
-    d.piece_src = piece_src.data();
-    d.piece_dst = piece_dst.data();
-    d.piece_len = piece_len.data();
-    d.vectors = static_cast<int64_t>(piece_src.size()) / d.parts;
     // An output too big for the caches is written past them (as the spiking ops do): the
     // CNN of bench_events.py ran 2-5 % faster end to end on 1 thread, 1-3 % on 2.
     d.stream = stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
     const int64_t in_size = g.c * g.h * g.w, out_size = g.m * g.oh * g.ow;
-    const size_t room = static_cast<size_t>(g.c * g.sh * g.sw * d.hq * d.wq + lanes);
+    const size_t room = static_cast<size_t>(g.c * g.sh * d.shifts * plane + lanes + d.wpad);
     in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
       std::vector<T> planes(room);
       ConvDirect<T> mine = d;
@@ -595,7 +525,6 @@ struct EventConvKernel {
   std::string at_;
   ConvPath path_ = ConvPath::kAuto;
   ConvAttributes attrs_;
-  std::unique_ptr<NativeOp> dense_[2];  // float32 Conv without / with B
   const void* packed_source_ = nullptr;
   std::vector<float> packed_float_, tiles_float_;  // for the event paths, for the direct path
   std::vector<double> packed_double_, tiles_double_;

@@ -48,25 +48,24 @@ struct GatherScratch {
 };
 
 // One image of EventConv's dense path, a direct convolution (no im2col matrix): each
-// register tile of output channels times a few vectors of output positions sums, tap by
+// register tile of output channels times two vectors of output positions sums, tap by
 // tap, the weight (broadcast) times the input under the positions.  The input is first
-// copied into zero-padded phase planes: plane (c, py, px) holds padded input rows py,
-// py + sh, ... and columns px, px + sw, ..., so that every tap reads the positions of an
-// output row as consecutive values, whatever the stride.  A vector holds `parts` pieces
-// of gather_lanes() / parts positions, each within one output row (rows narrower than a
-// vector then still fill it).
+// copied into zero-padded planes, so that a tap reads consecutive output positions as
+// consecutive values: plane (c, py, s) row i column j (j < pitch) is padded input
+// (c, i sh + py, j sw + s step).  When a vector never straddles two output rows (ow a
+// multiple of the vector), the planes are the stride phases (s < sw, step 1, pitch
+// ow + (kw - 1) dw / sw, and a tap adds its column offset); otherwise one plane per
+// kernel column (s < kw, step dw, pitch ow), in which the output positions, flattened
+// over rows, are consecutive.
 template <typename T>
 struct ConvDirect : ConvShape {
-  int64_t hq = 0, wq = 0;              // rows and columns of a phase plane
+  int64_t hq = 0;                      // rows of a plane
+  int64_t shifts = 1, step = 1, pitch = 1;  // planes per (c, py), their column step, row length
+  int64_t wpad = 0;                    // columns of a padded input row: (pitch - 1) sw + (shifts - 1) step + 1
   const T* weight = nullptr;           // per group and tile of gemm_rows() channels: [k][gemm_rows()]
   const T* bias = nullptr;             // M values, or null
   const int64_t* tap = nullptr;        // K = cg kh kw: offset of tap k's read in a group's planes
-  int64_t parts = 1;                   // pieces per vector: 1, 2 or 4
-  const int64_t* piece_src = nullptr;  // per piece: oy * wq + ox of its first position
-  const int64_t* piece_dst = nullptr;  // ... its first output position, oy * ow + ox
-  const int64_t* piece_len = nullptr;  // ... its positions (0 for the last vector's padding)
-  int64_t vectors = 0;                 // pieces / parts
-  T* planes = nullptr;                 // scratch: c sh sw hq wq + gather_lanes() values
+  T* planes = nullptr;                 // scratch: c sh shifts hq pitch + gather_lanes() values, then wpad
   bool stream = false;                 // write the output past the caches (non-temporal)
 };
 
