@@ -163,6 +163,21 @@ void on_run_starts(const Ort::KernelContext& ctx, const T* x, T* y, int64_t K, i
   parallel_for(ctx, static_cast<size_t>((runs + per_item - 1) / per_item), copy);
 }
 
+// y (M, N) from x (M, K) by `compute(xs, rows, ys)`: on the first rows of x's runs of
+// equal rows only, copied along each run, when rows repeat (repeated_rows); else on all
+// of x.  `may_repeat` false (an output row that depends on more than its input row)
+// always computes every row.
+template <typename T, typename Compute>
+void on_distinct_rows(const Ort::KernelContext& ctx, const T* x, T* y, int64_t M, int64_t K, int64_t N,
+                      Compute&& compute, bool may_repeat = true) {
+  std::vector<int64_t> starts;
+  if (may_repeat && repeated_rows(x, M, K, &starts)) {
+    on_run_starts(ctx, x, y, K, N, starts, compute);
+  } else {
+    compute(x, M, y);
+  }
+}
+
 // Whether the dense path's own GEMM (dense_matmul, weight packed once) is at least as fast
 // as onnxruntime's MatMul/Gemm run from the op (which repacks the weight every call).
 // Measured at 100 % density, 1 thread, AVX-512 (ms, onnxruntime's MatMul node / own /

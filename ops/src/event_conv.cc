@@ -324,7 +324,6 @@ struct EventConvKernel {
     const T* x = static_cast<const T*>(x_in.data);
     T* y = out.GetTensorMutableData<T>();
     const int64_t in_size = g.c * g.h * g.w;
-    std::vector<int64_t> starts;
     // images (n of them) -> their outputs, by the path chosen for those images
     auto product = [&](const T* xs, int64_t n, T* ys) {
       ConvGeometry some = g;
@@ -337,11 +336,7 @@ struct EventConvKernel {
       }
     };
     // images held over time steps: each run of equal images is computed once
-    if (repeated_rows(x, g.n, in_size, &starts)) {
-      on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, starts, product);
-    } else {
-      product(x, g.n, y);
-    }
+    on_distinct_rows(ctx, x, y, g.n, in_size, g.m * g.oh * g.ow, product);
   }
 
   // The path for images x (g.n of them): the forced one, or the cheapest by conv_cost at

@@ -198,12 +198,7 @@ struct EventGemmKernel {
         own(xs, rows, ys, events);
       }
     };
-    std::vector<int64_t> starts;
-    if (row_stride == 0 && repeated_rows(a, M, K, &starts)) {  // a C per row would differ along a run
-      on_run_starts(ctx, a, y, K, N, starts, product);
-    } else {
-      product(a, M, y);
-    }
+    on_distinct_rows(ctx, a, y, M, K, N, product, row_stride == 0);  // a C per row would differ along a run
   }
 
   std::string at_;

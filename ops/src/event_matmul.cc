@@ -98,12 +98,7 @@ struct EventMatMulKernel {
         own_product(ctx, xs, w_in, ys, rows, K, N, events);
       }
     };
-    std::vector<int64_t> starts;
-    if (repeated_rows(x, M, K, &starts)) {
-      on_run_starts(ctx, x, y, K, N, starts, product);
-    } else {
-      product(x, M, y);
-    }
+    on_distinct_rows(ctx, x, y, M, K, N, product);
   }
 
   // y (M, N) = x w by the op's own kernels: the event product, or dense_matmul.
@@ -134,12 +129,7 @@ struct EventMatMulKernel {
         event_matmul(ctx, xs, w, ys, rows, K, N, finish);
       }
     };
-    std::vector<int64_t> starts;
-    if (repeated_rows(x, M, K, &starts)) {
-      on_run_starts(ctx, x, y, K, N, starts, product);
-    } else {
-      product(x, M, y);
-    }
+    on_distinct_rows(ctx, x, y, M, K, N, product);
   }
 
   std::string at_;
