@@ -1,6 +1,7 @@
 #include "event_common.h"
 
 #include <sstream>
+#include <thread>
 #include <utility>
 
 namespace spikeonnx {
@@ -96,11 +97,9 @@ size_t aligned_offset(const std::vector<float>& v) {
 }
 }  // namespace
 
-PackedPanels::PackedPanels(int64_t K, int64_t panels) : k_(K) {
-  const int64_t P = event_loops().gemm_panel_width();
-  n_ = panels * P;
-  storage_.assign(static_cast<size_t>(panels * K * P) + kAlignFloats, 0.0f);
-  offset_ = aligned_offset(storage_);
+int64_t cpu_cores() {
+  static const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  return cores;
 }
 
 PackedPanels::PackedPanels(const float* b, int64_t K, int64_t N, bool transposed) : k_(K), n_(N) {

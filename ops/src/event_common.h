@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "event_loops.h"
@@ -189,6 +188,20 @@ void on_distinct_rows(const Ort::KernelContext& ctx, const T* x, T* y, int64_t M
 // 1600x1024x128 4.5 / 4.7 / 4.5, 1600x1024x256 8.7 / 8.7 / 9.8.
 inline bool own_gemm_wins(int64_t N) { return N >= 128; }
 
+// A weight as `pack()` lays it out: `packed`, laid out when the kernel was created from
+// the constant at `source`, when `w` is that constant; else packed now, into *local.
+template <typename Packed, typename Pack>
+const Packed& packed_or_now(const Packed& packed, const void* source, const InputView& w, Packed* local,
+                            const Pack& pack) {
+  if (!packed.empty() && w.data == source) return packed;
+  *local = pack();
+  return *local;
+}
+
+// The machine's hardware threads, at least 1 (looked up once: each lookup reads sysfs,
+// about 6 us).
+int64_t cpu_cores();
+
 // How the columns (tiles or panels) of a product are split into groups so that row blocks
 // times groups give at least `items` work items for the pool: {groups, columns per group}.
 struct ColumnGroups {
@@ -224,8 +237,7 @@ void event_matmul(const Ort::KernelContext& ctx, const T* x, const T* w, T* y, i
   // Blocks of equal size (at most kRowBlock rows), at least one per core when there are
   // 32 rows for each: 320 rows as 256 + 64 kept the second of two threads idle for most
   // of the call.
-  const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
-  const int64_t row_blocks = std::max((M + kRowBlock - 1) / kRowBlock, std::min(cores, (M + 31) / 32));
+  const int64_t row_blocks = std::max((M + kRowBlock - 1) / kRowBlock, std::min(cpu_cores(), (M + 31) / 32));
   const int64_t block_rows = row_blocks > 0 ? (M + row_blocks - 1) / row_blocks : 1;
   struct Block {
     std::vector<int32_t> idx;
@@ -315,8 +327,6 @@ class PackedPanels {
   PackedPanels() = default;
   // b is (K, N) row-major, or (N, K) row-major with `transposed` (then B = b^T).
   PackedPanels(const float* b, int64_t K, int64_t N, bool transposed);
-  // Uninitialised room for `panels` panels of K rows (filled by the caller, e.g. im2col).
-  PackedPanels(int64_t K, int64_t panels);
   bool empty() const { return storage_.empty(); }
   int64_t k() const { return k_; }
   int64_t n() const { return n_; }

@@ -396,9 +396,9 @@ struct EventConvKernel {
     const int64_t lanes = loops.gather_lanes(T(0));
     const int64_t k_size = g.cg * g.kh * g.kw;
     std::vector<T> local;
-    const T* tiles = packed_weight(packed, w_in, &local, [&] {
+    const T* tiles = packed_or_now(packed, packed_source_, w_in, &local, [&] {
       return pack_tiles(static_cast<const T*>(w_in.data), w_in.shape, g.group, loops.gemm_rows());
-    });
+    }).data();
     ConvDirect<T> d;
     static_cast<ConvShape&>(d) = g;
     d.hq = g.oh + ((g.kh - 1) * g.dh) / g.sh;
@@ -449,15 +449,6 @@ struct EventConvKernel {
     parallel_for(ctx, static_cast<size_t>(items), work);
   }
 
-  // The weight as `pack()` lays it out: packed when the kernel was created if w is that
-  // constant, else now, into *local.
-  template <typename T, typename Pack>
-  const T* packed_weight(const std::vector<T>& packed, const InputView& w, std::vector<T>* local,
-                         const Pack& pack) const {
-    if (!packed.empty() && w.data == packed_source_) return packed.data();
-    *local = pack();
-    return local->data();
-  }
 
   // y (g.n images) = the convolution of images x by the event path, gather or scatter.
   template <typename T>
@@ -466,8 +457,9 @@ struct EventConvKernel {
     const EventLoops& loops = event_loops();
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<T> local;
-    const T* wp =
-        packed_weight(packed, w_in, &local, [&] { return pack(static_cast<const T*>(w_in.data), w_in.shape, g.group); });
+    const T* wp = packed_or_now(packed, packed_source_, w_in, &local, [&] {
+      return pack(static_cast<const T*>(w_in.data), w_in.shape, g.group);
+    }).data();
     const T* bias = static_cast<const T*>(b_in.data);
     const int64_t positions = g.oh * g.ow;
     const int64_t taps = g.kh * g.kw;

@@ -167,24 +167,17 @@ struct EventGemmKernel {
     auto own = [&](const T* xs, int64_t rows, T* ys, bool events) {
       if constexpr (std::is_same_v<T, float>) {
         if (!events) {
-          if (!panels_.empty() && b_in.data == panels_source_) {
-            dense_matmul(ctx, xs, panels_, ys, rows, finish);
-          } else {
-            dense_matmul(ctx, xs, PackedPanels(w, K, N, trans_b_ != 0), ys, rows, finish);
-          }
+          PackedPanels local;
+          dense_matmul(ctx, xs, packed_or_now(panels_, panels_source_, b_in, &local, [&] {
+            return PackedPanels(w, K, N, trans_b_ != 0);
+          }), ys, rows, finish);
           return;
         }
       }
-      const T* w_rows = w;  // (K, N) for the event path
+      // (K, N) for the event path
       std::vector<T> local;
-      if (trans_b_) {
-        if (!packed.empty() && b_in.data == packed_source_) {
-          w_rows = packed.data();
-        } else {
-          local = transposed(w, N, K);
-          w_rows = local.data();
-        }
-      }
+      const T* w_rows =
+          trans_b_ ? packed_or_now(packed, packed_source_, b_in, &local, [&] { return transposed(w, N, K); }).data() : w;
       event_matmul(ctx, xs, w_rows, ys, rows, K, N, finish);
     };
     // rows (M', K) of A -> (M', N): onnxruntime's Gemm for a dense product it does faster

@@ -108,10 +108,10 @@ struct EventMatMulKernel {
     auto finish = [](int64_t, float*, int64_t, int64_t) {};
     if (events) {
       event_matmul(ctx, x, w, y, M, K, N, finish);
-    } else if (!packed_.empty() && w_in.data == packed_source_) {
-      dense_matmul(ctx, x, packed_, y, M, finish);
     } else {
-      dense_matmul(ctx, x, PackedPanels(w, K, N, false), y, M, finish);
+      PackedPanels local;
+      dense_matmul(ctx, x, packed_or_now(packed_, packed_source_, w_in, &local, [&] { return PackedPanels(w, K, N, false); }),
+                   y, M, finish);
     }
   }
 
