@@ -21,8 +21,9 @@ each run of equal rows (images) once. Those nodes receive no spikes, so
 :func:`event_inputs` leaves them out.
 
 The op library's kernels skip zero inputs (each nonzero adds its weight row or kernel
-slice to the output) and hand dense inputs to onnxruntime's own kernel, deciding per call
-from the counted density. Each event op also gets a model-local function whose body is
+slice to the output) and take a dense path for dense inputs (the library's own GEMM or
+direct convolution, or onnxruntime's kernel where that is faster), deciding per call from
+the counted density. Each event op also gets a model-local function whose body is
 the original standard op with the same attributes, so the file still runs anywhere ONNX
 runs (stock onnxruntime, ``onnx.reference``, other runtimes), with the same value.
 
