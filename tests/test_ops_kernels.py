@@ -128,6 +128,26 @@ def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
     _assert_bitwise(final, expected)
 
 
+def test_seeded_initial_voltage_is_the_same_draw_at_every_call_and_shape():
+    """The kernel keeps a node's draws between calls (extending them for a larger batch):
+    every call of one session, smaller or larger than the last, float32 or float64, still
+    gets exactly the seeded voltage of its own shape."""
+    rates_in = helper.make_tensor_value_info("in0", TensorProto.FLOAT, ["B", "T", "U"])
+    node = helper.make_node("SpikingActivation", ["in0"], ["out0", "out1"], domain=DOMAIN, dt=0.001, seed=11)
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("out0", "out1")]
+    model = finish_model(helper.make_graph([node], "g", [rates_in], outs))
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(library_path())
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(4)
+    for shape in [(2, 3, 700), (5, 2, 2051), (1, 4, 3), (5, 2, 2051), (7, 1, 2051)]:
+        rates = rng.uniform(0.0, 900.0, shape).astype(np.float32)
+        spikes, final = session.run(None, {"in0": rates})
+        want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=11)
+        _assert_bitwise(spikes, want_spikes)
+        _assert_bitwise(final, want_final)
+
+
 # ---------------------------------------------------------------------------------------
 # Lowpass and Alpha
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 // SpikingActivation: turns rates into spikes by integrating a voltage that fires (and
 // drops by one) every time it crosses an integer.
 #include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "kernel_common.h"
@@ -11,6 +14,10 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "SpikingActivation";
+
+// Seeded initial voltages kept per node: at most this many draws (64 MiB); a larger
+// (B, *S) draws its voltage at every call instead.
+constexpr int64_t kMaxKeptDraws = int64_t{1} << 24;
 
 struct SpikingActivationKernel {
   static constexpr size_t kInputs = 2;  // rates, initial_voltage
@@ -67,6 +74,9 @@ struct SpikingActivationKernel {
     const T* rates = static_cast<const T*>(rates_in.data);
     const T* initial = initial_in.present ? static_cast<const T*>(initial_in.data) : nullptr;
     const Philox4x32 philox = tf_seed_to_philox(seed_, seed_);
+    const int64_t states = g.batch * g.units;
+    std::shared_ptr<const std::vector<float>> kept;
+    if (initial == nullptr && states <= kMaxKeptDraws) kept = draws(ctx, philox, states);
     const T dt = static_cast<T>(attrs_.dt);
     const int64_t block = block_units(g.batch, g.units);
     const bool stream = stream_output(g.batch * g.time * g.units, static_cast<int64_t>(sizeof(T)));
@@ -82,6 +92,8 @@ struct SpikingActivationKernel {
       T* voltage = voltage_room.at(spikes + at, 2048);
       if (initial != nullptr) {
         std::copy(initial + state_at, initial + state_at + n, voltage);
+      } else if (kept) {
+        std::copy(kept->data() + state_at, kept->data() + state_at + n, voltage);
       } else {
         // Same numbers as tf.random.stateless_uniform((B, *S), seed=(seed, seed)), float32.
         alignas(64) float drawn[kBlockUnits];
@@ -94,8 +106,31 @@ struct SpikingActivationKernel {
     parallel_for(ctx, static_cast<size_t>(g.batch * blocks), work);
   }
 
+  // Draws [0, n) of tf.random.stateless_uniform for this node's seed, the seeded initial
+  // voltage of any (B, *S) with B * S <= n: element i depends on the seed and i only, so
+  // the draws are made once (on the pool) and kept, and a larger call extends them.
+  // Concurrent calls share them read-only.
+  std::shared_ptr<const std::vector<float>> draws(const Ort::KernelContext& ctx, const Philox4x32& philox,
+                                                  int64_t n) const {
+    std::lock_guard<std::mutex> lock(draws_mutex_);
+    if (draws_ == nullptr || static_cast<int64_t>(draws_->size()) < n) {
+      auto fresh = std::make_shared<std::vector<float>>(static_cast<size_t>(n));
+      constexpr int64_t kChunk = int64_t{1} << 16;
+      auto work = [&](size_t i) {
+        const int64_t begin = static_cast<int64_t>(i) * kChunk;
+        const int64_t end = std::min(n, begin + kChunk);
+        stateless_uniform(philox, static_cast<uint64_t>(begin), static_cast<uint64_t>(end), fresh->data() + begin);
+      };
+      parallel_for(ctx, static_cast<size_t>((n + kChunk - 1) / kChunk), work);
+      draws_ = std::move(fresh);
+    }
+    return draws_;
+  }
+
   CommonAttributes attrs_;
   int64_t seed_;
+  mutable std::mutex draws_mutex_;
+  mutable std::shared_ptr<const std::vector<float>> draws_;
 };
 
 }  // namespace
