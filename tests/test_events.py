@@ -266,12 +266,16 @@ def test_conv_paths_match_numpy(case, density, path, monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_conv_dense_output_past_the_caches_matches_numpy(threads, monkeypatch):
-    """An output of 4 MiB or more is written with non-temporal stores by the dense path
-    (the direct convolution): the same numbers, every image, with threads."""
-    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "dense")
+@pytest.mark.parametrize("side", [32, 30])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense"])
+def test_conv_output_past_the_caches_matches_numpy(path, side, threads, monkeypatch):
+    """An output of 4 MiB or more is written with non-temporal stores (the direct
+    convolution's tiles; the event paths' transposes, in 16 x 16 blocks where the
+    positions are whole blocks: 32 x 32, not 30 x 30, which leaves 4 rows): the same
+    numbers, every image, with threads."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
     rng = np.random.default_rng(77)
-    x = rng.standard_normal((40, 8, 32, 32)).astype(np.float32)
+    x = _spikes(rng, (40, 8, side, side), 0.3)
     w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
     y = _run(_model("EventConv", x, [w, b], pads=[1, 1, 1, 1]), x, threads=threads)

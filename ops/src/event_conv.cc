@@ -30,14 +30,14 @@ constexpr int64_t kSampledImages = 32;
 enum class ConvPath { kAuto, kScatter, kGather, kDense };
 
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
-// thread), of the three paths: a least-squares fit (relative error) to 90 timings of 3x3
-// convolutions (C 3..64, M 16..64, 8x8..32x32, stride 1 and 2, density 1..100 %), which
-// picks the fastest path in all 30 cases.  Terms:
+// thread, 128 images a call), of the three paths: a least-squares fit (relative error) to
+// 90 timings of 3x3 convolutions (C 3..64, M 16..64, 8x8..32x32, stride 1 and 2, density
+// 1..100 %), which picks the fastest path in 29 of 30 cases and one 3 % slower.  Terms:
 //   in = C H W input elements, out = M OH OW output elements, d = density,
 //   units = C OH OW KH KW vectors(M / group) (the dense multiply-adds, in vectors),
 //   taps = OH OW KH KW group (each output position's kernel taps),
-//   large = out when an image's output is over 64 KiB (its accumulator leaves L1, and
-//   writing it out misses more).
+//   large = out when an image's output is over 64 KiB (the scatter's accumulator leaves
+//   L1).
 // Scatter: each nonzero adds its taps' weight rows to the accumulator rows they reach;
 // a strided kernel reaches a varying number of rows per input (branches mispredict).
 // Gather: the image's nonzeros are bucketed by position; each output position then sums
@@ -48,12 +48,11 @@ struct ConvCost {
 
 ConvCost conv_cost(double in, double out, double units, double taps, double density, double taps_per_input,
                    bool strided, bool large) {
-  const double big = large ? out : 0.0;
   ConvCost c;
-  c.scatter = 0.306 * in + 0.281 * out + 0.529 * big + 0.696 * density * units +
-              density * in * (2.98 * taps_per_input + (strided ? 13.6 : 0.0));
-  c.gather = 0.61 * in + 0.397 * big + 3.33 * taps + 0.722 * density * units;
-  c.dense = 0.314 * in + 0.075 * out + 0.322 * units;
+  c.scatter = 0.277 * in + 0.268 * out + 0.095 * (large ? out : 0.0) + 0.873 * density * units +
+              density * in * (2.73 * taps_per_input + (strided ? 12.4 : 0.0));
+  c.gather = 0.525 * in + 0.266 * out + 2.74 * taps + 0.798 * density * units;
+  c.dense = 0.445 * in + 0.103 * out + 0.314 * units;
   return c;
 }
 
@@ -477,6 +476,8 @@ struct EventConvKernel {
     scatter.col_start = cols.start();
     scatter.col_taps = cols.taps();
     scatter.weight = wp;
+    // A large output goes past the caches (see transpose).
+    const bool stream = stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
       // acc holds the sample's output as (positions, M) rows, so that each tap adds
       // contiguous output channels; it is then transposed to (M, positions).
@@ -504,7 +505,7 @@ struct EventConvKernel {
         } else {
           loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
         }
-        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions);
+        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions, stream);
       }
     });
   }

@@ -104,9 +104,10 @@ struct ConvDirect : ConvShape {
   /* y (M, oh, ow) = the convolution of image x (c, h, w) (see ConvDirect). */                    \
   void conv_direct(const ConvDirect<float>& d, const float* x, float* y);                         \
   void conv_direct(const ConvDirect<double>& d, const double* x, double* y);                      \
-  /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols. */                                \
-  void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo);            \
-  void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo);          \
+  /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols; `stream`: out is too big to */   \
+  /* stay in cache (written past the caches where the instruction set allows). */                \
+  void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo, bool stream); \
+  void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo, bool stream); \
   /* Dense float32 product, B packed in panels (see EventLoops::gemm_tile). */                   \
   int64_t gemm_panel_width();                                                                     \
   int64_t gemm_rows();                                                                            \
@@ -147,8 +148,8 @@ struct EventLoops {
   void (*gather_double)(const ConvScatter<double>&, const double*, double*, const GatherScratch<double>&);
   void (*direct_float)(const ConvDirect<float>&, const float*, float*);
   void (*direct_double)(const ConvDirect<double>&, const double*, double*);
-  void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t);
-  void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t);
+  void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t, bool);
+  void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t, bool);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
   // C[rows, cols] (+)= A[rows, k] B[k, cols] for rows <= gemm_rows() and cols <=
   // gemm_panel_width(), A's element (r, k) at a[r * lda + k * ka], B one packed panel
@@ -189,9 +190,11 @@ struct EventLoops {
   }
   void direct(const ConvDirect<float>& d, const float* x, float* y) const { direct_float(d, x, y); }
   void direct(const ConvDirect<double>& d, const double* x, double* y) const { direct_double(d, x, y); }
-  void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l) const { transpose_float(a, r, c, o, l); }
-  void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l) const {
-    transpose_double(a, r, c, o, l);
+  void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l, bool s) const {
+    transpose_float(a, r, c, o, l, s);
+  }
+  void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l, bool s) const {
+    transpose_double(a, r, c, o, l, s);
   }
 };
 
