@@ -1,4 +1,4 @@
-// Event loops for AVX-512 CPUs (compiled with -mavx512f -mavx512vl -mfma): 16 of the 32
+// Event loops for AVX-512 CPUs (compiled with -mavx512f -mavx512vl -mfma): 8 of the 32
 // zmm registers hold accumulators.
 #define SPIKEONNX_EVENT_NAMESPACE event_avx512
 #define SPIKEONNX_EVENT_VECTOR_BYTES 64
