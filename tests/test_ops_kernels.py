@@ -15,6 +15,7 @@ itself.
 
 from __future__ import annotations
 
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -146,6 +147,38 @@ def test_seeded_initial_voltage_is_the_same_draw_at_every_call_and_shape():
         want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=11)
         _assert_bitwise(spikes, want_spikes)
         _assert_bitwise(final, want_final)
+
+
+def test_seeded_initial_voltage_under_concurrent_calls_of_growing_batches():
+    """Calls of one session from several threads at once, with batches that grow the kept
+    draws while other calls use them, each get exactly their own shape's seeded voltage."""
+    rates_in = helper.make_tensor_value_info("in0", TensorProto.FLOAT, ["B", "T", "U"])
+    node = helper.make_node("SpikingActivation", ["in0"], ["out0", "out1"], domain=DOMAIN, dt=0.001, seed=23)
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("out0", "out1")]
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(library_path())
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(finish_model(helper.make_graph([node], "g", [rates_in], outs)).SerializeToString(),
+                                   options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    feeds = [rng.uniform(0.0, 900.0, (batch, 2, 3001)).astype(np.float32) for batch in (1, 9, 2, 17, 4, 33, 8, 65)]
+    barrier = threading.Barrier(len(feeds))
+    results: list = [None] * len(feeds)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = [session.run(None, {"in0": feeds[i]}) for _ in range(3)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(feeds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for rates, runs in zip(feeds, results):
+        want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=23)
+        for spikes, final in runs:
+            _assert_bitwise(spikes, want_spikes)
+            _assert_bitwise(final, want_final)
 
 
 # ---------------------------------------------------------------------------------------
