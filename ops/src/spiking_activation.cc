@@ -113,15 +113,18 @@ struct SpikingActivationKernel {
   std::shared_ptr<const std::vector<float>> draws(const Ort::KernelContext& ctx, const Philox4x32& philox,
                                                   int64_t n) const {
     std::lock_guard<std::mutex> lock(draws_mutex_);
-    if (draws_ == nullptr || static_cast<int64_t>(draws_->size()) < n) {
+    const int64_t have = draws_ == nullptr ? 0 : static_cast<int64_t>(draws_->size());
+    if (have < n) {
+      // A new vector (calls may still read the old one): the kept draws, then the rest.
       auto fresh = std::make_shared<std::vector<float>>(static_cast<size_t>(n));
+      if (have > 0) std::copy(draws_->begin(), draws_->end(), fresh->begin());
       constexpr int64_t kChunk = int64_t{1} << 16;
       auto work = [&](size_t i) {
-        const int64_t begin = static_cast<int64_t>(i) * kChunk;
+        const int64_t begin = have + static_cast<int64_t>(i) * kChunk;
         const int64_t end = std::min(n, begin + kChunk);
         stateless_uniform(philox, static_cast<uint64_t>(begin), static_cast<uint64_t>(end), fresh->data() + begin);
       };
-      parallel_for(ctx, static_cast<size_t>((n + kChunk - 1) / kChunk), work);
+      parallel_for(ctx, static_cast<size_t>((n - have + kChunk - 1) / kChunk), work);
       draws_ = std::move(fresh);
     }
     return draws_;
