@@ -225,6 +225,9 @@ _PATH_CASES = [
     ((2, 4, 9, 32), (16, 4, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # rows of 16
     ((2, 4, 8, 36), (16, 4, 3, 3), {"dilations": [1, 2]}),  # rows of 32
     ((2, 4, 6, 6), (16, 2, 3, 3), {"group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    # rows of at most 8 values: the planes are filled from a table of input offsets
+    ((2, 3, 7, 7), (16, 3, 3, 3), {"dilations": [2, 1], "strides": [1, 2], "pads": [2, 1, 0, 1]}),
+    ((3, 4, 9), (16, 4, 3), {"strides": [2], "pads": [1, 0]}),  # 1-D, 4 outputs
 ]
 
 

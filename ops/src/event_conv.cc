@@ -417,6 +417,27 @@ struct EventConvKernel {
         }
       }
     }
+    // Planes of rows of at most 8 values are filled from a table of every value's input
+    // offset (the same for every channel): a loop per row of a few values costs more than
+    // the copy (320 images of 64 channels, 3x3 stride 2, 8x8 -> 4x4: 6.6 -> 5.2 ms; rows
+    // of 12 to 20 values filled faster by rows).
+    std::vector<int32_t> source;
+    if (d.pitch <= 8 && g.h * g.w <= INT32_MAX) {
+      source.resize(static_cast<size_t>(g.sh * d.shifts * plane));
+      for (int64_t py = 0, t = 0; py < g.sh; ++py) {
+        for (int64_t s = 0; s < d.shifts; ++s) {
+          for (int64_t i = 0; i < d.hq; ++i) {
+            const int64_t a = i * g.sh + py - g.pt;
+            for (int64_t j = 0; j < d.pitch; ++j, ++t) {
+              const int64_t col = j * g.sw + s * d.step - g.pl;
+              const bool inside = a >= 0 && a < g.h && col >= 0 && col < g.w;
+              source[static_cast<size_t>(t)] = inside ? static_cast<int32_t>(a * g.w + col) : -1;
+            }
+          }
+        }
+      }
+      d.source = source.data();
+    }
     d.weight = tiles;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();

@@ -66,6 +66,8 @@ struct ConvDirect : ConvShape {
   const T* bias = nullptr;             // M values, or null
   const int64_t* tap = nullptr;        // K = cg kh kw: offset of tap k's read in a group's planes
   T* planes = nullptr;                 // scratch: c sh shifts hq pitch + gather_lanes() values, then wpad
+  const int32_t* source = nullptr;     // or, for short plane rows: a channel's sh shifts hq pitch plane
+                                       // values' offsets in its input image, -1 for padding
   bool stream = false;                 // write the output past the caches (non-temporal)
 };
 
