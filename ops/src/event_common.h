@@ -72,6 +72,14 @@ class NativeOp {
   OrtOp* op_ = nullptr;
 };
 
+// The Relu fused into EventMatMulRelu, EventGemmRelu and EventConvRelu (execution-only
+// ops: spikeonnx.events.fuse_relu builds them for a session, never for a file), with
+// onnxruntime's Relu's values: negatives become 0, while NaN and -0 pass unchanged.
+template <typename T>
+inline void relu_in_place(T* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];
+}
+
 // Counts the nonzeros of x[0, n) on the intra-op thread pool.
 template <typename T>
 int64_t count_nonzero(const Ort::KernelContext& ctx, const T* x, int64_t n) {
@@ -430,8 +438,11 @@ struct EventOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
 
 // Descriptors of the event ops (process lifetime, never modified).
 const OrtCustomOp* event_matmul_op();
+const OrtCustomOp* event_matmul_relu_op();
 const OrtCustomOp* event_gemm_op();
+const OrtCustomOp* event_gemm_relu_op();
 const OrtCustomOp* event_conv_op();
+const OrtCustomOp* event_conv_relu_op();
 
 // Checks that `input` is present and float32/float64 (`type` == UNDEFINED) or of `type`.
 void check_float_input(const std::string& at, const char* name, const InputView& input,

@@ -20,6 +20,7 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventConv";
+constexpr const char* kReluOp = "EventConvRelu";  // with a fused Relu (see relu_in_place)
 
 // Images whose density decides between the paths (the rest are not read twice).
 constexpr int64_t kSampledImages = 32;
@@ -121,7 +122,11 @@ struct EventConvKernel {
   static constexpr size_t kInputs = 3;  // X, W, B
   static constexpr size_t kRequiredInputs = 2;
 
-  EventConvKernel(const OrtApi* api, const OrtKernelInfo* info) : at_(where(kOp, event_node_name(api, info))) {
+  EventConvKernel(const OrtApi* api, const OrtKernelInfo* info) : EventConvKernel(api, info, kOp, false) {}
+
+ protected:
+  EventConvKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
+      : at_(where(op, event_node_name(api, info))), relu_(relu) {
     event_string_attribute(api, info, at_, "auto_pad", &attrs_.auto_pad);
     event_ints_attribute(api, info, at_, "dilations", &attrs_.dilations);
     event_ints_attribute(api, info, at_, "kernel_shape", &attrs_.kernel_shape);
@@ -172,6 +177,7 @@ struct EventConvKernel {
     }
   }
 
+ public:
   Ort::Status Compute(OrtKernelContext* context) {
     try {
       Ort::KernelContext ctx(context);
@@ -441,6 +447,7 @@ struct EventConvKernel {
     d.weight = tiles;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();
+    d.relu = relu_;
     // An output too big for the caches is written past them (as the spiking ops do): the
     // CNN of bench_events.py ran 2-5 % faster end to end on 1 thread, 1-3 % on 2.
     d.stream = stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
@@ -526,12 +533,14 @@ struct EventConvKernel {
         } else {
           loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
         }
+        if (relu_) relu_in_place(acc.data(), positions * g.m);
         loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions, stream);
       }
     });
   }
 
   std::string at_;
+  bool relu_ = false;  // EventConvRelu
   ConvPath path_ = ConvPath::kAuto;
   ConvAttributes attrs_;
   const void* packed_source_ = nullptr;
@@ -541,8 +550,20 @@ struct EventConvKernel {
 
 }  // namespace
 
+// EventConv followed by Relu, applied before the output is written.
+struct EventConvReluKernel : EventConvKernel {
+  EventConvReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventConvKernel(api, info, kReluOp, true) {}
+  // The lite API takes the Compute of the kernel type itself.
+  Ort::Status Compute(OrtKernelContext* context) { return EventConvKernel::Compute(context); }
+};
+
 const OrtCustomOp* event_conv_op() {
   static const EventOp<EventConvKernel> op(kOp);
+  return &op;
+}
+
+const OrtCustomOp* event_conv_relu_op() {
+  static const EventOp<EventConvReluKernel> op(kReluOp);
   return &op;
 }
 

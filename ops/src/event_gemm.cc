@@ -14,6 +14,7 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventGemm";
+constexpr const char* kReluOp = "EventGemmRelu";  // with a fused Relu (see relu_in_place)
 
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
@@ -29,7 +30,11 @@ struct EventGemmKernel {
   static constexpr size_t kInputs = 3;  // A, B, C
   static constexpr size_t kRequiredInputs = 2;
 
-  EventGemmKernel(const OrtApi* api, const OrtKernelInfo* info) : at_(where(kOp, event_node_name(api, info))) {
+  EventGemmKernel(const OrtApi* api, const OrtKernelInfo* info) : EventGemmKernel(api, info, kOp, false) {}
+
+ protected:
+  EventGemmKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
+      : at_(where(op, event_node_name(api, info))), relu_(relu) {
     int64_t trans_a = 0;
     event_int_attribute(api, info, at_, "transA", &trans_a);
     if (trans_a != 0) {
@@ -75,6 +80,7 @@ struct EventGemmKernel {
     }
   }
 
+ public:
   Ort::Status Compute(OrtKernelContext* context) {
     try {
       Ort::KernelContext ctx(context);
@@ -161,6 +167,7 @@ struct EventGemmKernel {
         const T* c_row = c + r * row_stride;
         for (int64_t j = c0; j < c1; ++j) y_row[j] += beta * c_row[j * col_stride];
       }
+      if (relu_) relu_in_place(y_row + c0, c1 - c0);
     };
     // rows (M', K) of A -> (M', N) by the op's own kernels: float32's dense_matmul on the
     // packed weight, or the event product (float64's only one)
@@ -187,6 +194,7 @@ struct EventGemmKernel {
         const ONNXTensorElementDataType type =
             std::is_same_v<T, float> ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
         dense->run(context, c_in.present ? 3 : 2, type, xs, {rows, K}, ys, {rows, N});
+        if (relu_) relu_in_place(ys, rows * N);
       } else {
         own(xs, rows, ys, events);
       }
@@ -195,6 +203,7 @@ struct EventGemmKernel {
   }
 
   std::string at_;
+  bool relu_ = false;  // EventGemmRelu
   int64_t trans_b_ = 0;
   float alpha_ = 1.0f;
   float beta_ = 1.0f;
@@ -209,8 +218,20 @@ struct EventGemmKernel {
 
 }  // namespace
 
+// EventGemm followed by Relu, in one pass over the output.
+struct EventGemmReluKernel : EventGemmKernel {
+  EventGemmReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventGemmKernel(api, info, kReluOp, true) {}
+  // The lite API takes the Compute of the kernel type itself.
+  Ort::Status Compute(OrtKernelContext* context) { return EventGemmKernel::Compute(context); }
+};
+
 const OrtCustomOp* event_gemm_op() {
   static const EventOp<EventGemmKernel> op(kOp);
+  return &op;
+}
+
+const OrtCustomOp* event_gemm_relu_op() {
+  static const EventOp<EventGemmReluKernel> op(kReluOp);
   return &op;
 }
 

@@ -69,6 +69,7 @@ struct ConvDirect : ConvShape {
   const int32_t* source = nullptr;     // or, for short plane rows: a channel's sh shifts hq pitch plane
                                        // values' offsets in its input image, -1 for padding
   bool stream = false;                 // write the output past the caches (non-temporal)
+  bool relu = false;                   // negatives written as 0 (a fused Relu: see relu_in_place)
 };
 
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \

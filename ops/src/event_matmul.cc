@@ -12,13 +12,18 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventMatMul";
+constexpr const char* kReluOp = "EventMatMulRelu";  // with a fused Relu (see relu_in_place)
 
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
   static constexpr size_t kRequiredInputs = 2;
 
-  EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info)
-      : at_(where(kOp, event_node_name(api, info))),
+  EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info) : EventMatMulKernel(api, info, kOp, false) {}
+
+ protected:
+  EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
+      : at_(where(op, event_node_name(api, info))),
+        relu_(relu),
         dense_double_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, {}, 2),
         dense_float_(api, info, "MatMul", 13, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {}, 2) {
     // A constant float32 weight is packed for the dense path once, here (not a narrow one:
@@ -31,6 +36,7 @@ struct EventMatMulKernel {
     }
   }
 
+ public:
   Ort::Status Compute(OrtKernelContext* context) {
     try {
       Ort::KernelContext ctx(context);
@@ -94,6 +100,7 @@ struct EventMatMulKernel {
       const bool events = sparse_rows(ctx, xs, rows, K, N);
       if (!events && !own_gemm_wins(N) && dense_float_.available()) {
         dense_float_.run(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, xs, {rows, K}, ys, {rows, N});
+        if (relu_) relu_in_place(ys, rows * N);
       } else {
         own_product(ctx, xs, w_in, ys, rows, K, N, events);
       }
@@ -105,7 +112,9 @@ struct EventMatMulKernel {
   void own_product(const Ort::KernelContext& ctx, const float* x, const InputView& w_in, float* y, int64_t M,
                    int64_t K, int64_t N, bool events) const {
     const float* w = static_cast<const float*>(w_in.data);
-    auto finish = [](int64_t, float*, int64_t, int64_t) {};
+    auto finish = [this](int64_t, float* y_row, int64_t c0, int64_t c1) {
+      if (relu_) relu_in_place(y_row + c0, c1 - c0);
+    };
     if (events) {
       event_matmul(ctx, x, w, y, M, K, N, finish);
     } else {
@@ -120,11 +129,14 @@ struct EventMatMulKernel {
     const double* x = static_cast<const double*>(x_in.data);
     const double* w = static_cast<const double*>(w_in.data);
     double* y = out.GetTensorMutableData<double>();
-    auto finish = [](int64_t, double*, int64_t, int64_t) {};
+    auto finish = [this](int64_t, double* y_row, int64_t c0, int64_t c1) {
+      if (relu_) relu_in_place(y_row + c0, c1 - c0);
+    };
     // rows (M', K) of x -> (M', N): float64 has only the event product of its own
     auto product = [&](const double* xs, int64_t rows, double* ys) {
       if (dense_double_.available() && !sparse_rows(ctx, xs, rows, K, N)) {
         dense_double_.run(context, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, xs, {rows, K}, ys, {rows, N});
+        if (relu_) relu_in_place(ys, rows * N);
       } else {
         event_matmul(ctx, xs, w, ys, rows, K, N, finish);
       }
@@ -133,6 +145,7 @@ struct EventMatMulKernel {
   }
 
   std::string at_;
+  bool relu_ = false;            // EventMatMulRelu
   NativeOp dense_double_;        // float64: onnxruntime's MatMul
   NativeOp dense_float_;         // float32 where it beats dense_matmul (see own_gemm_wins)
   PackedPanels packed_;          // float32: the constant weight, packed for dense_matmul
@@ -141,8 +154,20 @@ struct EventMatMulKernel {
 
 }  // namespace
 
+// EventMatMul followed by Relu, in one pass over the output.
+struct EventMatMulReluKernel : EventMatMulKernel {
+  EventMatMulReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventMatMulKernel(api, info, kReluOp, true) {}
+  // The lite API takes the Compute of the kernel type itself.
+  Ort::Status Compute(OrtKernelContext* context) { return EventMatMulKernel::Compute(context); }
+};
+
 const OrtCustomOp* event_matmul_op() {
   static const EventOp<EventMatMulKernel> op(kOp);
+  return &op;
+}
+
+const OrtCustomOp* event_matmul_relu_op() {
+  static const EventOp<EventMatMulReluKernel> op(kReluOp);
   return &op;
 }
 

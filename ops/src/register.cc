@@ -19,7 +19,9 @@ OrtStatus* build_domain(const OrtApi* api, OrtCustomOpDomain** out) {
   if (OrtStatus* status = api->CreateCustomOpDomain(kDomain, &domain)) return status;
   for (const OrtCustomOp* op : {spikeonnx::spiking_activation_op(), spikeonnx::lowpass_op(),
                                 spikeonnx::alpha_op(), spikeonnx::event_matmul_op(),
-                                spikeonnx::event_gemm_op(), spikeonnx::event_conv_op()}) {
+                                spikeonnx::event_gemm_op(), spikeonnx::event_conv_op(),
+                                spikeonnx::event_matmul_relu_op(), spikeonnx::event_gemm_relu_op(),
+                                spikeonnx::event_conv_relu_op()}) {
     if (OrtStatus* status = api->CustomOpDomain_Add(domain, op)) {
       api->ReleaseCustomOpDomain(domain);
       return status;
