@@ -31,6 +31,7 @@ __all__ = [
     "OP_TYPES",
     "EVENT_OPS",
     "EVENT_OP_TYPES",
+    "FUSED_RELU_OPS",
     "MAX_IR_VERSION",
     "PRODUCER",
     "STATE_IN_SUFFIX",
@@ -65,6 +66,10 @@ OP_TYPES = ("SpikingActivation", "Lowpass", "Alpha")
 EVENT_OPS = {"MatMul": "EventMatMul", "Gemm": "EventGemm", "Conv": "EventConv"}
 #: The event-driven ops' names.
 EVENT_OP_TYPES = tuple(EVENT_OPS.values())
+#: Execution-only ops of the op library, never written to a file: an event op followed by
+#: ``Relu``, in one pass over the output (:func:`spikeonnx.events.fuse_relu`, which the
+#: sessions of :mod:`spikeonnx.runtime` apply, as onnxruntime fuses ``Conv`` and ``Relu``).
+FUSED_RELU_OPS = {event: f"{event}Relu" for event in EVENT_OP_TYPES}
 #: Highest model IR version we write and hand to onnxruntime. onnx 1.17+ writes IR 11+
 #: by default; onnxruntime 1.18 and later accept IR 10, and nothing we emit needs more.
 MAX_IR_VERSION = 10

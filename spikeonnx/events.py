@@ -26,6 +26,8 @@ direct convolution, or onnxruntime's kernel where that is faster), deciding per 
 the counted density. Each event op also gets a model-local function whose body is
 the original standard op with the same attributes, so the file still runs anywhere ONNX
 runs (stock onnxruntime, ``onnx.reference``, other runtimes), with the same value.
+:func:`fuse_relu` makes, for execution only, an event op and the ``Relu`` after it one
+node of the library (:class:`spikeonnx.runtime.InferenceSession` does this).
 
 The results equal the dense graph's up to float summation order (the event kernels add
 the same products in another order); a zero input times an infinite weight contributes
@@ -42,11 +44,21 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .contract import DOMAIN, EVENT_OP_TYPES, EVENT_OPS, MAX_IR_VERSION, OPSET_VERSION, ModelLike, load_model
+from .contract import (
+    DOMAIN,
+    EVENT_OP_TYPES,
+    EVENT_OPS,
+    FUSED_RELU_OPS,
+    MAX_IR_VERSION,
+    OPSET_VERSION,
+    ModelLike,
+    load_model,
+)
 
 __all__ = [
     "optimize",
     "rewrite_events",
+    "fuse_relu",
     "EVENT_OP_TYPES",
     "STANDARD_OP",
     "make_event_function",
@@ -229,6 +241,73 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     if functions:
         _attach(model, sorted(rewritten), rewritten)
     return [node.name for nodes in rewritten.values() for node in nodes]
+
+
+def fuse_relu(model: onnx.ModelProto) -> onnx.ModelProto:
+    """For execution only: each event node whose output reaches a ``Relu`` and nothing
+    else (directly or through ``Reshape``/``Transpose``/``Flatten``/``Squeeze``/
+    ``Unsqueeze``/``Identity``, each of a single consumer) becomes the op library's
+    ``<op>Relu`` (:data:`spikeonnx.contract.FUSED_RELU_OPS`) and the ``Relu`` goes.
+
+    ``Relu`` commutes with moving data, so the value is the same, bit for bit: the kernel
+    sets negatives to 0 as onnxruntime's ``Relu`` does (NaN and -0 pass). A real export
+    puts a ``Relu`` before every ``SpikingActivation("relu")``; fused, the output is
+    written once instead of written, read and written again.
+
+    The fused ops run only in the op library (no function bodies, no schemas): this is
+    what :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime, never a file.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model (not changed).
+
+    Returns
+    -------
+    onnx.ModelProto
+        A copy with the fusions made (node names kept; the ``Relu``'s output tensor
+        name now comes from the last node before it).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    users: Dict[str, List[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    fused: List[onnx.NodeProto] = []
+    renamed: Set[str] = set()
+    for node in graph.node:
+        if node.domain != DOMAIN or node.op_type not in FUSED_RELU_OPS:
+            continue
+        chain: List[onnx.NodeProto] = []
+        tensor = node.output[0]
+        relu = None
+        while tensor not in outputs and len(users.get(tensor, [])) == 1:
+            user = users[tensor][0]
+            if user.domain not in _DEFAULT_DOMAINS or not user.input or user.input[0] != tensor:
+                break
+            if user.op_type == "Relu":
+                relu = user
+                break
+            if user.op_type not in _PLUMBING or any(name == tensor for name in user.input[1:]):
+                break
+            chain.append(user)
+            tensor = user.output[0]
+        if relu is None:
+            continue
+        node.op_type = FUSED_RELU_OPS[node.op_type]
+        last = chain[-1] if chain else node
+        renamed.add(last.output[0])
+        last.output[0] = relu.output[0]
+        fused.append(relu)
+    for relu in fused:
+        graph.node.remove(relu)
+    kept = [v for v in graph.value_info if v.name not in renamed]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return out
 
 
 def _write_defaults(node: onnx.NodeProto, w_dims: List[int]) -> None:

@@ -38,6 +38,7 @@ from .contract import (
     load_model,
     read_metadata,
 )
+from .events import event_inputs, fuse_relu, synaptic_events
 from .ops import library_path
 from .reference import check_model_attributes
 
@@ -160,7 +161,9 @@ class InferenceSession:
     session : onnxruntime.InferenceSession
         The underlying session.
     model : onnx.ModelProto
-        The model as handed to onnxruntime.
+        The model as given (IR version lowered). With the op library, onnxruntime runs
+        it with each event op followed by ``Relu`` fused into one node
+        (:func:`spikeonnx.events.fuse_relu`), the same values.
 
     Raises
     ------
@@ -206,8 +209,10 @@ class InferenceSession:
             _register_library(options)
         # onnxruntime segfaults or hangs on absurd thread counts: check them first.
         _check_options_threads(options)
+        # With the op library, event ops followed by Relu run fused (execution only).
+        runnable = fuse_relu(self.model) if library else self.model
         self.session = ort.InferenceSession(
-            self.model.SerializeToString(),
+            runnable.SerializeToString(),
             sess_options=options,
             providers=list(providers) if providers is not None else ["CPUExecutionProvider"],
             **kwargs,
@@ -279,7 +284,6 @@ class InferenceSession:
                 raise ValueError(f"unknown output name(s) {unknown}; the model's outputs are {self._outputs}")
         if not count_events:
             return self.session.run(output_names, feed, run_options)
-        from .events import synaptic_events
 
         session, inputs = self._counting_session()
         names = list(self._outputs if output_names is None else output_names)
@@ -291,7 +295,6 @@ class InferenceSession:
 
     def _counting_session(self) -> Tuple[ort.InferenceSession, Dict[str, str]]:
         """The session of run(count_events=True): the model, with the event nodes' inputs as outputs."""
-        from .events import event_inputs
 
         with self._counting_lock:
             if self._counting is None:

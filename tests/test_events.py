@@ -10,6 +10,8 @@ the full ONNX check.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -20,7 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx import reference
 from spikeonnx.contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION
-from spikeonnx.events import EVENT_OP_TYPES, event_inputs, event_nodes, optimize
+from spikeonnx.events import EVENT_OP_TYPES, event_inputs, event_nodes, fuse_relu, optimize
+from spikeonnx.runtime import InferenceSession
 
 pytestmark = pytest.mark.needs_ops
 
@@ -284,6 +287,122 @@ def test_conv_output_past_the_caches_matches_numpy(path, side, threads, monkeypa
     y = _run(_model("EventConv", x, [w, b], pads=[1, 1, 1, 1]), x, threads=threads)
     assert y.nbytes >= 4 << 20
     _assert_close(y, reference.event_conv(x, w, b, pads=[1, 1, 1, 1]))
+
+
+# -- the fused Relu of fuse_relu's execution-only ops ------------------------------------
+
+
+def _relu(y: np.ndarray) -> np.ndarray:
+    """onnxruntime's Relu: negatives become 0; NaN and -0 pass unchanged."""
+    return np.where(y < 0, 0, y).astype(y.dtype)
+
+
+def _assert_close_with_nan(actual: np.ndarray, expected: np.ndarray) -> None:
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan)
+    _assert_close(np.where(nan, 0, actual), np.where(nan, 0, expected))
+
+
+@pytest.mark.parametrize("density", [0.05, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_out", [300, 10])  # own kernels; onnxruntime's for a narrow dense product
+def test_matmul_and_gemm_with_fused_relu_match_numpy(n_out, dtype, density):
+    """EventMatMulRelu and EventGemmRelu: the op's value, then Relu, on the event path and
+    the dense paths; a NaN input stays NaN where it reaches, as through a Relu node."""
+    rng = np.random.default_rng(11)
+    x = _spikes(rng, (40, 70), density, dtype)
+    x[3, 5] = np.nan
+    w = rng.standard_normal((70, n_out)).astype(dtype)
+    y = _run(_model("EventMatMulRelu", x, [w]), x)
+    assert y.dtype == dtype and (y >= 0).sum() + np.isnan(y).sum() == y.size
+    _assert_close_with_nan(y, _relu(reference.event_matmul(x, w)))
+    b = rng.standard_normal((n_out, 70)).astype(dtype)
+    c = rng.standard_normal(n_out).astype(dtype)
+    y = _run(_model("EventGemmRelu", x, [b, c], alpha=0.5, beta=2.0, transB=1), x)
+    _assert_close_with_nan(y, _relu(reference.event_gemm(x, b, c, alpha=0.5, beta=2.0, trans_b=1)))
+
+
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense"])
+@pytest.mark.parametrize("density", [0.05, 1.0])
+@pytest.mark.parametrize("case", [0, 1, 8, 13])
+def test_conv_with_fused_relu_matches_numpy(case, density, path, monkeypatch):
+    """EventConvRelu on every path (the event paths clamp the accumulator before writing
+    it out, the direct convolution its register tiles), float32 and float64, with and
+    without bias."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
+    x_shape, w_shape, attrs = _PATH_CASES[case]
+    rng = np.random.default_rng(60 + case)
+    for dtype in (np.float32, np.float64):
+        x = _spikes(rng, x_shape, density, dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        for bias in (None, b):
+            expected = _relu(reference.event_conv(x, w, bias, **attrs))
+            assert (expected == 0).any() and (expected > 0).any()
+            _assert_close(_run(_model("EventConvRelu", x, [w, bias], **attrs), x), expected)
+
+
+def _relu_chain_model(tail: str) -> onnx.ModelProto:
+    """spikes -> EventMatMul -> Reshape -> Relu -> (tail) on a SpikingActivation's output."""
+    rng = np.random.default_rng(12)
+    nodes = [
+        helper.make_node("SpikingActivation", ["x"], ["s"], domain=DOMAIN, name="sa", dt=0.01, seed=1),
+        helper.make_node("Reshape", ["s", "flat"], ["s2"], name="flat_view"),
+        helper.make_node("MatMul", ["s2", "w"], ["h"], name="dense"),
+        helper.make_node("Reshape", ["h", "seq"], ["h2"], name="seq_view"),
+        helper.make_node("Relu", ["h2"], ["r"], name="relu"),
+    ]
+    outputs = ["r"]
+    if tail == "second user":
+        nodes.append(helper.make_node("Neg", ["h2"], ["n"], name="neg"))
+        outputs.append("n")
+    if tail == "output":
+        outputs.append("h2")
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 20])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        initializer=[numpy_helper.from_array(rng.standard_normal((20, 16)).astype(np.float32), "w"),
+                     numpy_helper.from_array(np.array([-1, 20]), "flat"),
+                     numpy_helper.from_array(np.array([2, 3, 16]), "seq")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    return optimize(model)
+
+
+@pytest.mark.parametrize("tail", ["", "second user", "output"])
+def test_fuse_relu_through_plumbing_and_only_there(tail):
+    """fuse_relu moves a Relu reached through a Reshape into the event op, bitwise the
+    same outputs; not when the tensor before the Relu has another user or is an output."""
+    model = _relu_chain_model(tail)
+    fused = fuse_relu(model)
+    ops = [n.op_type for n in fused.graph.node]
+    if tail:
+        assert ops == [n.op_type for n in model.graph.node] and "EventMatMul" in ops
+    else:
+        assert "Relu" not in ops and "EventMatMulRelu" in ops
+        assert [n.output[0] for n in fused.graph.node if n.name == "seq_view"] == ["r"]
+    assert [n.op_type for n in model.graph.node].count("Relu") == 1  # the input is not changed
+    x = np.random.default_rng(13).uniform(-20, 80, (2, 3, 20)).astype(np.float32)
+    for want, got in zip(_session(model).run(None, {"x": x}), _session(fused).run(None, {"x": x}), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_inference_session_runs_the_fused_ops(tmp_path):
+    """spikeonnx.InferenceSession hands onnxruntime the fused model (profiling names the
+    kernel) and keeps the model as given; the outputs equal stock onnxruntime's."""
+    model = _relu_chain_model("")
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = InferenceSession(model, options)
+    x = np.random.default_rng(14).uniform(-20, 80, (2, 3, 20)).astype(np.float32)
+    got = session.run(None, {"x": x})[0]
+    ran = {e.get("args", {}).get("op_name") for e in json.loads(Path(session.session.end_profiling()).read_text())}
+    assert "EventMatMulRelu" in ran and "Relu" not in ran
+    assert "Relu" in [n.op_type for n in session.model.graph.node]
+    np.testing.assert_array_equal(got, _session(model).run(None, {"x": x})[0])
+    assert list(tmp_path.iterdir())  # the profile went to tmp_path, not the working directory
 
 
 def test_conv_path_variable_is_checked(monkeypatch):
