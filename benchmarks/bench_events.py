@@ -5,9 +5,10 @@ after each hidden layer) and a spiking CNN (conv-spikes-conv-spikes-dense-spikes
 on 3x32x32 inputs), both with their input rates encoded as spikes by a first
 ``SpikingActivation`` (so every weighted layer is fed by spikes), calibrates the input
 and weight scales so that every spiking layer fires at the target density (1 %, 5 %, 20 %, 100 % of its outputs nonzero per step),
-then times the dense model against ``spikeonnx.optimize``'s event-driven one, with one
-intra-op thread and with onnxruntime's default, and prints the speed-ups measured in
-this run. With ``--digits`` it also times the digits classifier of
+then times the dense model against ``spikeonnx.optimize``'s event-driven one, both as
+``spikeonnx.InferenceSession`` runs them (its onnxruntime session: an event op followed by
+``Relu`` runs fused, :func:`spikeonnx.events.fuse_relu`), with one intra-op thread and
+with onnxruntime's default, and prints the speed-ups measured in this run. With ``--digits`` it also times the digits classifier of
 ``bench_inference.py`` at batch 1000 against Keras ``predict``.
 
 Run from the source tree (after building the op library)::
@@ -30,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx.contract import DOMAIN, MAX_IR_VERSION, OPSET_VERSION
 from spikeonnx.events import event_nodes, optimize
-from spikeonnx.ops import library_path
+from spikeonnx.runtime import InferenceSession
 
 DT = 0.001
 _SETTLE = 0.05
@@ -56,10 +57,10 @@ def _best_pair(first: Callable[[], object], second: Callable[[], object], repeat
 
 
 def _session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
+    """The onnxruntime session of ``spikeonnx.InferenceSession`` (timed without its feed checks)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default
-    options.register_custom_ops_library(library_path())
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return InferenceSession(model, options).session
 
 
 class _Builder:
@@ -186,7 +187,6 @@ def bench_digits(repeats: int, epochs: int) -> None:
 
     from spikeonnx import export
     from spikeonnx.examples import digits
-    from spikeonnx.runtime import InferenceSession
 
     keras.utils.set_random_seed(0)
     model = digits.build_model()
