@@ -260,15 +260,26 @@ def test_conv_held_images_match_numpy(case, path, monkeypatch):
 def test_conv_paths_match_numpy(case, density, path, monkeypatch):
     """Every path of EventConv (fixed by SPIKEONNX_EVENT_CONV_PATH when the kernel is
     created) gives NumPy's convolution, float32 and float64, with and without bias."""
+    _check_conv_path(case, density, path, monkeypatch, relu=False)
+
+
+def _check_conv_path(case: int, density: float, path: str, monkeypatch, *, relu: bool) -> None:
+    """EventConv (EventConvRelu with ``relu``) of ``_PATH_CASES[case]`` on a fixed path
+    against NumPy (then ``_relu``), float32 and float64, with and without bias."""
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
     x_shape, w_shape, attrs = _PATH_CASES[case]
-    rng = np.random.default_rng(40 + case)
+    rng = np.random.default_rng((60 if relu else 40) + case)
     for dtype in (np.float32, np.float64):
         x = _spikes(rng, x_shape, density, dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
         b = rng.standard_normal(w_shape[0]).astype(dtype)
         for bias in (None, b):
-            _assert_close(_run(_model("EventConv", x, [w, bias], **attrs), x), reference.event_conv(x, w, bias, **attrs))
+            expected = reference.event_conv(x, w, bias, **attrs)
+            if relu:
+                expected = _relu(expected)
+                assert (expected == 0).any() and (expected > 0).any()
+            y = _run(_model("EventConvRelu" if relu else "EventConv", x, [w, bias], **attrs), x)
+            _assert_close(y, expected)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -329,17 +340,7 @@ def test_conv_with_fused_relu_matches_numpy(case, density, path, monkeypatch):
     """EventConvRelu on every path (the event paths clamp the accumulator before writing
     it out, the direct convolution its register tiles), float32 and float64, with and
     without bias."""
-    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
-    x_shape, w_shape, attrs = _PATH_CASES[case]
-    rng = np.random.default_rng(60 + case)
-    for dtype in (np.float32, np.float64):
-        x = _spikes(rng, x_shape, density, dtype)
-        w = rng.standard_normal(w_shape).astype(dtype)
-        b = rng.standard_normal(w_shape[0]).astype(dtype)
-        for bias in (None, b):
-            expected = _relu(reference.event_conv(x, w, bias, **attrs))
-            assert (expected == 0).any() and (expected > 0).any()
-            _assert_close(_run(_model("EventConvRelu", x, [w, bias], **attrs), x), expected)
+    _check_conv_path(case, density, path, monkeypatch, relu=True)
 
 
 def _relu_chain_model(tail: str) -> onnx.ModelProto:
