@@ -436,6 +436,15 @@ struct EventOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
   }
 };
 
+// The event op `Kernel` followed by Relu (relu_in_place): Kernel's protected constructor
+// (api, info, op name, relu) with its kReluOp.  The lite API takes the Compute of the
+// kernel type itself, hence the forwarding.
+template <typename Kernel>
+struct ReluFused : Kernel {
+  ReluFused(const OrtApi* api, const OrtKernelInfo* info) : Kernel(api, info, Kernel::kReluOp, true) {}
+  Ort::Status Compute(OrtKernelContext* context) { return Kernel::Compute(context); }
+};
+
 // Descriptors of the event ops (process lifetime, never modified).
 const OrtCustomOp* event_matmul_op();
 const OrtCustomOp* event_matmul_relu_op();

@@ -20,7 +20,6 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventConv";
-constexpr const char* kReluOp = "EventConvRelu";  // with a fused Relu (see relu_in_place)
 
 // Images whose density decides between the paths (the rest are not read twice).
 constexpr int64_t kSampledImages = 32;
@@ -121,10 +120,11 @@ int64_t output_size(const ConvAttributes& a, size_t axis, size_t spatial, int64_
 struct EventConvKernel {
   static constexpr size_t kInputs = 3;  // X, W, B
   static constexpr size_t kRequiredInputs = 2;
+  static constexpr const char* kReluOp = "EventConvRelu";  // with a fused Relu (ReluFused)
 
   EventConvKernel(const OrtApi* api, const OrtKernelInfo* info) : EventConvKernel(api, info, kOp, false) {}
 
- protected:
+ protected:  // ReluFused's constructor
   EventConvKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
       : at_(where(op, event_node_name(api, info))), relu_(relu) {
     event_string_attribute(api, info, at_, "auto_pad", &attrs_.auto_pad);
@@ -550,20 +550,13 @@ struct EventConvKernel {
 
 }  // namespace
 
-// EventConv followed by Relu, applied before the output is written.
-struct EventConvReluKernel : EventConvKernel {
-  EventConvReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventConvKernel(api, info, kReluOp, true) {}
-  // The lite API takes the Compute of the kernel type itself.
-  Ort::Status Compute(OrtKernelContext* context) { return EventConvKernel::Compute(context); }
-};
-
 const OrtCustomOp* event_conv_op() {
   static const EventOp<EventConvKernel> op(kOp);
   return &op;
 }
 
 const OrtCustomOp* event_conv_relu_op() {
-  static const EventOp<EventConvReluKernel> op(kReluOp);
+  static const EventOp<ReluFused<EventConvKernel>> op(EventConvKernel::kReluOp);
   return &op;
 }
 

@@ -14,7 +14,6 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventGemm";
-constexpr const char* kReluOp = "EventGemmRelu";  // with a fused Relu (see relu_in_place)
 
 // (K, N) row-major copy of B^T, B being (N, K).
 template <typename T>
@@ -29,10 +28,11 @@ std::vector<T> transposed(const T* b, int64_t n, int64_t k) {
 struct EventGemmKernel {
   static constexpr size_t kInputs = 3;  // A, B, C
   static constexpr size_t kRequiredInputs = 2;
+  static constexpr const char* kReluOp = "EventGemmRelu";  // with a fused Relu (ReluFused)
 
   EventGemmKernel(const OrtApi* api, const OrtKernelInfo* info) : EventGemmKernel(api, info, kOp, false) {}
 
- protected:
+ protected:  // ReluFused's constructor
   EventGemmKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
       : at_(where(op, event_node_name(api, info))), relu_(relu) {
     int64_t trans_a = 0;
@@ -218,20 +218,13 @@ struct EventGemmKernel {
 
 }  // namespace
 
-// EventGemm followed by Relu, in one pass over the output.
-struct EventGemmReluKernel : EventGemmKernel {
-  EventGemmReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventGemmKernel(api, info, kReluOp, true) {}
-  // The lite API takes the Compute of the kernel type itself.
-  Ort::Status Compute(OrtKernelContext* context) { return EventGemmKernel::Compute(context); }
-};
-
 const OrtCustomOp* event_gemm_op() {
   static const EventOp<EventGemmKernel> op(kOp);
   return &op;
 }
 
 const OrtCustomOp* event_gemm_relu_op() {
-  static const EventOp<EventGemmReluKernel> op(kReluOp);
+  static const EventOp<ReluFused<EventGemmKernel>> op(EventGemmKernel::kReluOp);
   return &op;
 }
 

@@ -12,15 +12,15 @@ namespace spikeonnx {
 namespace {
 
 constexpr const char* kOp = "EventMatMul";
-constexpr const char* kReluOp = "EventMatMulRelu";  // with a fused Relu (see relu_in_place)
 
 struct EventMatMulKernel {
   static constexpr size_t kInputs = 2;  // x, W
   static constexpr size_t kRequiredInputs = 2;
+  static constexpr const char* kReluOp = "EventMatMulRelu";  // with a fused Relu (ReluFused)
 
   EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info) : EventMatMulKernel(api, info, kOp, false) {}
 
- protected:
+ protected:  // ReluFused's constructor
   EventMatMulKernel(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool relu)
       : at_(where(op, event_node_name(api, info))),
         relu_(relu),
@@ -154,20 +154,13 @@ struct EventMatMulKernel {
 
 }  // namespace
 
-// EventMatMul followed by Relu, in one pass over the output.
-struct EventMatMulReluKernel : EventMatMulKernel {
-  EventMatMulReluKernel(const OrtApi* api, const OrtKernelInfo* info) : EventMatMulKernel(api, info, kReluOp, true) {}
-  // The lite API takes the Compute of the kernel type itself.
-  Ort::Status Compute(OrtKernelContext* context) { return EventMatMulKernel::Compute(context); }
-};
-
 const OrtCustomOp* event_matmul_op() {
   static const EventOp<EventMatMulKernel> op(kOp);
   return &op;
 }
 
 const OrtCustomOp* event_matmul_relu_op() {
-  static const EventOp<EventMatMulReluKernel> op(kReluOp);
+  static const EventOp<ReluFused<EventMatMulKernel>> op(EventMatMulKernel::kReluOp);
   return &op;
 }
 
