@@ -21,26 +21,31 @@ struct Philox4x32 {
   uint32_t key[2];
 };
 
+// Philox4x32's round multipliers and the Weyl constants that bump the key between rounds.
+constexpr uint32_t kPhiloxMulA = 0xD2511F53u;
+constexpr uint32_t kPhiloxMulB = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxWeylA = 0x9E3779B9u;
+constexpr uint32_t kPhiloxWeylB = 0xBB67AE85u;
+
+// One Philox round on the counter words (c0, c1, c2, c3) under the key (k0, k1).
+inline void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
+  const uint64_t p0 = static_cast<uint64_t>(kPhiloxMulA) * c0;
+  const uint64_t p1 = static_cast<uint64_t>(kPhiloxMulB) * c2;
+  c0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+  c1 = static_cast<uint32_t>(p1);
+  c2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+  c3 = static_cast<uint32_t>(p0);
+}
+
 // One Philox4x32-10 block: ten rounds with the key bumped by the Weyl constants between
 // rounds (the standard Salmon et al. 2011 construction that TensorFlow uses).
 inline void philox4x32_10(const uint32_t counter_in[4], const uint32_t key_in[2], uint32_t out[4]) {
-  constexpr uint32_t kMulA = 0xD2511F53u;
-  constexpr uint32_t kMulB = 0xCD9E8D57u;
-  constexpr uint32_t kWeylA = 0x9E3779B9u;
-  constexpr uint32_t kWeylB = 0xBB67AE85u;
   uint32_t c0 = counter_in[0], c1 = counter_in[1], c2 = counter_in[2], c3 = counter_in[3];
   uint32_t k0 = key_in[0], k1 = key_in[1];
   for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = static_cast<uint64_t>(kMulA) * c0;
-    const uint64_t p1 = static_cast<uint64_t>(kMulB) * c2;
-    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += kWeylA;
-    k1 += kWeylB;
+    philox_round(c0, c1, c2, c3, k0, k1);
+    k0 += kPhiloxWeylA;
+    k1 += kPhiloxWeylB;
   }
   out[0] = c0;
   out[1] = c1;
@@ -86,10 +91,6 @@ inline float uint32_to_unit_float(uint32_t bits) {
 inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, uint64_t end,
                                        float* out) {
   constexpr int kLanes = 16;
-  constexpr uint32_t kMulA = 0xD2511F53u;
-  constexpr uint32_t kMulB = 0xCD9E8D57u;
-  constexpr uint32_t kWeylA = 0x9E3779B9u;
-  constexpr uint32_t kWeylB = 0xBB67AE85u;
   const uint64_t low = (static_cast<uint64_t>(state.counter[1]) << 32) | state.counter[0];
   const uint64_t high = (static_cast<uint64_t>(state.counter[3]) << 32) | state.counter[2];
   uint64_t block = begin / 4;
@@ -106,18 +107,9 @@ inline void tf_stateless_uniform_float(const Philox4x32& state, uint64_t begin, 
     }
     uint32_t k0 = state.key[0], k1 = state.key[1];
     for (int round = 0; round < 10; ++round) {
-      for (int i = 0; i < kLanes; ++i) {
-        const uint64_t p0 = static_cast<uint64_t>(kMulA) * c0[i];
-        const uint64_t p1 = static_cast<uint64_t>(kMulB) * c2[i];
-        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[i] ^ k0;
-        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[i] ^ k1;
-        c0[i] = n0;
-        c1[i] = static_cast<uint32_t>(p1);
-        c2[i] = n2;
-        c3[i] = static_cast<uint32_t>(p0);
-      }
-      k0 += kWeylA;
-      k1 += kWeylB;
+      for (int i = 0; i < kLanes; ++i) philox_round(c0[i], c1[i], c2[i], c3[i], k0, k1);
+      k0 += kPhiloxWeylA;
+      k1 += kPhiloxWeylB;
     }
     uint32_t words[4 * kLanes];
     for (int i = 0; i < kLanes; ++i) {
