@@ -8,8 +8,9 @@ and weight scales so that every spiking layer fires at the target density (1 %, 
 then times the dense model against ``spikeonnx.optimize``'s event-driven one, both as
 ``spikeonnx.InferenceSession`` runs them (its onnxruntime session: an event op followed by
 ``Relu`` runs fused, :func:`spikeonnx.events.fuse_relu`), with one intra-op thread and
-with onnxruntime's default, and prints the speed-ups measured in this run. With ``--digits`` it also times the digits classifier of
-``bench_inference.py`` at batch 1000 against Keras ``predict``.
+with onnxruntime's default, and prints the speed-ups measured in this run. With
+``--digits`` it also times the digits classifier of ``bench_inference.py`` at batch 1000
+against Keras ``predict``.
 
 Run from the source tree (after building the op library)::
 

@@ -243,7 +243,7 @@ def rewrite_events(model: onnx.ModelProto, *, functions: bool = True) -> List[st
     return [node.name for nodes in rewritten.values() for node in nodes]
 
 
-def fuse_relu(model: onnx.ModelProto) -> onnx.ModelProto:
+def fuse_relu(model: ModelLike) -> onnx.ModelProto:
     """For execution only: each event node whose output reaches a ``Relu`` and nothing
     else (directly or through ``Reshape``/``Transpose``/``Flatten``/``Squeeze``/
     ``Unsqueeze``/``Identity``, each of a single consumer) becomes the op library's
@@ -259,7 +259,7 @@ def fuse_relu(model: onnx.ModelProto) -> onnx.ModelProto:
 
     Parameters
     ----------
-    model : onnx.ModelProto
+    model : onnx.ModelProto, str, os.PathLike or bytes
         The model (not changed).
 
     Returns
@@ -267,9 +267,15 @@ def fuse_relu(model: onnx.ModelProto) -> onnx.ModelProto:
     onnx.ModelProto
         A copy with the fusions made (node names kept; the ``Relu``'s output tensor
         name now comes from the last node before it).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``model`` is a path that does not exist.
+    ValueError
+        If the model cannot be read.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out, _ = load_model(model)  # a copy
     graph = out.graph
     users: Dict[str, List[onnx.NodeProto]] = {}
     for node in graph.node:

@@ -38,7 +38,7 @@ from .contract import (
     load_model,
     read_metadata,
 )
-from .events import event_inputs, fuse_relu, synaptic_events
+from .events import event_inputs, event_nodes, fuse_relu, synaptic_events
 from .ops import library_path
 from .reference import check_model_attributes
 
@@ -209,8 +209,9 @@ class InferenceSession:
             _register_library(options)
         # onnxruntime segfaults or hangs on absurd thread counts: check them first.
         _check_options_threads(options)
-        # With the op library, event ops followed by Relu run fused (execution only).
-        runnable = fuse_relu(self.model) if library else self.model
+        # With the op library, event ops followed by Relu run fused (execution only; a
+        # model without event ops is not copied for it).
+        runnable = fuse_relu(self.model) if library and event_nodes(self.model) else self.model
         self.session = ort.InferenceSession(
             runnable.SerializeToString(),
             sess_options=options,
@@ -295,7 +296,6 @@ class InferenceSession:
 
     def _counting_session(self) -> Tuple[ort.InferenceSession, Dict[str, str]]:
         """The session of run(count_events=True): the model, with the event nodes' inputs as outputs."""
-
         with self._counting_lock:
             if self._counting is None:
                 inputs = event_inputs(self.model)

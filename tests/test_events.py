@@ -389,6 +389,16 @@ def test_fuse_relu_through_plumbing_and_only_there(tail):
         np.testing.assert_array_equal(got, want)
 
 
+def test_fuse_relu_reads_a_file_and_names_a_bad_one(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_relu_chain_model(""), str(path))
+    assert "EventMatMulRelu" in [n.op_type for n in fuse_relu(path).graph.node]
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        fuse_relu(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        fuse_relu(b"not a model")
+
+
 def test_inference_session_runs_the_fused_ops(tmp_path):
     """spikeonnx.InferenceSession hands onnxruntime the fused model (profiling names the
     kernel) and keeps the model as given; the outputs equal stock onnxruntime's."""
