@@ -129,23 +129,32 @@ def test_seeded_initial_voltage_matches_tensorflow(state_shape, seed):
     _assert_bitwise(final, expected)
 
 
-def test_seeded_initial_voltage_is_the_same_draw_at_every_call_and_shape():
+def _seeded_session(seed: int, dtype: type = np.float32, threads: int = 0) -> ort.InferenceSession:
+    """A session of one seeded SpikingActivation whose rates (B, T, U) have free sizes."""
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    rates = helper.make_tensor_value_info("in0", elem, ["B", "T", "U"])
+    node = helper.make_node("SpikingActivation", ["in0"], ["out0", "out1"], domain=DOMAIN, dt=0.001, seed=seed)
+    outs = [helper.make_tensor_value_info(o, elem, None) for o in ("out0", "out1")]
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(library_path())
+    options.intra_op_num_threads = threads
+    model = finish_model(helper.make_graph([node], "g", [rates], outs))
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seeded_initial_voltage_is_the_same_draw_at_every_call_and_shape(dtype):
     """The kernel keeps a node's draws between calls (extending them for a larger batch):
     every call of one session, smaller or larger than the last, float32 or float64, still
     gets exactly the seeded voltage of its own shape."""
-    rates_in = helper.make_tensor_value_info("in0", TensorProto.FLOAT, ["B", "T", "U"])
-    node = helper.make_node("SpikingActivation", ["in0"], ["out0", "out1"], domain=DOMAIN, dt=0.001, seed=11)
-    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("out0", "out1")]
-    model = finish_model(helper.make_graph([node], "g", [rates_in], outs))
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(library_path())
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = _seeded_session(11, dtype)
     rng = np.random.default_rng(4)
     # the last two extend the kept draws by more than one work item of 2**16 draws
     for shape in [(2, 3, 700), (5, 2, 2051), (1, 4, 3), (5, 2, 2051), (7, 1, 2051), (1, 2, 70001), (3, 1, 70001)]:
-        rates = rng.uniform(0.0, 900.0, shape).astype(np.float32)
+        rates = rng.uniform(0.0, 900.0, shape).astype(dtype)
         spikes, final = session.run(None, {"in0": rates})
-        want_spikes, want_final = reference.spiking_activation(rates, 0.001, seed=11)
+        # dt as the node holds it: a float32 attribute
+        want_spikes, want_final = reference.spiking_activation(rates, np.float32(0.001), seed=11)
         _assert_bitwise(spikes, want_spikes)
         _assert_bitwise(final, want_final)
 
@@ -153,14 +162,7 @@ def test_seeded_initial_voltage_is_the_same_draw_at_every_call_and_shape():
 def test_seeded_initial_voltage_under_concurrent_calls_of_growing_batches():
     """Calls of one session from several threads at once, with batches that grow the kept
     draws while other calls use them, each get exactly their own shape's seeded voltage."""
-    rates_in = helper.make_tensor_value_info("in0", TensorProto.FLOAT, ["B", "T", "U"])
-    node = helper.make_node("SpikingActivation", ["in0"], ["out0", "out1"], domain=DOMAIN, dt=0.001, seed=23)
-    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("out0", "out1")]
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(library_path())
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(finish_model(helper.make_graph([node], "g", [rates_in], outs)).SerializeToString(),
-                                   options, providers=["CPUExecutionProvider"])
+    session = _seeded_session(23, threads=1)
     rng = np.random.default_rng(5)
     feeds = [rng.uniform(0.0, 900.0, (batch, 2, 3001)).astype(np.float32) for batch in (1, 9, 2, 17, 4, 33, 8, 65)]
     barrier = threading.Barrier(len(feeds))
