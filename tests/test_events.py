@@ -282,22 +282,26 @@ def _check_conv_path(case: int, density: float, path: str, monkeypatch, *, relu:
             _assert_close(y, expected)
 
 
+@pytest.mark.parametrize("op", ["EventConv", "EventConvRelu"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("side", [32, 30])
 @pytest.mark.parametrize("path", ["scatter", "gather", "dense"])
-def test_conv_output_past_the_caches_matches_numpy(path, side, threads, monkeypatch):
+def test_conv_output_past_the_caches_matches_numpy(path, side, threads, op, monkeypatch):
     """An output of 4 MiB or more is written with non-temporal stores (the direct
     convolution's tiles; the event paths' transposes, in 16 x 16 blocks where the
     positions are whole blocks: 32 x 32, not 30 x 30, which leaves 4 rows): the same
-    numbers, every image, with threads."""
+    numbers, every image, with threads; the fused Relu's too (applied in the transpose),
+    a NaN input included."""
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
     rng = np.random.default_rng(77)
     x = _spikes(rng, (40, 8, side, side), 0.3)
+    x[3, 2, 10, 10] = np.nan
     w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
-    y = _run(_model("EventConv", x, [w, b], pads=[1, 1, 1, 1]), x, threads=threads)
+    y = _run(_model(op, x, [w, b], pads=[1, 1, 1, 1]), x, threads=threads)
     assert y.nbytes >= 4 << 20
-    _assert_close(y, reference.event_conv(x, w, b, pads=[1, 1, 1, 1]))
+    expected = reference.event_conv(x, w, b, pads=[1, 1, 1, 1])
+    _assert_close_with_nan(y, _relu(expected) if op == "EventConvRelu" else expected)
 
 
 # -- the fused Relu of fuse_relu's execution-only ops ------------------------------------

@@ -72,12 +72,10 @@ class NativeOp {
   OrtOp* op_ = nullptr;
 };
 
-// The Relu fused into EventMatMulRelu, EventGemmRelu and EventConvRelu (execution-only
-// ops: spikeonnx.events.fuse_relu builds them for a session, never for a file), with
-// onnxruntime's Relu's values: negatives become 0, while NaN and -0 pass unchanged.
+// v[0, n) through relu_value (event_loops.h).
 template <typename T>
 inline void relu_in_place(T* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];
+  for (int64_t i = 0; i < n; ++i) v[i] = relu_value(v[i]);
 }
 
 // Counts the nonzeros of x[0, n) on the intra-op thread pool.

@@ -504,6 +504,7 @@ struct EventConvKernel {
     scatter.col_start = cols.start();
     scatter.col_taps = cols.taps();
     scatter.weight = wp;
+    scatter.bias = bias;
     // A large output goes past the caches (see transpose).
     const bool stream = stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
@@ -520,7 +521,8 @@ struct EventConvKernel {
       const GatherScratch<T> scratch{idx.data(),   val.data(),  chan_end.data(), start.data(),
                                      rows.data(), sval.data(), col.data()};
       for (int64_t n = first; n < last; ++n) {
-        for (int64_t p = 0; p < positions; ++p) {
+        // The gather writes every acc row, starting from the bias; the scatter adds to them.
+        for (int64_t p = 0; p < positions && !gather; ++p) {
           T* a = acc.data() + p * g.m;
           if (bias != nullptr) {
             std::copy(bias, bias + g.m, a);
@@ -533,8 +535,7 @@ struct EventConvKernel {
         } else {
           loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
         }
-        if (relu_) relu_in_place(acc.data(), positions * g.m);
-        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions, stream);
+        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions, stream, relu_);
       }
     });
   }

@@ -33,8 +33,8 @@ namespace {
                              const GatherScratch<double>&)>(&ns::conv_gather),                      \
         static_cast<void (*)(const ConvDirect<float>&, const float*, float*)>(&ns::conv_direct),   \
         static_cast<void (*)(const ConvDirect<double>&, const double*, double*)>(&ns::conv_direct), \
-        static_cast<void (*)(const float*, int64_t, int64_t, float*, int64_t, bool)>(&ns::transpose),   \
-        static_cast<void (*)(const double*, int64_t, int64_t, double*, int64_t, bool)>(&ns::transpose), \
+        static_cast<void (*)(const float*, int64_t, int64_t, float*, int64_t, bool, bool)>(&ns::transpose),   \
+        static_cast<void (*)(const double*, int64_t, int64_t, double*, int64_t, bool, bool)>(&ns::transpose), \
         &ns::gemm_panel_width, &ns::gemm_rows, &ns::gemm_tile                                       \
   }
 

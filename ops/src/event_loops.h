@@ -9,6 +9,21 @@
 
 namespace spikeonnx {
 
+// The Relu fused into EventMatMulRelu, EventGemmRelu and EventConvRelu (execution-only
+// ops: spikeonnx.events.fuse_relu builds them for a session, never for a file), with
+// onnxruntime's Relu's values: negatives become 0, while NaN and -0 pass unchanged.
+template <typename T>
+inline T relu_value(T v) {
+  return v < T(0) ? T(0) : v;
+}
+
+// v unchanged, or relu_value(v) when kRelu.
+template <bool kRelu, typename T>
+inline T relu_if(T v) {
+  if constexpr (kRelu) return relu_value(v);
+  return v;
+}
+
 // One image of EventConv's event path: the geometry, per-axis tap tables and packed
 // weight.  Tap table of an axis: for input index i, the (tap, output index) pairs
 // taps[2 * start[i], 2 * start[i + 1]) of the kernel taps that reach a valid output.
@@ -30,6 +45,7 @@ struct ConvScatter : ConvShape {
   const int32_t* col_start = nullptr;
   const int32_t* col_taps = nullptr;
   const T* weight = nullptr;  // [c][kh][kw][m'] (output channels of a group contiguous)
+  const T* bias = nullptr;    // conv_gather: (m), or none (conv_image adds to acc instead)
 };
 
 // Scratch of conv_gather for one image (raw pointers: the loops' translation units are
@@ -69,7 +85,7 @@ struct ConvDirect : ConvShape {
   const int32_t* source = nullptr;     // or, for short plane rows: a channel's sh shifts hq pitch plane
                                        // values' offsets in its input image, -1 for padding
   bool stream = false;                 // write the output past the caches (non-temporal)
-  bool relu = false;                   // negatives written as 0 (a fused Relu: see relu_in_place)
+  bool relu = false;                   // negatives written as 0 (a fused Relu: see relu_value)
 };
 
 #define SPIKEONNX_DECLARE_EVENT_LOOPS                                                              \
@@ -97,8 +113,9 @@ struct ConvDirect : ConvShape {
                   double* val);                                                                   \
   /* The same sum gathered per output position from x (c, h, w): the image's nonzeros are */  \
   /* first bucketed by (group, input position); each output position then sums its taps' */     \
-  /* buckets' weight rows in registers and adds them to its acc row once.  Needs the group's */  \
-  /* output channels mg to be a whole number of vectors (gather_lanes()). */                    \
+  /* buckets' weight rows in registers and writes its acc row once, plus s.bias (acc need */    \
+  /* not be initialised).  Needs the group's output channels mg to be a whole number of */      \
+  /* vectors (gather_lanes()). */                                                               \
   int64_t gather_lanes_float();                                                                   \
   int64_t gather_lanes_double();                                                                  \
   void conv_gather(const ConvScatter<float>& s, const float* x, float* acc, const GatherScratch<float>& b); \
@@ -108,9 +125,11 @@ struct ConvDirect : ConvShape {
   void conv_direct(const ConvDirect<float>& d, const float* x, float* y);                         \
   void conv_direct(const ConvDirect<double>& d, const double* x, double* y);                      \
   /* out[j * ldo + i] = a[i * cols + j] for i < rows, j < cols; `stream`: out is too big to */   \
-  /* stay in cache (written past the caches where the instruction set allows). */                \
-  void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo, bool stream); \
-  void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo, bool stream); \
+  /* stay in cache (written past the caches where the instruction set allows); `relu`: */      \
+  /* negatives written as 0 (a fused Relu: see relu_value). */                               \
+  void transpose(const float* a, int64_t rows, int64_t cols, float* out, int64_t ldo, bool stream, bool relu); \
+  void transpose(const double* a, int64_t rows, int64_t cols, double* out, int64_t ldo, bool stream,  \
+                 bool relu);                                                                      \
   /* Dense float32 product, B packed in panels (see EventLoops::gemm_tile). */                   \
   int64_t gemm_panel_width();                                                                     \
   int64_t gemm_rows();                                                                            \
@@ -151,8 +170,8 @@ struct EventLoops {
   void (*gather_double)(const ConvScatter<double>&, const double*, double*, const GatherScratch<double>&);
   void (*direct_float)(const ConvDirect<float>&, const float*, float*);
   void (*direct_double)(const ConvDirect<double>&, const double*, double*);
-  void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t, bool);
-  void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t, bool);
+  void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t, bool, bool);
+  void (*transpose_double)(const double*, int64_t, int64_t, double*, int64_t, bool, bool);
   // The dense float32 product of the event ops' dense path (a register-blocked GEMM):
   // C[rows, cols] (+)= A[rows, k] B[k, cols] for rows <= gemm_rows() and cols <=
   // gemm_panel_width(), A's element (r, k) at a[r * lda + k * ka], B one packed panel
@@ -193,11 +212,11 @@ struct EventLoops {
   }
   void direct(const ConvDirect<float>& d, const float* x, float* y) const { direct_float(d, x, y); }
   void direct(const ConvDirect<double>& d, const double* x, double* y) const { direct_double(d, x, y); }
-  void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l, bool s) const {
-    transpose_float(a, r, c, o, l, s);
+  void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l, bool s, bool relu) const {
+    transpose_float(a, r, c, o, l, s, relu);
   }
-  void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l, bool s) const {
-    transpose_double(a, r, c, o, l, s);
+  void transpose(const double* a, int64_t r, int64_t c, double* o, int64_t l, bool s, bool relu) const {
+    transpose_double(a, r, c, o, l, s, relu);
   }
 };
 
