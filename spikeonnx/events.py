@@ -27,7 +27,8 @@ the counted density. Each event op also gets a model-local function whose body i
 the original standard op with the same attributes, so the file still runs anywhere ONNX
 runs (stock onnxruntime, ``onnx.reference``, other runtimes), with the same value.
 :func:`fuse_relu` makes, for execution only, an event op and the ``Relu`` after it one
-node of the library (:class:`spikeonnx.runtime.InferenceSession` does this).
+node of the library, and :func:`fuse_spiking` an ``EventConv`` and the
+``SpikingActivation`` it feeds (:class:`spikeonnx.runtime.InferenceSession` does both).
 
 The results equal the dense graph's up to float summation order (the event kernels add
 the same products in another order); a zero input times an infinite weight contributes
@@ -49,6 +50,7 @@ from .contract import (
     EVENT_OP_TYPES,
     EVENT_OPS,
     FUSED_RELU_OPS,
+    FUSED_SPIKING_OP,
     MAX_IR_VERSION,
     OPSET_VERSION,
     ModelLike,
@@ -59,6 +61,7 @@ __all__ = [
     "optimize",
     "rewrite_events",
     "fuse_relu",
+    "fuse_spiking",
     "EVENT_OP_TYPES",
     "STANDARD_OP",
     "make_event_function",
@@ -310,6 +313,84 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
         fused.append(relu)
     for relu in fused:
         graph.node.remove(relu)
+    kept = [v for v in graph.value_info if v.name not in renamed]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return out
+
+
+def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
+    """For execution only: each ``EventConv`` or ``EventConvRelu`` whose output is the
+    data input of one ``Reshape`` (to a constant shape of rank 3 or more, ``allowzero``
+    0) and nothing else, whose output in turn is the rates of one ``SpikingActivation``
+    (batch-major, no ``initial_voltage``, no ``final_voltage``) and nothing else, becomes
+    the op library's :data:`~spikeonnx.contract.FUSED_SPIKING_OP`, and the two nodes go.
+
+    The fused node convolves each sequence's time steps into a buffer that stays in
+    cache and turns them into spikes from there: the convolution's output, in a spiking
+    CNN the largest tensor, is not written to memory and read back. The value is the
+    nodes', bit for bit. Like :func:`fuse_relu`, this is what
+    :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime, never a file;
+    apply it after :func:`fuse_relu`, which turns ``EventConv`` and ``Relu`` into
+    ``EventConvRelu``.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, str, os.PathLike or bytes
+        The model (not changed).
+
+    Returns
+    -------
+    onnx.ModelProto
+        A copy with the fusions made (the convolution's node name kept; its output is
+        now the ``SpikingActivation``'s).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``model`` is a path that does not exist.
+    ValueError
+        If the model cannot be read.
+    """
+    out, _ = load_model(model)  # a copy
+    graph = out.graph
+    users: Dict[str, List[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    constants = _constants(graph)
+
+    def only_user(tensor: str) -> onnx.NodeProto | None:
+        found = users.get(tensor, [])
+        if tensor in outputs or len(found) != 1 or found[0].input[0] != tensor:
+            return None
+        return found[0]
+
+    gone: List[onnx.NodeProto] = []
+    renamed: Set[str] = set()
+    for node in graph.node:
+        if node.domain != DOMAIN or node.op_type not in ("EventConv", FUSED_RELU_OPS["EventConv"]):
+            continue
+        reshape = only_user(node.output[0])
+        if (reshape is None or reshape.op_type != "Reshape" or reshape.domain not in _DEFAULT_DOMAINS
+                or len(reshape.input) != 2 or reshape.input[1] not in constants
+                or _attribute(reshape, "allowzero", 0) != 0):
+            continue
+        shape = [int(v) for v in onnx.numpy_helper.to_array(constants[reshape.input[1]]).reshape(-1)]
+        spiking = only_user(reshape.output[0])
+        if (len(shape) < 3 or spiking is None or spiking.domain != DOMAIN or spiking.op_type != "SpikingActivation"
+                or any(spiking.input[1:]) or any(spiking.output[1:]) or _attribute(spiking, "time_major", 0) != 0):
+            continue
+        relu = int(node.op_type != "EventConv")
+        node.op_type = FUSED_SPIKING_OP
+        node.attribute.extend([helper.make_attribute("relu", relu), helper.make_attribute("shape", shape)]
+                              + [a for a in spiking.attribute if a.name in ("dt", "seed")])
+        renamed.update((node.output[0], reshape.output[0]))
+        node.output[0] = spiking.output[0]
+        gone.extend((reshape, spiking))
+    for dropped in gone:
+        graph.node.remove(dropped)
     kept = [v for v in graph.value_info if v.name not in renamed]
     del graph.value_info[:]
     graph.value_info.extend(kept)

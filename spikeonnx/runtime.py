@@ -38,7 +38,7 @@ from .contract import (
     load_model,
     read_metadata,
 )
-from .events import event_inputs, event_nodes, fuse_relu, synaptic_events
+from .events import event_inputs, event_nodes, fuse_relu, fuse_spiking, synaptic_events
 from .ops import library_path
 from .reference import check_model_attributes
 
@@ -163,7 +163,9 @@ class InferenceSession:
     model : onnx.ModelProto
         The model as given (IR version lowered). With the op library, onnxruntime runs
         it with each event op followed by ``Relu`` fused into one node
-        (:func:`spikeonnx.events.fuse_relu`), the same values.
+        (:func:`spikeonnx.events.fuse_relu`), and each ``EventConv`` with the
+        ``SpikingActivation`` it feeds (:func:`spikeonnx.events.fuse_spiking`), the same
+        values.
 
     Raises
     ------
@@ -209,9 +211,10 @@ class InferenceSession:
             _register_library(options)
         # onnxruntime segfaults or hangs on absurd thread counts: check them first.
         _check_options_threads(options)
-        # With the op library, event ops followed by Relu run fused (execution only; a
-        # model without event ops is not copied for it).
-        runnable = fuse_relu(self.model) if library and event_nodes(self.model) else self.model
+        # With the op library, event ops followed by Relu, and convolutions feeding a
+        # SpikingActivation, run fused (execution only; a model without event ops is not
+        # copied for it).
+        runnable = fuse_spiking(fuse_relu(self.model)) if library and event_nodes(self.model) else self.model
         self.session = ort.InferenceSession(
             runnable.SerializeToString(),
             sess_options=options,

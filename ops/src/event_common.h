@@ -450,6 +450,7 @@ const OrtCustomOp* event_gemm_op();
 const OrtCustomOp* event_gemm_relu_op();
 const OrtCustomOp* event_conv_op();
 const OrtCustomOp* event_conv_relu_op();
+const OrtCustomOp* event_conv_spiking_op();
 
 // Checks that `input` is present and float32/float64 (`type` == UNDEFINED) or of `type`.
 void check_float_input(const std::string& at, const char* name, const InputView& input,

@@ -11,10 +11,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "event_common.h"
+#include "spiking_sequences.h"
 
 namespace spikeonnx {
 namespace {
@@ -117,6 +120,17 @@ int64_t output_size(const ConvAttributes& a, size_t axis, size_t spatial, int64_
   return padded < span ? -1 : (padded - span) / stride + 1;
 }
 
+// A consumer fused after the convolution (EventConvSpiking): the images come in
+// sequences of `steps`; a pool item convolves each of its sequences into a buffer of its
+// own (which stays in cache), at sequence i's offset from `place_like` modulo 4 KiB, and
+// hands it whole to `done(i, rates)` instead of writing the images to y.
+template <typename T>
+struct Sequences {
+  int64_t steps = 1;
+  const T* place_like = nullptr;
+  std::function<void(int64_t, const T*)> done;
+};
+
 struct EventConvKernel {
   static constexpr size_t kInputs = 3;  // X, W, B
   static constexpr size_t kRequiredInputs = 2;
@@ -185,20 +199,27 @@ struct EventConvKernel {
       const InputView w = get_input(ctx, 1);
       const InputView b = get_input(ctx, 2);
       const ConvGeometry g = check(x, w, b);
-      std::vector<int64_t> shape{g.n, g.m};
-      if (x.shape.size() == 4) shape.push_back(g.oh);
-      shape.push_back(g.ow);
-      Ort::UnownedValue out = ctx.GetOutput(0, shape);
+      Ort::UnownedValue out = ctx.GetOutput(0, output_shape(g, x));
       if (g.n == 0 || g.m == 0) return Ort::Status{nullptr};
       if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        run<float>(ctx, g, x, w, b, out, packed_float_, tiles_float_);
+        run<float>(ctx, g, static_cast<const float*>(x.data), w, b, out.GetTensorMutableData<float>(), packed_float_,
+                   tiles_float_);
       } else {
-        run<double>(ctx, g, x, w, b, out, packed_double_, tiles_double_);
+        run<double>(ctx, g, static_cast<const double*>(x.data), w, b, out.GetTensorMutableData<double>(),
+                    packed_double_, tiles_double_);
       }
     } catch (const std::exception& e) {
       return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
     }
     return Ort::Status{nullptr};
+  }
+
+  // Output shape (N, M, *spatial) of a checked geometry.
+  static std::vector<int64_t> output_shape(const ConvGeometry& g, const InputView& x) {
+    std::vector<int64_t> shape{g.n, g.m};
+    if (x.shape.size() == 4) shape.push_back(g.oh);
+    shape.push_back(g.ow);
+    return shape;
   }
 
   // Output type and shape (N, M, *spatial) when the input's spatial sizes are numbers.
@@ -232,7 +253,7 @@ struct EventConvKernel {
     return nullptr;
   }
 
- private:
+ protected:  // the rest is shared with EventConvSpikingKernel
   // Weight (M, C/g, [KH,] KW) as [c][kh][kw][m'] (c = g * C/g + c', m = g * M/g + m'):
   // the output channels of one input channel's kernel tap are contiguous.
   template <typename T>
@@ -322,26 +343,32 @@ struct EventConvKernel {
     return g;
   }
 
+  // y (g.n images) = the convolution of images x, by the path chosen for the images.
   template <typename T>
-  void run(const Ort::KernelContext& ctx, const ConvGeometry& g, const InputView& x_in, const InputView& w_in,
-           const InputView& b_in, Ort::UnownedValue& out, const std::vector<T>& packed,
-           const std::vector<T>& tiles) const {
-    const T* x = static_cast<const T*>(x_in.data);
-    T* y = out.GetTensorMutableData<T>();
+  void run(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
+           const InputView& b_in, T* y, const std::vector<T>& packed, const std::vector<T>& tiles) const {
     const int64_t in_size = g.c * g.h * g.w;
     // images (n of them) -> their outputs, by the path chosen for those images
     auto product = [&](const T* xs, int64_t n, T* ys) {
       ConvGeometry some = g;
       some.n = n;
-      const ConvPath path = choose(some, xs);
-      if (path == ConvPath::kDense) {
-        direct_images(ctx, some, xs, w_in, b_in, ys, tiles);
-      } else {
-        images(ctx, some, xs, w_in, b_in, ys, packed, path == ConvPath::kGather);
-      }
+      convolve(ctx, some, xs, w_in, b_in, ys, packed, tiles, choose(some, xs), static_cast<const Sequences<T>*>(nullptr));
     };
     // images held over time steps: each run of equal images is computed once
     on_distinct_rows(ctx, x, y, g.n, in_size, g.m * g.oh * g.ow, product);
+  }
+
+  // y (g.n images) = the convolution of images x by `path` (or, with `seq`, handed over
+  // in sequences: see Sequences).
+  template <typename T>
+  void convolve(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
+                const InputView& b_in, T* y, const std::vector<T>& packed, const std::vector<T>& tiles,
+                ConvPath path, const Sequences<T>* seq) const {
+    if (path == ConvPath::kDense) {
+      direct_images(ctx, g, x, w_in, b_in, y, tiles, seq);
+    } else {
+      images(ctx, g, x, w_in, b_in, y, packed, path == ConvPath::kGather, seq);
+    }
   }
 
   // The path for images x (g.n of them): the forced one, or the cheapest by conv_cost at
@@ -396,7 +423,7 @@ struct EventConvKernel {
   // y (g.n images) = the convolution of images x by the direct (dense) path.
   template <typename T>
   void direct_images(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
-                     const InputView& b_in, T* y, const std::vector<T>& packed) const {
+                     const InputView& b_in, T* y, const std::vector<T>& packed, const Sequences<T>* seq) const {
     const EventLoops& loops = event_loops();
     const int64_t lanes = loops.gather_lanes(T(0));
     const int64_t k_size = g.cg * g.kh * g.kw;
@@ -450,18 +477,48 @@ struct EventConvKernel {
     d.relu = relu_;
     // An output too big for the caches is written past them (as the spiking ops do): the
     // CNN of bench_events.py ran 2-5 % faster end to end on 1 thread, 1-3 % on 2.
-    d.stream = stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
-    const int64_t in_size = g.c * g.h * g.w, out_size = g.m * g.oh * g.ow;
+    d.stream = seq == nullptr && stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
+    const int64_t in_size = g.c * g.h * g.w;
     const size_t room = static_cast<size_t>(g.c * g.sh * d.shifts * plane + lanes + d.wpad);
-    in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
-      std::vector<T> planes(room);
-      ConvDirect<T> mine = d;
-      mine.planes = planes.data();
-      for (int64_t n = first; n < last; ++n) loops.direct(mine, x + n * in_size, y + n * out_size);
+    struct Scratch {
+      std::vector<T> planes;
+      ConvDirect<T> mine;
+    };
+    auto setup = [&] {
+      Scratch s{std::vector<T>(room), d};
+      s.mine.planes = s.planes.data();
+      return s;
+    };
+    each_image(ctx, g, y, seq, setup,
+               [&](const Scratch& s, int64_t n, T* yn) { loops.direct(s.mine, x + n * in_size, yn); });
+  }
+
+  // image(n, yn) for every image n of `g`, yn its output: y + n * out_size, or with `seq`
+  // a sequence buffer (see Sequences), on the pool; `setup()` makes each item's scratch.
+  template <typename T, typename Setup, typename Image>
+  static void each_image(const Ort::KernelContext& ctx, const ConvGeometry& g, T* y, const Sequences<T>* seq,
+                         const Setup& setup, const Image& image) {
+    const int64_t out_size = g.m * g.oh * g.ow;
+    const int64_t steps = seq != nullptr ? seq->steps : 1;
+    in_chunks(ctx, g.n / steps, [&](int64_t first, int64_t last) {
+      auto scratch = setup();
+      constexpr int64_t kPage = static_cast<int64_t>(kAliasPage / sizeof(T));
+      // Not value-initialised: every element is written before it is read.
+      std::unique_ptr<T[]> room(seq != nullptr ? new T[static_cast<size_t>(steps * out_size + kPage)] : nullptr);
+      for (int64_t i = first; i < last; ++i) {
+        if (seq == nullptr) {
+          image(scratch, i, y + i * out_size);
+          continue;
+        }
+        const uintptr_t to = reinterpret_cast<uintptr_t>(seq->place_like + i * steps * out_size);
+        T* rates = room.get() + ((to - reinterpret_cast<uintptr_t>(room.get())) % kAliasPage) / sizeof(T);
+        for (int64_t t = 0; t < steps; ++t) image(scratch, i * steps + t, rates + t * out_size);
+        seq->done(i, rates);
+      }
     });
   }
 
-  // fn(first, last) for chunks of the images [0, n) on the pool: at most 32 items, as
+  // fn(first, last) for chunks of the items [0, n) on the pool: at most 32 items, as
   // each allocates its scratch (often >= 128 KiB, i.e. fresh pages from the system that
   // fault in on first touch).
   template <typename Fn>
@@ -480,7 +537,8 @@ struct EventConvKernel {
   // y (g.n images) = the convolution of images x by the event path, gather or scatter.
   template <typename T>
   void images(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
-              const InputView& b_in, T* y, const std::vector<T>& packed, bool gather) const {
+              const InputView& b_in, T* y, const std::vector<T>& packed, bool gather,
+              const Sequences<T>* seq) const {
     const EventLoops& loops = event_loops();
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<T> local;
@@ -506,37 +564,48 @@ struct EventConvKernel {
     scatter.weight = wp;
     scatter.bias = bias;
     // A large output goes past the caches (see transpose).
-    const bool stream = stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
-    in_chunks(ctx, g.n, [&](int64_t first, int64_t last) {
-      // acc holds the sample's output as (positions, M) rows, so that each tap adds
-      // contiguous output channels; it is then transposed to (M, positions).
-      std::vector<T> acc(static_cast<size_t>(positions * g.m));
+    const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
+    // acc holds the sample's output as (positions, M) rows, so that each tap adds
+    // contiguous output channels; it is then transposed to (M, positions).
+    struct Scratch {
+      std::vector<T> acc, val, sval;
+      std::vector<int32_t> idx, rows, chan_end, start, col;
+      GatherScratch<T> gather;
+    };
+    auto setup = [&] {
       const size_t room = static_cast<size_t>(gather ? in_size + 16 : g.h * g.w);
-      std::vector<int32_t> idx(room), rows(gather ? room : 0);
-      std::vector<T> val(room), sval(gather ? room : 0);
-      std::vector<int32_t> chan_end(gather ? static_cast<size_t>(g.c) : 0);
-      std::vector<int32_t> start(gather ? static_cast<size_t>(g.group * g.h * g.w + 1) : 0);
-      std::vector<int32_t> col(gather ? static_cast<size_t>(g.h * g.w) : 0);
-      for (size_t p = 0; p < col.size(); ++p) col[p] = static_cast<int32_t>(static_cast<int64_t>(p) % g.w);
-      const GatherScratch<T> scratch{idx.data(),   val.data(),  chan_end.data(), start.data(),
-                                     rows.data(), sval.data(), col.data()};
-      for (int64_t n = first; n < last; ++n) {
-        // The gather writes every acc row, starting from the bias; the scatter adds to them.
-        for (int64_t p = 0; p < positions && !gather; ++p) {
-          T* a = acc.data() + p * g.m;
-          if (bias != nullptr) {
-            std::copy(bias, bias + g.m, a);
-          } else {
-            std::fill(a, a + g.m, T(0));
-          }
-        }
-        if (gather) {
-          loops.gather(scatter, x + n * in_size, acc.data(), scratch);
-        } else {
-          loops.conv(scatter, x + n * in_size, acc.data(), idx.data(), val.data());
-        }
-        loops.transpose(acc.data(), positions, g.m, y + n * g.m * positions, positions, stream, relu_);
+      Scratch s;
+      s.acc.resize(static_cast<size_t>(positions * g.m));
+      s.idx.resize(room);
+      s.val.resize(room);
+      if (gather) {
+        s.rows.resize(room);
+        s.sval.resize(room);
+        s.chan_end.resize(static_cast<size_t>(g.c));
+        s.start.resize(static_cast<size_t>(g.group * g.h * g.w + 1));
+        s.col.resize(static_cast<size_t>(g.h * g.w));
+        for (size_t p = 0; p < s.col.size(); ++p) s.col[p] = static_cast<int32_t>(static_cast<int64_t>(p) % g.w);
       }
+      s.gather = GatherScratch<T>{s.idx.data(),  s.val.data(),  s.chan_end.data(), s.start.data(),
+                                  s.rows.data(), s.sval.data(), s.col.data()};
+      return s;
+    };
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
+      // The gather writes every acc row, starting from the bias; the scatter adds to them.
+      for (int64_t p = 0; p < positions && !gather; ++p) {
+        T* a = s.acc.data() + p * g.m;
+        if (bias != nullptr) {
+          std::copy(bias, bias + g.m, a);
+        } else {
+          std::fill(a, a + g.m, T(0));
+        }
+      }
+      if (gather) {
+        loops.gather(scatter, x + n * in_size, s.acc.data(), s.gather);
+      } else {
+        loops.conv(scatter, x + n * in_size, s.acc.data(), s.idx.data(), s.val.data());
+      }
+      loops.transpose(s.acc.data(), positions, g.m, yn, positions, stream, relu_);
     });
   }
 
@@ -549,6 +618,153 @@ struct EventConvKernel {
   std::vector<double> packed_double_, tiles_double_;
 };
 
+// EventConv (EventConvRelu with attribute relu = 1) whose output, reshaped to attribute
+// `shape` (ONNX Reshape's rules, allowzero 0) as (B, T, *S), is the rates of a
+// SpikingActivation (attributes dt, seed; batch-major, no initial_voltage, no
+// final_voltage): one execution-only node whose output is the spikes
+// (spikeonnx.events.fuse_spiking builds it for a session, never for a file).  When a time
+// step is one image (B T = N), each sequence's T images are convolved into a buffer that
+// stays in cache and turned into spikes from there, so the convolution's output (in a
+// spiking CNN the largest tensor) is never written to memory and read back.  The values
+// are the two nodes', bit for bit: the same convolution, then spiking_sequences.
+struct EventConvSpikingKernel : EventConvKernel {
+  static constexpr const char* kSpikingOp = "EventConvSpiking";
+
+  EventConvSpikingKernel(const OrtApi* api, const OrtKernelInfo* info)
+      : EventConvKernel(api, info, kSpikingOp, read_relu(api, info)),
+        spiking_(read_common_attributes(api, info, kSpikingOp)),
+        seeded_(read_int_attribute(api, info, kSpikingOp, "seed", 0)) {
+    if (spiking_.time_major) {
+      throw Ort::Exception(at_ + ": attribute 'time_major' must be 0: the fused node takes batch-major (B, T, *S)",
+                           ORT_INVALID_ARGUMENT);
+    }
+    if (!event_ints_attribute(api, info, at_, "shape", &shape_) || shape_.size() < 3) {
+      throw Ort::Exception(at_ + ": attribute 'shape' (the Reshape to (B, T, *S), at least 3 values) is required",
+                           ORT_INVALID_ARGUMENT);
+    }
+  }
+
+  Ort::Status Compute(OrtKernelContext* context) {
+    try {
+      Ort::KernelContext ctx(context);
+      const InputView x = get_input(ctx, 0);
+      const InputView w = get_input(ctx, 1);
+      const InputView b = get_input(ctx, 2);
+      const ConvGeometry g = check(x, w, b);
+      const std::vector<int64_t> conv_shape = output_shape(g, x);
+      const std::vector<int64_t> shape = reshaped(conv_shape);
+      Ort::UnownedValue out = ctx.GetOutput(0, shape);
+      const int64_t total = checked_count(conv_shape);
+      if (total == 0) return Ort::Status{nullptr};
+      SequenceLayout layout;
+      layout.batch = shape[0];
+      layout.steps = shape[1];
+      layout.units = total / (layout.batch * layout.steps);
+      layout.batch_stride = layout.steps * layout.units;
+      layout.step = layout.units;
+      if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        spikes<float>(ctx, g, static_cast<const float*>(x.data), w, b, out.GetTensorMutableData<float>(), layout,
+                      packed_float_, tiles_float_);
+      } else {
+        spikes<double>(ctx, g, static_cast<const double*>(x.data), w, b, out.GetTensorMutableData<double>(), layout,
+                       packed_double_, tiles_double_);
+      }
+    } catch (const std::exception& e) {
+      return Ort::Status(e.what(), ORT_INVALID_ARGUMENT);
+    }
+    return Ort::Status{nullptr};
+  }
+
+  static OrtStatusPtr infer(const OrtCustomOp*, OrtShapeInferContext*) { return nullptr; }
+
+ private:
+  static bool read_relu(const OrtApi* api, const OrtKernelInfo* info) {
+    int64_t relu = 0;
+    const std::string at = where(kSpikingOp, event_node_name(api, info));
+    event_int_attribute(api, info, at, "relu", &relu);
+    if (relu != 0 && relu != 1) {
+      throw Ort::Exception(at + ": attribute 'relu' must be 0 or 1; got " + std::to_string(relu), ORT_INVALID_ARGUMENT);
+    }
+    return relu == 1;
+  }
+
+  // The convolution's output shape `in` reshaped to shape_ as ONNX Reshape does (0 copies
+  // the input's dimension, one -1 takes the rest).
+  std::vector<int64_t> reshaped(const std::vector<int64_t>& in) const {
+    const int64_t total = checked_count(in);
+    std::vector<int64_t> out(shape_);
+    int64_t known = 1;
+    size_t rest = out.size();
+    auto fail = [&](const std::string& why) {
+      throw OpError(at_ + ": attribute 'shape' " + shape_str(shape_) + " cannot reshape the convolution's output " +
+                    shape_str(in) + ": " + why);
+    };
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out[i] == 0) {
+        if (i >= in.size()) fail("a 0 past the output's rank");
+        out[i] = in[i];
+      }
+      if (out[i] == -1) {
+        if (rest != out.size()) fail("more than one -1");
+        rest = i;
+        continue;
+      }
+      if (out[i] < 0) fail("a negative dimension other than -1");
+      if (out[i] > 0 && known > INT64_MAX / out[i]) fail("too many elements");
+      known *= out[i];
+    }
+    if (rest != out.size()) {
+      if (known == 0 || total % known != 0) fail("the sizes do not divide");
+      out[rest] = total / known;
+    } else if (known != total) {
+      fail(std::to_string(known) + " elements, not " + std::to_string(total));
+    }
+    return out;
+  }
+
+  // y = the spikes of the convolution of x, reshaped to `layout`.
+  template <typename T>
+  void spikes(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
+              const InputView& b_in, T* y, const SequenceLayout& layout, const std::vector<T>& packed,
+              const std::vector<T>& tiles) const {
+    const std::shared_ptr<const std::vector<float>> kept = seeded_.kept(ctx, layout.batch * layout.units);
+    const bool stream = stream_output(layout.batch * layout.batch_stride, static_cast<int64_t>(sizeof(T)));
+    const T dt = static_cast<T>(spiking_.dt);
+    const int64_t in_size = g.c * g.h * g.w;
+    std::vector<int64_t> starts;
+    if (layout.batch * layout.steps != g.n || repeated_rows(x, g.n, in_size, &starts)) {
+      // A step that is not one image, or images held over steps (computed once each):
+      // the convolution's output first, then the spikes.
+      std::vector<T> rates(static_cast<size_t>(layout.batch * layout.batch_stride));
+      run(ctx, g, x, w_in, b_in, rates.data(), packed, tiles);
+      spiking_sequences(ctx, rates.data(), y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get(), 0}, dt, stream,
+                        static_cast<T*>(nullptr));
+      return;
+    }
+    // Each sequence's rates are convolved into a buffer that stays in cache, then spiked
+    // from there by the same pool item (see Sequences).
+    const int64_t block = sequence_block(layout);
+    Sequences<T> seq;
+    seq.steps = layout.steps;
+    seq.place_like = y;
+    seq.done = [&](int64_t b, const T* rates) {
+      SequenceLayout one = layout;
+      one.batch = 1;
+      const InitialVoltage<T> start{nullptr, &seeded_, kept.get(), b * layout.units};
+      T* ys = y + b * layout.batch_stride;
+      for (int64_t u0 = 0; u0 < layout.units; u0 += block) {
+        spike_units(rates, ys, one, start, dt, stream, static_cast<T*>(nullptr), 0, u0,
+                    std::min(block, layout.units - u0));
+      }
+    };
+    convolve(ctx, g, x, w_in, b_in, y, packed, tiles, choose(g, x), &seq);
+  }
+
+  CommonAttributes spiking_;
+  SeededVoltage seeded_;
+  std::vector<int64_t> shape_;
+};
+
 }  // namespace
 
 const OrtCustomOp* event_conv_op() {
@@ -558,6 +774,11 @@ const OrtCustomOp* event_conv_op() {
 
 const OrtCustomOp* event_conv_relu_op() {
   static const EventOp<ReluFused<EventConvKernel>> op(EventConvKernel::kReluOp);
+  return &op;
+}
+
+const OrtCustomOp* event_conv_spiking_op() {
+  static const EventOp<EventConvSpikingKernel> op(EventConvSpikingKernel::kSpikingOp);
   return &op;
 }
 

@@ -21,7 +21,7 @@ OrtStatus* build_domain(const OrtApi* api, OrtCustomOpDomain** out) {
                                 spikeonnx::alpha_op(), spikeonnx::event_matmul_op(),
                                 spikeonnx::event_gemm_op(), spikeonnx::event_conv_op(),
                                 spikeonnx::event_matmul_relu_op(), spikeonnx::event_gemm_relu_op(),
-                                spikeonnx::event_conv_relu_op()}) {
+                                spikeonnx::event_conv_relu_op(), spikeonnx::event_conv_spiking_op()}) {
     if (OrtStatus* status = api->CustomOpDomain_Add(domain, op)) {
       api->ReleaseCustomOpDomain(domain);
       return status;

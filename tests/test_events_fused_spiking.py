@@ -1,0 +1,223 @@
+"""EventConvSpiking: an ``EventConv`` (``EventConvRelu``) and the ``SpikingActivation`` it
+feeds through one ``Reshape``, fused for execution by :func:`spikeonnx.events.fuse_spiking`.
+
+The fused node must give the nodes' spikes bit for bit, on every convolution path, and
+the NumPy spiking reference's spikes of the convolution onnxruntime computes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from spikeonnx import reference
+from spikeonnx.contract import DOMAIN, FUSED_SPIKING_OP, MAX_IR_VERSION, OPSET_VERSION
+from spikeonnx.events import fuse_relu, fuse_spiking
+from spikeonnx.ops import library_path
+from spikeonnx.runtime import InferenceSession
+
+pytestmark = pytest.mark.needs_ops
+
+_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+DT = 0.01
+
+# (x shape (B T, C, [H,] W), weight shape, Conv attributes)
+_CASES = [
+    ((12, 3, 9, 9), (16, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((12, 4, 10, 10), (16, 4, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((12, 4, 6, 6), (32, 2, 3, 3), {"group": 2, "pads": [0, 1, 1, 0]}),
+    ((12, 4, 11), (16, 4, 3), {"strides": [2], "dilations": [2]}),  # 1-D
+]
+
+
+def _session(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # the fused model leaves the Reshape's shape unused
+    options.register_custom_ops_library(library_path())
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _chain(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], attrs: dict, shape: List[int], *,
+           relu: bool = True, seed: Optional[int] = 3, spiking_extra: Optional[dict] = None,
+           outputs: Optional[List[str]] = None) -> onnx.ModelProto:
+    """x -> EventConv -> [Relu] -> Reshape(shape) -> SpikingActivation -> spikes; also the
+    convolution's output as "conv_out" (a second output model for the reference)."""
+    inputs = ["x", "w"] + (["b"] if b is not None else [])
+    nodes = [helper.make_node("EventConv", inputs, ["conv"], domain=DOMAIN, name="conv", **attrs)]
+    rates = "conv"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["conv"], ["conv_relu"], name="relu"))
+        rates = "conv_relu"
+    nodes.append(helper.make_node("Reshape", [rates, "shape"], ["seq"], name="seq_view"))
+    sa_attrs = {"dt": DT, **({"seed": seed} if seed is not None else {}), **(spiking_extra or {})}
+    nodes.append(helper.make_node("SpikingActivation", ["seq"], ["spikes"], domain=DOMAIN, name="sa", **sa_attrs))
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(shape, np.int64), "shape")]
+    if b is not None:
+        inits.append(numpy_helper.from_array(b, "b"))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", _TYPES[x.dtype], list(x.shape))],
+        [helper.make_tensor_value_info(o, _TYPES[x.dtype], None) for o in (outputs or ["spikes"])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def _fused(model: onnx.ModelProto) -> onnx.ModelProto:
+    return fuse_spiking(fuse_relu(model))
+
+
+def _check(x, w, b, attrs, shape, *, relu=True, seed=3, threads=1, fused_expected=True):
+    """The fused model's spikes equal the nodes' (bitwise) and NumPy's spikes of the
+    onnxruntime convolution's output (bitwise)."""
+    model = _chain(x, w, b, attrs, shape, relu=relu, seed=seed, outputs=["spikes", "conv"])
+    spikes, conv = _session(model, threads).run(None, {"x": x})
+    fused = _fused(_chain(x, w, b, attrs, shape, relu=relu, seed=seed))
+    assert ([n.op_type for n in fused.graph.node] == [FUSED_SPIKING_OP]) == fused_expected
+    got = _session(fused, threads).run(None, {"x": x})[0]
+    assert got.dtype == x.dtype and got.shape == spikes.shape
+    np.testing.assert_array_equal(got, spikes)
+    rates = np.where(conv < 0, 0, conv).astype(conv.dtype) if relu else conv
+    # dt as the node holds it: a float32 attribute
+    expected, _ = reference.spiking_activation(rates.reshape(spikes.shape), float(np.float32(DT)), seed=seed or 0)
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero(got) > 0
+
+
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("density", [0.05, 0.5, 1.0])
+@pytest.mark.parametrize("case", range(len(_CASES)))
+def test_fused_spiking_equals_the_nodes(case, density, path, monkeypatch):
+    """Every path, with and without bias, float32 and float64, with and without the Relu."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
+    x_shape, w_shape, attrs = _CASES[case]
+    rng = np.random.default_rng(case)
+    for dtype, relu in ((np.float32, True), (np.float64, False)):
+        x = ((rng.random(x_shape) < density) * rng.choice([100.0, -50.0], x_shape)).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        for b in (None, rng.standard_normal(w_shape[0]).astype(dtype)):
+            _check(x, w, b, attrs, [3, 4, -1], relu=relu)
+
+
+@pytest.mark.parametrize("shape", [[3, 4, 16, 9, 9], [-1, 4, 0, 144], [0, 1, -1], [3, 8, -1], [2, 6, -1]])
+def test_fused_spiking_takes_reshape_rules_and_any_grouping(shape):
+    """Reshape's 0 (copy) and -1 (the rest), one step per sequence; a step of half an
+    image (3, 8, ...) or of an image and a half (2, 6, ...) is computed too (the
+    convolution's output first)."""
+    rng = np.random.default_rng(5)
+    x_shape, w_shape, attrs = _CASES[0]
+    x = ((rng.random(x_shape) < 0.2) * 100.0).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    _check(x, w, None, attrs, shape, seed=None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_spiking_held_images_threads_and_a_large_output(threads):
+    """Images held over steps (each run computed once, then spiked); an output of 4 MiB
+    or more (spikes written past the caches); two threads."""
+    rng = np.random.default_rng(6)
+    frames = ((rng.random((4, 3, 9, 9)) < 0.3) * 100.0).astype(np.float32)
+    x = np.repeat(frames, 3, axis=0)  # (12, ...): 3 sequences of 4 steps, images repeated
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    _check(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1], threads=threads)
+    x = ((rng.random((32, 8, 32, 32)) < 0.05) * 100.0).astype(np.float32)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    assert 32 * 32 * 32 * 32 * 4 >= 4 << 20
+    _check(x, w, rng.standard_normal(32).astype(np.float32), {"pads": [1, 1, 1, 1]}, [4, 8, 32, 32, 32],
+           threads=threads)
+
+
+def _op_types(model: onnx.ModelProto) -> List[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+@pytest.mark.parametrize("change", ["initial voltage", "final voltage", "time major", "reshape output",
+                                    "conv output", "shape input", "allowzero", "rank 2"])
+def test_fuse_spiking_only_where_the_nodes_allow(change):
+    """No fusion when the SpikingActivation has a state input or output or is time-major,
+    when a tensor in between is a graph output, or when the Reshape is not to a constant
+    (B, T, ...) shape with allowzero 0; the model given is never changed."""
+    rng = np.random.default_rng(7)
+    x = ((rng.random((12, 3, 9, 9)) < 0.2) * 100.0).astype(np.float32)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    model = _chain(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1],
+                   outputs={"reshape output": ["spikes", "seq"], "conv output": ["spikes", "conv"],
+                            "final voltage": ["spikes", "v"]}.get(change))
+    graph = model.graph
+    sa = graph.node[-1]
+    if change == "initial voltage":
+        sa.input.append("v0")
+        graph.input.append(helper.make_tensor_value_info("v0", TensorProto.FLOAT, [3, 16 * 81]))
+    elif change == "final voltage":
+        sa.output.append("v")
+    elif change == "time major":
+        sa.attribute.append(helper.make_attribute("time_major", 1))
+    elif change == "shape input":
+        graph.input.append(helper.make_tensor_value_info("shape", TensorProto.INT64, [3]))
+        graph.initializer.pop()  # the shape is fed at run time
+    elif change == "allowzero":
+        graph.node[2].attribute.append(helper.make_attribute("allowzero", 1))
+    elif change == "rank 2":
+        graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([12, -1], np.int64), "shape"))
+    before = model.SerializeToString()
+    assert FUSED_SPIKING_OP not in _op_types(_fused(model))
+    assert model.SerializeToString() == before
+    assert _op_types(_fused(_chain(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1]))) == [FUSED_SPIKING_OP]
+
+
+def _fused_node(x: np.ndarray, w: np.ndarray, **attrs) -> onnx.ModelProto:
+    node = helper.make_node(FUSED_SPIKING_OP, ["x", "w"], ["y"], domain=DOMAIN, name="fused", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def test_fused_spiking_errors_name_the_problem():
+    """A shape that does not fit the convolution's output, a missing or short shape, a
+    relu other than 0/1, a time-major node: clear errors naming node and attribute."""
+    x = np.zeros((6, 2, 5, 5), np.float32)
+    w = np.ones((4, 2, 3, 3), np.float32)
+    for shape, match in (([5, 2, -1], "do not divide"), ([2, 3, 4, 5, 5], r"\b600 elements, not 216"),
+                         ([2, -1, -1], "more than one -1"), ([2, 3, -2], "negative"),
+                         ([2, 3, 0, 0, 0, 0], "a 0 past the output's rank")):
+        with pytest.raises(Exception, match=f"EventConvSpiking \\(node 'fused'\\): attribute 'shape'.*{match}"):
+            _session(_fused_node(x, w, dt=DT, shape=shape)).run(None, {"x": x})
+    for attrs, match in (({}, "attribute 'shape'"), ({"shape": [6, -1]}, "attribute 'shape'"),
+                         ({"shape": [2, 3, -1], "relu": 2}, "attribute 'relu' must be 0 or 1"),
+                         ({"shape": [2, 3, -1], "time_major": 1}, "attribute 'time_major' must be 0"),
+                         ({"shape": [2, 3, -1], "dt": -1.0}, "dt")):
+        with pytest.raises(Exception, match=f"fused.*{match}"):
+            _session(_fused_node(x, w, **{"dt": DT, **attrs}))
+    y = _session(_fused_node(x, w, dt=DT, shape=[2, 3, -1])).run(None, {"x": x})[0]
+    assert y.shape == (2, 3, 4 * 3 * 3)
+
+
+def test_inference_session_runs_the_fused_conv_and_spikes(tmp_path):
+    """spikeonnx.InferenceSession hands onnxruntime EventConvSpiking (profiling names it)
+    and keeps the model as given; the spikes equal the unfused nodes'."""
+    rng = np.random.default_rng(8)
+    x = ((rng.random((12, 3, 9, 9)) < 0.2) * 100.0).astype(np.float32)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    model = _chain(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1])
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = InferenceSession(model, options)
+    got = session.run(None, {"x": x})[0]
+    ran = {e.get("args", {}).get("op_name") for e in json.loads(Path(session.session.end_profiling()).read_text())}
+    assert FUSED_SPIKING_OP in ran and "SpikingActivation" not in ran and "Relu" not in ran
+    assert _op_types(session.model) == ["EventConv", "Relu", "Reshape", "SpikingActivation"]
+    np.testing.assert_array_equal(got, _session(model).run(None, {"x": x})[0])
