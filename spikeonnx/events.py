@@ -391,6 +391,12 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         gone.extend((reshape, spiking))
     for dropped in gone:
         graph.node.remove(dropped)
+    # A shape no node reads any more goes too (onnxruntime warns of unused initializers).
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    shapes = {node.input[1] for node in gone if node.op_type == "Reshape"} - used
+    unused = [t for t in graph.initializer if t.name in shapes]
+    for t in unused:
+        graph.initializer.remove(t)
     kept = [v for v in graph.value_info if v.name not in renamed]
     del graph.value_info[:]
     graph.value_info.extend(kept)
