@@ -6,7 +6,8 @@
 // accumulate per sample in (positions, channels) order, so that additions run over
 // contiguous output channels, then write out (channels, positions).  Dense inputs go to
 // a direct convolution (see ConvDirect); conv_cost() picks the path per call.  Attributes
-// as ONNX Conv: auto_pad, dilations, group, kernel_shape, pads, strides.
+// as ONNX Conv: auto_pad, dilations, group, kernel_shape, pads, strides.  Also the
+// execution-only EventConvRelu and EventConvSpiking (see EventConvSpikingKernel).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -120,10 +121,20 @@ int64_t output_size(const ConvAttributes& a, size_t axis, size_t spatial, int64_
   return padded < span ? -1 : (padded - span) / stride + 1;
 }
 
+// Values in a 4 KiB page; the place in `room` (of at least that many values more than
+// needed) at `like`'s offset modulo 4 KiB: a buffer of rates read by spiking_loop sits
+// like the spikes it writes (see PlacedBuffer).
+template <typename T>
+constexpr int64_t kPageValues = static_cast<int64_t>(kAliasPage / sizeof(T));
+template <typename T>
+T* at_offset_of(T* room, const T* like) {
+  return room + ((reinterpret_cast<uintptr_t>(like) - reinterpret_cast<uintptr_t>(room)) % kAliasPage) / sizeof(T);
+}
+
 // A consumer fused after the convolution (EventConvSpiking): the images come in
 // sequences of `steps`; a pool item convolves each of its sequences into a buffer of its
-// own (which stays in cache), at sequence i's offset from `place_like` modulo 4 KiB, and
-// hands it whole to `done(i, rates)` instead of writing the images to y.
+// own (which stays in cache), placed like sequence i of `place_like` (see at_offset_of),
+// and hands it whole to `done(i, rates)` instead of writing the images to y.
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
@@ -502,16 +513,15 @@ struct EventConvKernel {
     const int64_t steps = seq != nullptr ? seq->steps : 1;
     in_chunks(ctx, g.n / steps, [&](int64_t first, int64_t last) {
       auto scratch = setup();
-      constexpr int64_t kPage = static_cast<int64_t>(kAliasPage / sizeof(T));
       // Not value-initialised: every element is written before it is read.
-      std::unique_ptr<T[]> room(seq != nullptr ? new T[static_cast<size_t>(steps * out_size + kPage)] : nullptr);
+      const std::unique_ptr<T[]> room(seq != nullptr ? new T[static_cast<size_t>(steps * out_size + kPageValues<T>)]
+                                                     : nullptr);
       for (int64_t i = first; i < last; ++i) {
         if (seq == nullptr) {
           image(scratch, i, y + i * out_size);
           continue;
         }
-        const uintptr_t to = reinterpret_cast<uintptr_t>(seq->place_like + i * steps * out_size);
-        T* rates = room.get() + ((to - reinterpret_cast<uintptr_t>(room.get())) % kAliasPage) / sizeof(T);
+        T* rates = at_offset_of(room.get(), seq->place_like + i * steps * out_size);
         for (int64_t t = 0; t < steps; ++t) image(scratch, i * steps + t, rates + t * out_size);
         seq->done(i, rates);
       }
@@ -735,14 +745,16 @@ struct EventConvSpikingKernel : EventConvKernel {
     if (layout.batch * layout.steps != g.n || repeated_rows(x, g.n, in_size, &starts)) {
       // A step that is not one image, or images held over steps (computed once each):
       // the convolution's output first, then the spikes.
-      std::vector<T> rates(static_cast<size_t>(layout.batch * layout.batch_stride));
-      run(ctx, g, x, w_in, b_in, rates.data(), packed, tiles);
-      spiking_sequences(ctx, rates.data(), y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get(), 0}, dt, stream,
+      const std::unique_ptr<T[]> room(new T[static_cast<size_t>(layout.batch * layout.batch_stride + kPageValues<T>)]);
+      T* rates = at_offset_of(room.get(), y);
+      run(ctx, g, x, w_in, b_in, rates, packed, tiles);
+      spiking_sequences(ctx, rates, y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get(), 0}, dt, stream,
                         static_cast<T*>(nullptr));
       return;
     }
-    // Each sequence's rates are convolved into a buffer that stays in cache, then spiked
-    // from there by the same pool item (see Sequences).
+    // Each sequence's rates are convolved into a buffer that stays in cache (at the
+    // spikes' offset modulo 4 KiB: see at_offset_of), then spiked from there by the same
+    // pool item (see Sequences).
     const int64_t block = sequence_block(layout);
     Sequences<T> seq;
     seq.steps = layout.steps;
