@@ -231,10 +231,14 @@ _PATH_CASES = [
     # rows of at most 8 values: the planes are filled from a table of input offsets
     ((2, 3, 7, 7), (16, 3, 3, 3), {"dilations": [2, 1], "strides": [1, 2], "pads": [2, 1, 0, 1]}),
     ((3, 4, 9), (16, 4, 3), {"strides": [2], "pads": [1, 0]}),  # 1-D, 4 outputs
+    # the channels kernel's tiles of 4, 3 and 4 + 1 vectors of output channels (float32)
+    ((2, 8, 9, 9), (64, 8, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 6, 6, 6), (96, 3, 3, 3), {"group": 2, "pads": [0, 1, 1, 0]}),
+    ((2, 8, 7, 7), (80, 8, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
 ]
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels", "auto"])
 @pytest.mark.parametrize("case", [1, 4, 6, 10])
 def test_conv_held_images_match_numpy(case, path, monkeypatch):
     """Images equal to the one before (held over time steps) are computed once, by the
@@ -254,12 +258,14 @@ def test_conv_held_images_match_numpy(case, path, monkeypatch):
                       reference.event_conv(x, w, bias, **numpy_attrs))
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels", "auto"])
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
 @pytest.mark.parametrize("case", range(len(_PATH_CASES)))
 def test_conv_paths_match_numpy(case, density, path, monkeypatch):
     """Every path of EventConv (fixed by SPIKEONNX_EVENT_CONV_PATH when the kernel is
-    created) gives NumPy's convolution, float32 and float64, with and without bias."""
+    created: dense is the planes kernel, channels the kernel with the output channels
+    in the vectors) gives NumPy's convolution, float32 and float64, with and without
+    bias."""
     _check_conv_path(case, density, path, monkeypatch, relu=False)
 
 
@@ -285,7 +291,7 @@ def _check_conv_path(case: int, density: float, path: str, monkeypatch, *, relu:
 @pytest.mark.parametrize("op", ["EventConv", "EventConvRelu"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("side", [32, 30])
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels"])
 def test_conv_output_past_the_caches_matches_numpy(path, side, threads, op, monkeypatch):
     """An output of 4 MiB or more is written with non-temporal stores (the direct
     convolution's tiles; the event paths' transposes, in 16 x 16 blocks where the
@@ -337,9 +343,9 @@ def test_matmul_and_gemm_with_fused_relu_match_numpy(n_out, dtype, density):
     _assert_close_with_nan(y, _relu(reference.event_gemm(x, b, c, alpha=0.5, beta=2.0, trans_b=1)))
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels"])
 @pytest.mark.parametrize("density", [0.05, 1.0])
-@pytest.mark.parametrize("case", [0, 1, 8, 13])
+@pytest.mark.parametrize("case", [0, 1, 8, 13, 19])
 def test_conv_with_fused_relu_matches_numpy(case, density, path, monkeypatch):
     """EventConvRelu on every path (the event paths clamp the accumulator before writing
     it out, the direct convolution its register tiles), float32 and float64, with and
@@ -423,7 +429,7 @@ def test_inference_session_runs_the_fused_ops(tmp_path):
 def test_conv_path_variable_is_checked(monkeypatch):
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "fastest")
     x = np.zeros((1, 2, 5, 5), np.float32)
-    with pytest.raises(Exception, match="SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got 'fastest'"):
+    with pytest.raises(Exception, match="SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or channels; got 'fastest'"):
         _session(_model("EventConv", x, [np.ones((2, 2, 3, 3), np.float32)]))
 
 

@@ -93,7 +93,7 @@ def _check(x, w, b, attrs, shape, *, relu=True, seed=3, threads=1):
     assert np.count_nonzero(got) > 0
 
 
-@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "auto"])
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels", "auto"])
 @pytest.mark.parametrize("density", [0.05, 0.5, 1.0])
 @pytest.mark.parametrize("case", range(len(_CASES)))
 def test_fused_spiking_equals_the_nodes(case, density, path, monkeypatch):

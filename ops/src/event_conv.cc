@@ -31,7 +31,7 @@ constexpr int64_t kSampledImages = 32;
 // Which computation serves a call: chosen per call from the sampled density by the cost
 // model below, or fixed for tests and benchmarks with the environment variable
 // SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense (read when the kernel is created).
-enum class ConvPath { kAuto, kScatter, kGather, kDense };
+enum class ConvPath { kAuto, kScatter, kGather, kDense, kChannels };
 
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
 // thread, 128 images a call), of the three paths: a least-squares fit (relative error) to
@@ -182,8 +182,10 @@ struct EventConvKernel {
         path_ = ConvPath::kGather;
       } else if (name == "dense") {
         path_ = ConvPath::kDense;
+      } else if (name == "channels") {
+        path_ = ConvPath::kChannels;
       } else if (name != "auto") {
-        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather or dense; got '" + name +
+        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or channels; got '" + name +
              "'");
       }
     }
@@ -375,7 +377,9 @@ struct EventConvKernel {
   void convolve(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
                 const InputView& b_in, T* y, const std::vector<T>& packed, const std::vector<T>& tiles,
                 ConvPath path, const Sequences<T>* seq) const {
-    if (path == ConvPath::kDense) {
+    if (path == ConvPath::kChannels) {
+      channel_images(ctx, g, x, w_in, b_in, y, packed, seq);
+    } else if (path == ConvPath::kDense) {
       direct_images(ctx, g, x, w_in, b_in, y, tiles, seq);
     } else {
       images(ctx, g, x, w_in, b_in, y, packed, path == ConvPath::kGather, seq);
@@ -407,9 +411,19 @@ struct EventConvKernel {
     ConvPath path = path_;
     if (path == ConvPath::kAuto) {
       path = can_gather && cost.gather < cost.scatter ? ConvPath::kGather : ConvPath::kScatter;
-      if (cost.dense < std::min(cost.scatter, can_gather ? cost.gather : cost.scatter)) path = ConvPath::kDense;
+      if (cost.dense < std::min(cost.scatter, can_gather ? cost.gather : cost.scatter)) {
+        // Two dense kernels (320 dense images, 3x3, 1 thread, ms, onnxruntime's Conv node
+        // / planes / channels): output rows shorter than a vector or strided, the
+        // channels one (C64 M64 8x8 -> 8x8 14.4 / 17.0 / 15.2, -> 4x4 5.0 / 5.7 / 5.1,
+        // C32 M32 12x12 10.3 / 10.6 / 9.6, C32 M64 32x32 -> 16x16 42.7 / 37.9 / 33.6);
+        // rows of whole vectors, or few multiply-adds per position, the planes (C32 M32
+        // 16x16 17.8 / 16.1 / 17.1, C3 M32 32x32 13.0 / 7.7 / 11.4).
+        const bool channels = g.mg % lanes == 0 && g.cg * g.kh * g.kw >= 64 && (g.ow % lanes != 0 || g.sh * g.sw > 1);
+        path = channels ? ConvPath::kChannels : ConvPath::kDense;
+      }
     }
     if (path == ConvPath::kGather && !can_gather) path = ConvPath::kScatter;
+    if (path == ConvPath::kChannels && g.mg % lanes != 0) path = ConvPath::kDense;
     return path;
   }
 
@@ -429,6 +443,47 @@ struct EventConvKernel {
       }
     }
     return out;
+  }
+
+  // y (g.n images) = the convolution of images x by the dense path with the output
+  // channels in the vectors (see ConvChannels).
+  template <typename T>
+  void channel_images(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
+                      const InputView& b_in, T* y, const std::vector<T>& packed, const Sequences<T>* seq) const {
+    const EventLoops& loops = event_loops();
+    std::vector<T> local;
+    const T* wp = packed_or_now(packed, packed_source_, w_in, &local, [&] {
+      return pack(static_cast<const T*>(w_in.data), w_in.shape, g.group);
+    }).data();
+    ConvChannels<T> d;
+    static_cast<ConvShape&>(d) = g;
+    const int64_t ph = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    d.pw = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    d.plane = ph * d.pw;
+    std::vector<int64_t> tap(static_cast<size_t>(g.kh * g.kw));
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      for (int64_t kx = 0; kx < g.kw; ++kx) tap[static_cast<size_t>(ky * g.kw + kx)] = ky * g.dh * d.pw + kx * g.dw;
+    }
+    d.weight = wp;
+    d.bias = static_cast<const T*>(b_in.data);
+    d.tap = tap.data();
+    const int64_t positions = g.oh * g.ow, in_size = g.c * g.h * g.w;
+    const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
+    struct Scratch {
+      std::vector<T> padded, acc;
+      ConvChannels<T> mine;
+    };
+    auto setup = [&] {
+      Scratch s{std::vector<T>(static_cast<size_t>(g.c * d.plane)),
+                std::vector<T>(static_cast<size_t>((positions + 16) * g.m)), d};
+      s.mine.padded = s.padded.data();
+      s.mine.acc = s.acc.data();
+      return s;
+    };
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
+      loops.channels(s.mine, x + n * in_size);
+      loops.transpose(s.acc.data(), positions, g.m, yn, positions, stream, relu_);
+    });
   }
 
   // y (g.n images) = the convolution of images x by the direct (dense) path.

@@ -31,6 +31,8 @@ namespace {
                              const GatherScratch<float>&)>(&ns::conv_gather),                       \
         static_cast<void (*)(const ConvScatter<double>&, const double*, double*,                   \
                              const GatherScratch<double>&)>(&ns::conv_gather),                      \
+        static_cast<void (*)(const ConvChannels<float>&, const float*)>(&ns::conv_channels),      \
+        static_cast<void (*)(const ConvChannels<double>&, const double*)>(&ns::conv_channels),    \
         static_cast<void (*)(const ConvDirect<float>&, const float*, float*)>(&ns::conv_direct),   \
         static_cast<void (*)(const ConvDirect<double>&, const double*, double*)>(&ns::conv_direct), \
         static_cast<void (*)(const float*, int64_t, int64_t, float*, int64_t, bool, bool)>(&ns::transpose),   \

@@ -63,6 +63,24 @@ struct GatherScratch {
   const int32_t* col = nullptr;
 };
 
+// One image of EventConv's dense path for outputs of short rows, a direct convolution
+// with the output channels in the vectors (as the event paths): each register tile of
+// output positions times vectors of a group's output channels sums, channel by channel
+// and tap by tap, the weight vectors times the input value (broadcast) under each
+// position.  The image is first zero-padded into `padded` (c planes of `plane` = ph * pw
+// values, ph and pw covering every tap of every output position); position (oy, ox)
+// reads tap t at oy sh pw + ox sw + tap[t] of its planes.  acc receives (positions, M)
+// rows, like the event paths' accumulator.
+template <typename T>
+struct ConvChannels : ConvShape {
+  int64_t pw = 0, plane = 0;      // padded row length, padded plane size
+  const T* weight = nullptr;      // as ConvScatter's: [c][kh][kw][m']
+  const T* bias = nullptr;        // M values, or null
+  const int64_t* tap = nullptr;   // kh kw offsets in a plane: ky dh pw + kx dw
+  T* padded = nullptr;            // scratch: c * plane values, zero (only the image is written)
+  T* acc = nullptr;               // scratch: (oh ow + 16) * m values (a tile's spare rows)
+};
+
 // One image of EventConv's dense path, a direct convolution (no im2col matrix): each
 // register tile of output channels times two vectors of output positions sums, tap by
 // tap, the weight (broadcast) times the input under the positions.  The input is first
@@ -121,6 +139,10 @@ struct ConvDirect : ConvShape {
   void conv_gather(const ConvScatter<float>& s, const float* x, float* acc, const GatherScratch<float>& b); \
   void conv_gather(const ConvScatter<double>& s, const double* x, double* acc,                    \
                    const GatherScratch<double>& b);                                               \
+  /* d.acc (oh ow, M) = the convolution of image x (c, h, w) (see ConvChannels); needs the */  \
+  /* group's output channels mg to be a whole number of vectors (gather_lanes()). */            \
+  void conv_channels(const ConvChannels<float>& d, const float* x);                              \
+  void conv_channels(const ConvChannels<double>& d, const double* x);                            \
   /* y (M, oh, ow) = the convolution of image x (c, h, w) (see ConvDirect). */                    \
   void conv_direct(const ConvDirect<float>& d, const float* x, float* y);                         \
   void conv_direct(const ConvDirect<double>& d, const double* x, double* y);                      \
@@ -168,6 +190,8 @@ struct EventLoops {
   int64_t (*gather_lanes_double)();
   void (*gather_float)(const ConvScatter<float>&, const float*, float*, const GatherScratch<float>&);
   void (*gather_double)(const ConvScatter<double>&, const double*, double*, const GatherScratch<double>&);
+  void (*channels_float)(const ConvChannels<float>&, const float*);
+  void (*channels_double)(const ConvChannels<double>&, const double*);
   void (*direct_float)(const ConvDirect<float>&, const float*, float*);
   void (*direct_double)(const ConvDirect<double>&, const double*, double*);
   void (*transpose_float)(const float*, int64_t, int64_t, float*, int64_t, bool, bool);
@@ -210,6 +234,8 @@ struct EventLoops {
   void gather(const ConvScatter<double>& s, const double* x, double* a, const GatherScratch<double>& b) const {
     gather_double(s, x, a, b);
   }
+  void channels(const ConvChannels<float>& d, const float* x) const { channels_float(d, x); }
+  void channels(const ConvChannels<double>& d, const double* x) const { channels_double(d, x); }
   void direct(const ConvDirect<float>& d, const float* x, float* y) const { direct_float(d, x, y); }
   void direct(const ConvDirect<double>& d, const double* x, double* y) const { direct_double(d, x, y); }
   void transpose(const float* a, int64_t r, int64_t c, float* o, int64_t l, bool s, bool relu) const {
