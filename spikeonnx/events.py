@@ -321,10 +321,13 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
 
 def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
     """For execution only: each ``EventConv`` or ``EventConvRelu`` whose output is the
-    data input of one ``Reshape`` (to a constant shape of rank 3 or more, ``allowzero``
-    0) and nothing else, whose output in turn is the rates of one ``SpikingActivation``
-    (batch-major, no ``initial_voltage``, no ``final_voltage``) and nothing else, becomes
-    the op library's :data:`~spikeonnx.contract.FUSED_SPIKING_OP`, and the two nodes go.
+    data input of one ``Reshape`` (``allowzero`` 0; its shape, constant or computed,
+    becomes the fused node's fourth input), directly or through a ``Transpose`` to
+    channels-last (``perm`` ``[0, 2, 3, 1]`` or ``[0, 2, 1]``, as tf2onnx exports Keras
+    layers), and nothing else, whose output in turn is the rates of one
+    ``SpikingActivation`` (batch-major, no ``initial_voltage``, no ``final_voltage``) and
+    nothing else, becomes the op library's :data:`~spikeonnx.contract.FUSED_SPIKING_OP`,
+    and the nodes in between go.
 
     The fused node convolves each sequence's time steps into a buffer that stays in
     cache and turns them into spikes from there: the convolution's output, in a spiking
@@ -359,7 +362,6 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         for name in node.input:
             users.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.output}
-    constants = _constants(graph)
 
     def only_user(tensor: str) -> onnx.NodeProto | None:
         found = users.get(tensor, [])
@@ -373,30 +375,31 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         if node.domain != DOMAIN or node.op_type not in ("EventConv", FUSED_RELU_OPS["EventConv"]):
             continue
         reshape = only_user(node.output[0])
+        transpose = None
+        if reshape is not None and reshape.op_type == "Transpose" and reshape.domain in _DEFAULT_DOMAINS:
+            # tf2onnx's way back to Keras' channels-last layout after a Conv
+            perm = list(_attribute(reshape, "perm", []))
+            if len(perm) in (3, 4) and perm == [0, *range(2, len(perm)), 1]:
+                transpose, reshape = reshape, only_user(reshape.output[0])
         if (reshape is None or reshape.op_type != "Reshape" or reshape.domain not in _DEFAULT_DOMAINS
-                or len(reshape.input) != 2 or reshape.input[1] not in constants
-                or _attribute(reshape, "allowzero", 0) != 0):
+                or len(reshape.input) != 2 or _attribute(reshape, "allowzero", 0) != 0):
             continue
-        shape = [int(v) for v in onnx.numpy_helper.to_array(constants[reshape.input[1]]).reshape(-1)]
         spiking = only_user(reshape.output[0])
-        if (len(shape) < 3 or spiking is None or spiking.domain != DOMAIN or spiking.op_type != "SpikingActivation"
+        if (spiking is None or spiking.domain != DOMAIN or spiking.op_type != "SpikingActivation"
                 or any(spiking.input[1:]) or any(spiking.output[1:]) or _attribute(spiking, "time_major", 0) != 0):
             continue
         relu = int(node.op_type != "EventConv")
         node.op_type = FUSED_SPIKING_OP
-        node.attribute.extend([helper.make_attribute("relu", relu), helper.make_attribute("shape", shape)]
+        node.input.extend([""] * (3 - len(node.input)) + [reshape.input[1]])  # X, W, B or none, shape
+        node.attribute.extend([helper.make_attribute("relu", relu),
+                               helper.make_attribute("channels_last", int(transpose is not None))]
                               + [a for a in spiking.attribute if a.name in ("dt", "seed")])
-        renamed.update((node.output[0], reshape.output[0]))
+        between = [n for n in (transpose, reshape) if n is not None]
+        renamed.update([node.output[0]] + [n.output[0] for n in between])
         node.output[0] = spiking.output[0]
-        gone.extend((reshape, spiking))
+        gone.extend(between + [spiking])
     for dropped in gone:
         graph.node.remove(dropped)
-    # A shape no node reads any more goes too (onnxruntime warns of unused initializers).
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    shapes = {node.input[1] for node in gone if node.op_type == "Reshape"} - used
-    unused = [t for t in graph.initializer if t.name in shapes]
-    for t in unused:
-        graph.initializer.remove(t)
     kept = [v for v in graph.value_info if v.name not in renamed]
     del graph.value_info[:]
     graph.value_info.extend(kept)

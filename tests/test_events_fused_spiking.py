@@ -46,14 +46,18 @@ def _session(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
 
 def _chain(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], attrs: dict, shape: List[int], *,
            relu: bool = True, seed: Optional[int] = 3, spiking_extra: Optional[dict] = None,
-           outputs: Optional[List[str]] = None) -> onnx.ModelProto:
-    """x -> EventConv -> [Relu] -> Reshape(shape) -> SpikingActivation -> spikes; also the
-    convolution's output as "conv_out" (a second output model for the reference)."""
+           outputs: Optional[List[str]] = None, channels_last: bool = False) -> onnx.ModelProto:
+    """x -> EventConv -> [Transpose to channels-last] -> [Relu] -> Reshape(shape) ->
+    SpikingActivation -> spikes (outputs: ``outputs``, by default the spikes)."""
     inputs = ["x", "w"] + (["b"] if b is not None else [])
     nodes = [helper.make_node("EventConv", inputs, ["conv"], domain=DOMAIN, name="conv", **attrs)]
     rates = "conv"
+    if channels_last:
+        perm = [0, *range(2, x.ndim), 1]
+        nodes.append(helper.make_node("Transpose", ["conv"], ["conv_last"], name="to_last", perm=perm))
+        rates = "conv_last"
     if relu:
-        nodes.append(helper.make_node("Relu", ["conv"], ["conv_relu"], name="relu"))
+        nodes.append(helper.make_node("Relu", [rates], ["conv_relu"], name="relu"))
         rates = "conv_relu"
     nodes.append(helper.make_node("Reshape", [rates, "shape"], ["seq"], name="seq_view"))
     sa_attrs = {"dt": DT, **({"seed": seed} if seed is not None else {}), **(spiking_extra or {})}
@@ -75,14 +79,16 @@ def _fused(model: onnx.ModelProto) -> onnx.ModelProto:
     return fuse_spiking(fuse_relu(model))
 
 
-def _check(x, w, b, attrs, shape, *, relu=True, seed=3, threads=1):
+def _check(x, w, b, attrs, shape, *, relu=True, seed=3, threads=1, channels_last=False):
     """The fused model's spikes equal the nodes' (bitwise) and NumPy's spikes of the
     onnxruntime convolution's output (bitwise)."""
-    model = _chain(x, w, b, attrs, shape, relu=relu, seed=seed, outputs=["spikes", "conv"])
+    model = _chain(x, w, b, attrs, shape, relu=relu, seed=seed, outputs=["spikes", "conv"],
+                   channels_last=channels_last)
     spikes, conv = _session(model, threads).run(None, {"x": x})
-    fused = _fused(_chain(x, w, b, attrs, shape, relu=relu, seed=seed))
+    if channels_last:
+        conv = np.moveaxis(conv, 1, -1)
+    fused = _fused(_chain(x, w, b, attrs, shape, relu=relu, seed=seed, channels_last=channels_last))
     assert [n.op_type for n in fused.graph.node] == [FUSED_SPIKING_OP]
-    assert "shape" not in [t.name for t in fused.graph.initializer]  # unused now: no warning
     got = _session(fused, threads).run(None, {"x": x})[0]
     assert got.dtype == x.dtype and got.shape == spikes.shape
     np.testing.assert_array_equal(got, spikes)
@@ -97,7 +103,8 @@ def _check(x, w, b, attrs, shape, *, relu=True, seed=3, threads=1):
 @pytest.mark.parametrize("density", [0.05, 0.5, 1.0])
 @pytest.mark.parametrize("case", range(len(_CASES)))
 def test_fused_spiking_equals_the_nodes(case, density, path, monkeypatch):
-    """Every path, with and without bias, float32 and float64, with and without the Relu."""
+    """Every path, with and without bias, float32 and float64, with and without the Relu,
+    with and without tf2onnx's Transpose to channels-last in between."""
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
     x_shape, w_shape, attrs = _CASES[case]
     rng = np.random.default_rng(case)
@@ -106,6 +113,7 @@ def test_fused_spiking_equals_the_nodes(case, density, path, monkeypatch):
         w = rng.standard_normal(w_shape).astype(dtype)
         for b in (None, rng.standard_normal(w_shape[0]).astype(dtype)):
             _check(x, w, b, attrs, [3, 4, -1], relu=relu)
+            _check(x, w, b, attrs, [3, 4, -1], relu=relu, channels_last=True)
 
 
 @pytest.mark.parametrize("shape", [[3, 4, 16, 9, 9], [-1, 4, 0, 144], [0, 1, -1], [3, 8, -1], [2, 6, -1]])
@@ -118,6 +126,7 @@ def test_fused_spiking_takes_reshape_rules_and_any_grouping(shape):
     x = ((rng.random(x_shape) < 0.2) * 100.0).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     _check(x, w, None, attrs, shape, seed=None)
+    _check(x, w, None, attrs, shape, seed=None, channels_last=True)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -129,6 +138,7 @@ def test_fused_spiking_held_images_threads_and_a_large_output(threads):
     x = np.repeat(frames, 3, axis=0)  # (12, ...): 3 sequences of 4 steps, images repeated
     w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
     _check(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1], threads=threads)
+    _check(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1], threads=threads, channels_last=True)
     x = ((rng.random((32, 8, 32, 32)) < 0.05) * 100.0).astype(np.float32)
     w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
     assert 32 * 32 * 32 * 32 * 4 >= 4 << 20
@@ -141,11 +151,11 @@ def _op_types(model: onnx.ModelProto) -> List[str]:
 
 
 @pytest.mark.parametrize("change", ["initial voltage", "final voltage", "time major", "reshape output",
-                                    "conv output", "shape input", "allowzero", "rank 2"])
+                                    "conv output", "allowzero", "other perm"])
 def test_fuse_spiking_only_where_the_nodes_allow(change):
     """No fusion when the SpikingActivation has a state input or output or is time-major,
-    when a tensor in between is a graph output, or when the Reshape is not to a constant
-    (B, T, ...) shape with allowzero 0; the model given is never changed."""
+    when a tensor in between is a graph output, when the Reshape has allowzero 1, or a
+    Transpose in between is not to channels-last; the model given is never changed."""
     rng = np.random.default_rng(7)
     x = ((rng.random((12, 3, 9, 9)) < 0.2) * 100.0).astype(np.float32)
     w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
@@ -161,13 +171,11 @@ def test_fuse_spiking_only_where_the_nodes_allow(change):
         sa.output.append("v")
     elif change == "time major":
         sa.attribute.append(helper.make_attribute("time_major", 1))
-    elif change == "shape input":
-        graph.input.append(helper.make_tensor_value_info("shape", TensorProto.INT64, [3]))
-        graph.initializer.pop()  # the shape is fed at run time
     elif change == "allowzero":
         graph.node[2].attribute.append(helper.make_attribute("allowzero", 1))
-    elif change == "rank 2":
-        graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([12, -1], np.int64), "shape"))
+    elif change == "other perm":  # a Transpose that is not tf2onnx's to channels-last
+        graph.node.insert(1, helper.make_node("Transpose", ["conv"], ["conv_t"], perm=[0, 1, 3, 2]))
+        graph.node[2].input[0] = "conv_t"
     before = model.SerializeToString()
     assert FUSED_SPIKING_OP not in _op_types(_fused(model))
     assert model.SerializeToString() == before
@@ -185,9 +193,13 @@ def test_fuse_spiking_keeps_a_shape_another_node_reads():
     np.testing.assert_array_equal(_session(fused).run(None, {"x": x})[0], _session(model).run(None, {"x": x})[0])
 
 
-def _fused_node(x: np.ndarray, w: np.ndarray, **attrs) -> onnx.ModelProto:
-    node = helper.make_node(FUSED_SPIKING_OP, ["x", "w"], ["y"], domain=DOMAIN, name="fused", **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+def _fused_node(x: np.ndarray, w: np.ndarray, shape: Optional[np.ndarray] = None, **attrs) -> onnx.ModelProto:
+    """One EventConvSpiking node on x, w and (when given) shape as a fed input "shape"."""
+    inputs = ["x", "w", ""] + (["shape"] if shape is not None else [])
+    node = helper.make_node(FUSED_SPIKING_OP, inputs, ["y"], domain=DOMAIN, name="fused", **attrs)
+    fed = [helper.make_tensor_value_info("shape", helper.np_dtype_to_tensor_dtype(shape.dtype), None)] if (
+        shape is not None) else []
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)] + fed,
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               initializer=[numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
@@ -197,23 +209,33 @@ def _fused_node(x: np.ndarray, w: np.ndarray, **attrs) -> onnx.ModelProto:
 
 
 def test_fused_spiking_errors_name_the_problem():
-    """A shape that does not fit the convolution's output, a missing or short shape, a
-    relu other than 0/1, a time-major node: clear errors naming node and attribute."""
+    """A shape that does not fit the convolution's output or is not a 1-D int64 tensor, a
+    missing shape, relu or channels_last other than 0/1, a time-major node, a bad dt:
+    clear errors naming node, input or attribute."""
     x = np.zeros((6, 2, 5, 5), np.float32)
     w = np.ones((4, 2, 3, 3), np.float32)
-    for shape, match in (([5, 2, -1], "do not divide"), ([2, 3, 4, 5, 5], r"\b600 elements, not 216"),
+
+    def run(shape, **attrs):
+        feeds = {"x": x} if shape is None else {"x": x, "shape": shape}
+        return _session(_fused_node(x, w, shape, **{"dt": DT, **attrs})).run(None, feeds)[0]
+
+    for shape, match in (([5, 2, -1], "sizes do not divide"), ([2, 3, 4, 5, 5], r"\b600 elements, not 216"),
                          ([2, -1, -1], "more than one -1"), ([2, 3, -2], "negative"),
-                         ([2, 3, 0, 0, 0, 0], "a 0 past the output's rank")):
-        with pytest.raises(Exception, match=f"EventConvSpiking \\(node 'fused'\\): attribute 'shape'.*{match}"):
-            _session(_fused_node(x, w, dt=DT, shape=shape)).run(None, {"x": x})
-    for attrs, match in (({}, "attribute 'shape'"), ({"shape": [6, -1]}, "attribute 'shape'"),
-                         ({"shape": [2, 3, -1], "relu": 2}, "attribute 'relu' must be 0 or 1"),
-                         ({"shape": [2, 3, -1], "time_major": 1}, "attribute 'time_major' must be 0"),
-                         ({"shape": [2, 3, -1], "dt": -1.0}, "dt")):
+                         ([2, 3, 0, 0, 0, 0], "a 0 past the output's rank"), ([-1], "at least 2 values")):
+        with pytest.raises(Exception, match=f"EventConvSpiking \\(node 'fused'\\): input 'shape'.*{match}"):
+            run(np.array(shape, np.int64))
+    for shape in (np.array([[2, 3, -1]], np.int64), None):
+        with pytest.raises(Exception, match="input 'shape' .* must be a 1-D int64 tensor"):
+            run(shape)
+    with pytest.raises(Exception, match=r"tensor\(int32\).* input parameter \(shape\).* node \(fused\)"):
+        run(np.array([2, 3, -1], np.int32))  # onnxruntime checks the declared int64
+    for attrs, match in (({"relu": 2}, "attribute 'relu' must be 0 or 1"),
+                         ({"channels_last": -1}, "attribute 'channels_last' must be 0 or 1"),
+                         ({"time_major": 1}, "attribute 'time_major' must be 0"), ({"dt": -1.0}, "dt")):
         with pytest.raises(Exception, match=f"fused.*{match}"):
-            _session(_fused_node(x, w, **{"dt": DT, **attrs}))
-    y = _session(_fused_node(x, w, dt=DT, shape=[2, 3, -1])).run(None, {"x": x})[0]
-    assert y.shape == (2, 3, 4 * 3 * 3)
+            _session(_fused_node(x, w, np.array([2, 3, -1]), **{"dt": DT, **attrs}))
+    assert run(np.array([2, 3, -1])).shape == (2, 3, 4 * 3 * 3)
+    assert run(np.array([0, 1, -1]), channels_last=1).shape == (6, 1, 36)
 
 
 def test_inference_session_runs_the_fused_conv_and_spikes(tmp_path):
@@ -232,3 +254,22 @@ def test_inference_session_runs_the_fused_conv_and_spikes(tmp_path):
     assert FUSED_SPIKING_OP in ran and "SpikingActivation" not in ran and "Relu" not in ran
     assert _op_types(session.model) == ["EventConv", "Relu", "Reshape", "SpikingActivation"]
     np.testing.assert_array_equal(got, _session(model).run(None, {"x": x})[0])
+
+
+def test_keras_conv_export_runs_fused():
+    """A Keras spiking CNN as spikeonnx exports it (TimeDistributed Conv2D, tf2onnx's
+    Transpose back to channels-last, Reshape, Relu, SpikingActivation) runs its
+    convolution and spikes as one EventConvSpiking node, with the unfused nodes' outputs."""
+    keras = pytest.importorskip("keras")
+    from spikeonnx import export
+    from spikeonnx.examples.zoo import build
+
+    keras.utils.set_random_seed(1234)
+    case = build("conv_lowpass_readout")
+    model = export(case.model, **case.export_kwargs)
+    assert _op_types(_fused(model)).count(FUSED_SPIKING_OP) == 1
+    feeds = {model.graph.input[0].name: case.x}
+    session = InferenceSession(model)
+    want = _session(model).run(None, feeds)  # the library's kernels, nodes apart
+    for got, expected in zip(session.run(None, feeds), want, strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -30,7 +30,8 @@ constexpr int64_t kSampledImages = 32;
 
 // Which computation serves a call: chosen per call from the sampled density by the cost
 // model below, or fixed for tests and benchmarks with the environment variable
-// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense (read when the kernel is created).
+// SPIKEONNX_EVENT_CONV_PATH = scatter | gather | dense | channels (read when the kernel
+// is created; dense and channels are the two dense kernels: see choose()).
 enum class ConvPath { kAuto, kScatter, kGather, kDense, kChannels };
 
 // Modelled time per image, in ns on the development machine (AMD EPYC, AVX-512, one
@@ -135,9 +136,11 @@ T* at_offset_of(T* room, const T* like) {
 // sequences of `steps`; a pool item convolves each of its sequences into a buffer of its
 // own (which stays in cache), placed like sequence i of `place_like` (see at_offset_of),
 // and hands it whole to `done(i, rates)` instead of writing the images to y.
+// With `channels_last` each image is first transposed to (positions, channels) in cache.
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
+  bool channels_last = false;
   const T* place_like = nullptr;
   std::function<void(int64_t, const T*)> done;
 };
@@ -185,8 +188,8 @@ struct EventConvKernel {
       } else if (name == "channels") {
         path_ = ConvPath::kChannels;
       } else if (name != "auto") {
-        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or channels; got '" + name +
-             "'");
+        fail("environment variable SPIKEONNX_EVENT_CONV_PATH must be auto, scatter, gather, dense or channels; got '" +
+             name + "'");
       }
     }
     // A constant weight is repacked once, here.
@@ -365,7 +368,8 @@ struct EventConvKernel {
     auto product = [&](const T* xs, int64_t n, T* ys) {
       ConvGeometry some = g;
       some.n = n;
-      convolve(ctx, some, xs, w_in, b_in, ys, packed, tiles, choose(some, xs), static_cast<const Sequences<T>*>(nullptr));
+      const Sequences<T>* whole = nullptr;  // the images' outputs straight to ys
+      convolve(ctx, some, xs, w_in, b_in, ys, packed, tiles, choose(some, xs), whole);
     };
     // images held over time steps: each run of equal images is computed once
     on_distinct_rows(ctx, x, y, g.n, in_size, g.m * g.oh * g.ow, product);
@@ -566,21 +570,38 @@ struct EventConvKernel {
                          const Setup& setup, const Image& image) {
     const int64_t out_size = g.m * g.oh * g.ow;
     const int64_t steps = seq != nullptr ? seq->steps : 1;
+    const bool turn = seq != nullptr && seq->channels_last;
+    const size_t buffer = static_cast<size_t>(steps * out_size + kPageValues<T>);
     in_chunks(ctx, g.n / steps, [&](int64_t first, int64_t last) {
       auto scratch = setup();
       // Not value-initialised: every element is written before it is read.
-      const std::unique_ptr<T[]> room(seq != nullptr ? new T[static_cast<size_t>(steps * out_size + kPageValues<T>)]
-                                                     : nullptr);
+      const std::unique_ptr<T[]> room(seq != nullptr ? new T[buffer] : nullptr);
+      const std::unique_ptr<T[]> turned(turn ? new T[buffer] : nullptr);
       for (int64_t i = first; i < last; ++i) {
         if (seq == nullptr) {
           image(scratch, i, y + i * out_size);
           continue;
         }
-        T* rates = at_offset_of(room.get(), seq->place_like + i * steps * out_size);
+        const T* like = seq->place_like + i * steps * out_size;
+        T* rates = at_offset_of(room.get(), like);
         for (int64_t t = 0; t < steps; ++t) image(scratch, i * steps + t, rates + t * out_size);
+        if (turn) {
+          T* last_rates = at_offset_of(turned.get(), like);
+          to_channels_last(g, rates, steps, last_rates);
+          rates = last_rates;
+        }
         seq->done(i, rates);
       }
     });
+  }
+
+  // out (n images of (positions, M)) = images x (n of (M, positions)).
+  template <typename T>
+  static void to_channels_last(const ConvGeometry& g, const T* x, int64_t n, T* out) {
+    const int64_t positions = g.oh * g.ow, out_size = g.m * positions;
+    for (int64_t i = 0; i < n; ++i) {
+      event_loops().transpose(x + i * out_size, g.m, positions, out + i * out_size, g.m, false, false);
+    }
   }
 
   // fn(first, last) for chunks of the items [0, n) on the pool: at most 32 items, as
@@ -683,17 +704,20 @@ struct EventConvKernel {
   std::vector<double> packed_double_, tiles_double_;
 };
 
-// EventConv (EventConvRelu with attribute relu = 1) whose output, reshaped to attribute
-// `shape` (ONNX Reshape's rules, allowzero 0) as (B, T, *S), is the rates of a
-// SpikingActivation (attributes dt, seed; batch-major, no initial_voltage, no
-// final_voltage): one execution-only node whose output is the spikes
+// EventConv (EventConvRelu with attribute relu = 1) whose output, transposed to
+// (N, *spatial, M) with channels_last = 1 (as tf2onnx exports Keras' layers), then
+// reshaped to input 3 `shape` (int64; ONNX Reshape's rules, allowzero 0) as (B, T, *S),
+// is the rates of a SpikingActivation (attributes dt, seed; batch-major, no
+// initial_voltage, no final_voltage): one execution-only node whose output is the spikes
 // (spikeonnx.events.fuse_spiking builds it for a session, never for a file).  When a time
 // step is one image (B T = N), each sequence's T images are convolved into a buffer that
-// stays in cache and turned into spikes from there, so the convolution's output (in a
-// spiking CNN the largest tensor) is never written to memory and read back.  The values
-// are the two nodes', bit for bit: the same convolution, then spiking_sequences.
+// stays in cache (and transposed there) and turned into spikes from there, so the
+// convolution's output (in a spiking CNN the largest tensor) is never written to memory
+// and read back.  The values are the nodes', bit for bit: the same convolution, then
+// spiking_sequences.
 struct EventConvSpikingKernel : EventConvKernel {
   static constexpr const char* kSpikingOp = "EventConvSpiking";
+  static constexpr size_t kInputs = 4;  // X, W, B (or empty), shape
 
   EventConvSpikingKernel(const OrtApi* api, const OrtKernelInfo* info)
       : EventConvKernel(api, info, kSpikingOp, read_relu(api, info)),
@@ -703,10 +727,7 @@ struct EventConvSpikingKernel : EventConvKernel {
       throw Ort::Exception(at_ + ": attribute 'time_major' must be 0: the fused node takes batch-major (B, T, *S)",
                            ORT_INVALID_ARGUMENT);
     }
-    if (!event_ints_attribute(api, info, at_, "shape", &shape_) || shape_.size() < 3) {
-      throw Ort::Exception(at_ + ": attribute 'shape' (the Reshape to (B, T, *S), at least 3 values) is required",
-                           ORT_INVALID_ARGUMENT);
-    }
+    channels_last_ = read_flag(api, info, "channels_last");
   }
 
   Ort::Status Compute(OrtKernelContext* context) {
@@ -716,8 +737,9 @@ struct EventConvSpikingKernel : EventConvKernel {
       const InputView w = get_input(ctx, 1);
       const InputView b = get_input(ctx, 2);
       const ConvGeometry g = check(x, w, b);
-      const std::vector<int64_t> conv_shape = output_shape(g, x);
-      const std::vector<int64_t> shape = reshaped(conv_shape);
+      std::vector<int64_t> conv_shape = output_shape(g, x);
+      if (channels_last_) std::rotate(conv_shape.begin() + 1, conv_shape.begin() + 2, conv_shape.end());
+      const std::vector<int64_t> shape = reshaped(conv_shape, get_input(ctx, 3));
       Ort::UnownedValue out = ctx.GetOutput(0, shape);
       const int64_t total = checked_count(conv_shape);
       if (total == 0) return Ort::Status{nullptr};
@@ -743,27 +765,38 @@ struct EventConvSpikingKernel : EventConvKernel {
   static OrtStatusPtr infer(const OrtCustomOp*, OrtShapeInferContext*) { return nullptr; }
 
  private:
-  static bool read_relu(const OrtApi* api, const OrtKernelInfo* info) {
-    int64_t relu = 0;
+  static bool read_relu(const OrtApi* api, const OrtKernelInfo* info) { return read_flag(api, info, "relu"); }
+
+  // An optional INT attribute that must be 0 (the default) or 1.
+  static bool read_flag(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+    int64_t value = 0;
     const std::string at = where(kSpikingOp, event_node_name(api, info));
-    event_int_attribute(api, info, at, "relu", &relu);
-    if (relu != 0 && relu != 1) {
-      throw Ort::Exception(at + ": attribute 'relu' must be 0 or 1; got " + std::to_string(relu), ORT_INVALID_ARGUMENT);
+    event_int_attribute(api, info, at, name, &value);
+    if (value != 0 && value != 1) {
+      throw Ort::Exception(at + ": attribute '" + name + "' must be 0 or 1; got " + std::to_string(value),
+                           ORT_INVALID_ARGUMENT);
     }
-    return relu == 1;
+    return value == 1;
   }
 
-  // The convolution's output shape `in` reshaped to shape_ as ONNX Reshape does (0 copies
-  // the input's dimension, one -1 takes the rest).
-  std::vector<int64_t> reshaped(const std::vector<int64_t>& in) const {
+  // The convolution's output shape `in` reshaped to input `shape` as ONNX Reshape does (0
+  // copies the input's dimension, one -1 takes the rest), as (B, T, *S).
+  std::vector<int64_t> reshaped(const std::vector<int64_t>& in, const InputView& shape) const {
+    if (!shape.present || shape.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || shape.shape.size() != 1) {
+      throw OpError(at_ + ": input 'shape' (the Reshape to (B, T, *S)) must be a 1-D int64 tensor; got " +
+                    (shape.present ? std::string(dtype_str(shape.type)) + " " + shape_str(shape.shape) : "none"));
+    }
+    const int64_t* values = static_cast<const int64_t*>(shape.data);
+    std::vector<int64_t> out(values, values + shape.shape[0]);
+    const std::vector<int64_t> given = out;
     const int64_t total = checked_count(in);
-    std::vector<int64_t> out(shape_);
     int64_t known = 1;
     size_t rest = out.size();
     auto fail = [&](const std::string& why) {
-      throw OpError(at_ + ": attribute 'shape' " + shape_str(shape_) + " cannot reshape the convolution's output " +
+      throw OpError(at_ + ": input 'shape' " + shape_str(given) + " cannot reshape the convolution's output " +
                     shape_str(in) + ": " + why);
     };
+    if (out.size() < 2) fail("the spiking activation needs (B, T, *S), at least 2 values");
     for (size_t i = 0; i < out.size(); ++i) {
       if (out[i] == 0) {
         if (i >= in.size()) fail("a 0 past the output's rank");
@@ -800,9 +833,17 @@ struct EventConvSpikingKernel : EventConvKernel {
     if (layout.batch * layout.steps != g.n || repeated_rows(x, g.n, in_size, &starts)) {
       // A step that is not one image, or images held over steps (computed once each):
       // the convolution's output first, then the spikes.
-      const std::unique_ptr<T[]> room(new T[static_cast<size_t>(layout.batch * layout.batch_stride + kPageValues<T>)]);
+      const size_t buffer = static_cast<size_t>(layout.batch * layout.batch_stride + kPageValues<T>);
+      const std::unique_ptr<T[]> room(new T[buffer]);
       T* rates = at_offset_of(room.get(), y);
       run(ctx, g, x, w_in, b_in, rates, packed, tiles);
+      std::unique_ptr<T[]> turned;
+      if (channels_last_) {
+        turned.reset(new T[buffer]);
+        T* last = at_offset_of(turned.get(), y);
+        to_channels_last(g, rates, g.n, last);
+        rates = last;
+      }
       spiking_sequences(ctx, rates, y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get(), 0}, dt, stream,
                         static_cast<T*>(nullptr));
       return;
@@ -813,6 +854,7 @@ struct EventConvSpikingKernel : EventConvKernel {
     const int64_t block = sequence_block(layout);
     Sequences<T> seq;
     seq.steps = layout.steps;
+    seq.channels_last = channels_last_;
     seq.place_like = y;
     seq.done = [&](int64_t b, const T* rates) {
       SequenceLayout one = layout;
@@ -829,7 +871,7 @@ struct EventConvSpikingKernel : EventConvKernel {
 
   CommonAttributes spiking_;
   SeededVoltage seeded_;
-  std::vector<int64_t> shape_;
+  bool channels_last_ = false;
 };
 
 }  // namespace
@@ -845,7 +887,14 @@ const OrtCustomOp* event_conv_relu_op() {
 }
 
 const OrtCustomOp* event_conv_spiking_op() {
-  static const EventOp<EventConvSpikingKernel> op(EventConvSpikingKernel::kSpikingOp);
+  // Input 3, the shape, is int64 (the others are typed at run time, and the output with
+  // them: an untyped shape made onnxruntime expect an int64 output).
+  struct SpikingOp : EventOp<EventConvSpikingKernel> {
+    SpikingOp() : EventOp<EventConvSpikingKernel>(EventConvSpikingKernel::kSpikingOp) {
+      this->input_types_[3] = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    }
+  };
+  static const SpikingOp op;
   return &op;
 }
 
