@@ -1,6 +1,5 @@
 // SpikingActivation: turns rates into spikes by integrating a voltage that fires (and
 // drops by one) every time it crosses an integer.
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
