@@ -133,16 +133,19 @@ T* at_offset_of(T* room, const T* like) {
 }
 
 // A consumer fused after the convolution (EventConvSpiking): the images come in
-// sequences of `steps`; a pool item convolves each of its sequences into a buffer of its
-// own (which stays in cache), placed like sequence i of `place_like` (see at_offset_of),
-// and hands it whole to `done(i, rates)` instead of writing the images to y.
-// With `channels_last` each image is first transposed to (positions, channels) in cache.
+// sequences of `steps`, each taken whole by one pool item, in step order.  Each image is
+// convolved into a buffer of the item's (which stays in cache; with `channels_last` then
+// transposed there to (positions, channels)), placed like its own output in `place_like`
+// (see at_offset_of), and handed to `step(i, t, rates, state)` instead of being written
+// to y; `state` is the item's buffer of `state_size` values, kept from step to step, 2
+// KiB after the sequence's first output modulo 4 KiB (see PlacedBuffer).
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
   bool channels_last = false;
   const T* place_like = nullptr;
-  std::function<void(int64_t, const T*)> done;
+  int64_t state_size = 0;
+  std::function<void(int64_t, int64_t, const T*, T*)> step;
 };
 
 struct EventConvKernel {
@@ -571,26 +574,32 @@ struct EventConvKernel {
     const int64_t out_size = g.m * g.oh * g.ow;
     const int64_t steps = seq != nullptr ? seq->steps : 1;
     const bool turn = seq != nullptr && seq->channels_last;
-    const size_t buffer = static_cast<size_t>(steps * out_size + kPageValues<T>);
+    const size_t image_room = static_cast<size_t>(out_size + kPageValues<T>);
     in_chunks(ctx, g.n / steps, [&](int64_t first, int64_t last) {
       auto scratch = setup();
       // Not value-initialised: every element is written before it is read.
-      const std::unique_ptr<T[]> room(seq != nullptr ? new T[buffer] : nullptr);
-      const std::unique_ptr<T[]> turned(turn ? new T[buffer] : nullptr);
+      const std::unique_ptr<T[]> room(seq != nullptr ? new T[image_room] : nullptr);
+      const std::unique_ptr<T[]> turned(turn ? new T[image_room] : nullptr);
+      const std::unique_ptr<T[]> state(
+          seq != nullptr ? new T[static_cast<size_t>(seq->state_size + 2 * kPageValues<T>)] : nullptr);
       for (int64_t i = first; i < last; ++i) {
         if (seq == nullptr) {
           image(scratch, i, y + i * out_size);
           continue;
         }
-        const T* like = seq->place_like + i * steps * out_size;
-        T* rates = at_offset_of(room.get(), like);
-        for (int64_t t = 0; t < steps; ++t) image(scratch, i * steps + t, rates + t * out_size);
-        if (turn) {
-          T* last_rates = at_offset_of(turned.get(), like);
-          to_channels_last(g, rates, steps, last_rates);
-          rates = last_rates;
+        // the sequence's state stays put through its steps, placed against its first
+        T* kept = at_offset_of(state.get(), seq->place_like + i * steps * out_size) + kPageValues<T> / 2;
+        for (int64_t t = 0; t < steps; ++t) {
+          const T* like = seq->place_like + (i * steps + t) * out_size;
+          T* rates = at_offset_of(room.get(), like);
+          image(scratch, i * steps + t, rates);
+          if (turn) {
+            T* last_rates = at_offset_of(turned.get(), like);
+            to_channels_last(g, rates, 1, last_rates);
+            rates = last_rates;
+          }
+          seq->step(i, t, rates, kept);
         }
-        seq->done(i, rates);
       }
     });
   }
@@ -844,27 +853,25 @@ struct EventConvSpikingKernel : EventConvKernel {
         to_channels_last(g, rates, g.n, last);
         rates = last;
       }
-      spiking_sequences(ctx, rates, y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get(), 0}, dt, stream,
+      spiking_sequences(ctx, rates, y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get()}, dt, stream,
                         static_cast<T*>(nullptr));
       return;
     }
-    // Each sequence's rates are convolved into a buffer that stays in cache (at the
-    // spikes' offset modulo 4 KiB: see at_offset_of), then spiked from there by the same
-    // pool item (see Sequences).
-    const int64_t block = sequence_block(layout);
+    // Each image's rates are convolved into a buffer that stays in cache and spiked from
+    // there by the same pool item, which keeps its sequence's voltage (see Sequences).
     Sequences<T> seq;
     seq.steps = layout.steps;
     seq.channels_last = channels_last_;
     seq.place_like = y;
-    seq.done = [&](int64_t b, const T* rates) {
-      SequenceLayout one = layout;
-      one.batch = 1;
-      const InitialVoltage<T> start{nullptr, &seeded_, kept.get(), b * layout.units};
-      T* ys = y + b * layout.batch_stride;
-      for (int64_t u0 = 0; u0 < layout.units; u0 += block) {
-        spike_units(rates, ys, one, start, dt, stream, static_cast<T*>(nullptr), 0, u0,
-                    std::min(block, layout.units - u0));
+    seq.state_size = layout.units;
+    seq.step = [&](int64_t b, int64_t t, const T* rates, T* voltage) {
+      if (t == 0) {
+        for (int64_t u0 = 0; u0 < layout.units; u0 += kBlockUnits) {
+          seeded_.fill(kept.get(), b * layout.units + u0, std::min(kBlockUnits, layout.units - u0), voltage + u0);
+        }
       }
+      T* spikes = y + b * layout.batch_stride + t * layout.step;
+      spiking_loop(rates, spikes, voltage, layout.units, 1, layout.step, dt, stream);
     };
     convolve(ctx, g, x, w_in, b_in, y, packed, tiles, choose(g, x), &seq);
   }

@@ -73,7 +73,7 @@ struct SpikingActivationKernel {
     if (initial == nullptr) kept = seeded_.kept(ctx, states);
     const bool stream = stream_output(g.batch * g.time * g.units, static_cast<int64_t>(sizeof(T)));
     const SequenceLayout layout{g.batch, g.time, g.units, g.batch_stride(), g.step()};
-    spiking_sequences(ctx, rates, spikes, layout, InitialVoltage<T>{initial, &seeded_, kept.get(), 0},
+    spiking_sequences(ctx, rates, spikes, layout, InitialVoltage<T>{initial, &seeded_, kept.get()},
                       static_cast<T>(attrs_.dt), stream, final_voltage);
   }
 

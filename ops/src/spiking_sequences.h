@@ -72,49 +72,39 @@ struct SequenceLayout {
 };
 
 // The voltage a sequence starts from: `initial` (batch, units) when given, else the
-// seeded draws of state index first_state + b * units + u (`kept`: seeded.kept()'s).
+// seeded draws of state index b * units + u (`kept`: seeded.kept()'s).
 template <typename T>
 struct InitialVoltage {
   const T* initial = nullptr;
   const SeededVoltage* seeded = nullptr;
   const std::vector<float>* kept = nullptr;
-  int64_t first_state = 0;
 };
 
-// Units per block of spike_units for `layout` (see block_units).
-inline int64_t sequence_block(const SequenceLayout& layout) { return block_units(layout.batch, layout.units); }
-
-// spikes = SpikingActivation(rates) for units [u0, u0 + n) (n <= kBlockUnits) of sequence
-// b of `layout`, its voltage in a buffer that stays in L1 through time; `final_voltage`
-// (batch, units), when not null, receives the voltage after the last step.  `stream`:
-// spikes written past the caches (see stream_output).
-template <typename T>
-void spike_units(const T* rates, T* spikes, const SequenceLayout& layout, const InitialVoltage<T>& start, T dt,
-                   bool stream, T* final_voltage, int64_t b, int64_t u0, int64_t n) {
-  const int64_t state_at = b * layout.units + u0;
-  const int64_t at = b * layout.batch_stride + u0;
-  // The voltage 2 KiB after the output row modulo 4 KiB (see PlacedBuffer).
-  PlacedBuffer<T> voltage_room;
-  T* voltage = voltage_room.at(spikes + at, 2048);
-  if (start.initial != nullptr) {
-    std::copy(start.initial + state_at, start.initial + state_at + n, voltage);
-  } else {
-    start.seeded->fill(start.kept, start.first_state + state_at, n, voltage);
-  }
-  spiking_loop(rates + at, spikes + at, voltage, n, layout.steps, layout.step, dt, stream);
-  if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
-}
-
-// spike_units for every block of every sequence of `layout`, on the pool.
+// spikes = SpikingActivation(rates) for every sequence of `layout`, in blocks of units on
+// the pool (each block's voltage stays in L1 through time); `final_voltage` (batch,
+// units), when not null, receives the voltage after the last step.  `stream`: spikes
+// written past the caches (see stream_output).
 template <typename T>
 void spiking_sequences(const Ort::KernelContext& ctx, const T* rates, T* spikes, const SequenceLayout& layout,
                        const InitialVoltage<T>& start, T dt, bool stream, T* final_voltage) {
-  const int64_t block = sequence_block(layout);
+  const int64_t block = block_units(layout.batch, layout.units);
   const int64_t blocks = (layout.units + block - 1) / block;
   auto work = [&](size_t item) {
     const int64_t b = static_cast<int64_t>(item) / blocks;
     const int64_t u0 = (static_cast<int64_t>(item) % blocks) * block;
-    spike_units(rates, spikes, layout, start, dt, stream, final_voltage, b, u0, std::min(block, layout.units - u0));
+    const int64_t n = std::min(block, layout.units - u0);
+    const int64_t state_at = b * layout.units + u0;
+    const int64_t at = b * layout.batch_stride + u0;
+    // The voltage 2 KiB after the output row modulo 4 KiB (see PlacedBuffer).
+    PlacedBuffer<T> voltage_room;
+    T* voltage = voltage_room.at(spikes + at, 2048);
+    if (start.initial != nullptr) {
+      std::copy(start.initial + state_at, start.initial + state_at + n, voltage);
+    } else {
+      start.seeded->fill(start.kept, state_at, n, voltage);
+    }
+    spiking_loop(rates + at, spikes + at, voltage, n, layout.steps, layout.step, dt, stream);
+    if (final_voltage != nullptr) std::copy(voltage, voltage + n, final_voltage + state_at);
   };
   parallel_for(ctx, static_cast<size_t>(layout.batch * blocks), work);
 }
