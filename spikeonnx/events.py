@@ -280,10 +280,7 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
     """
     out, _ = load_model(model)  # a copy
     graph = out.graph
-    users: Dict[str, List[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    users = _users(graph)
     outputs = {o.name for o in graph.output}
     fused: List[onnx.NodeProto] = []
     renamed: Set[str] = set()
@@ -311,11 +308,7 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
         renamed.add(last.output[0])
         last.output[0] = relu.output[0]
         fused.append(relu)
-    for relu in fused:
-        graph.node.remove(relu)
-    kept = [v for v in graph.value_info if v.name not in renamed]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    _drop(graph, fused, renamed)
     return out
 
 
@@ -357,10 +350,7 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
     """
     out, _ = load_model(model)  # a copy
     graph = out.graph
-    users: Dict[str, List[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    users = _users(graph)
     outputs = {o.name for o in graph.output}
 
     def only_user(tensor: str) -> onnx.NodeProto | None:
@@ -398,12 +388,26 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         renamed.update([node.output[0]] + [n.output[0] for n in between])
         node.output[0] = spiking.output[0]
         gone.extend(between + [spiking])
-    for dropped in gone:
-        graph.node.remove(dropped)
+    _drop(graph, gone, renamed)
+    return out
+
+
+def _users(graph: onnx.GraphProto) -> Dict[str, List[onnx.NodeProto]]:
+    """Tensor name -> the nodes that take it as an input."""
+    users: Dict[str, List[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
+def _drop(graph: onnx.GraphProto, nodes: List[onnx.NodeProto], renamed: Set[str]) -> None:
+    """Remove fused-away ``nodes`` and the value infos of the tensors no node makes any more."""
+    for node in nodes:
+        graph.node.remove(node)
     kept = [v for v in graph.value_info if v.name not in renamed]
     del graph.value_info[:]
     graph.value_info.extend(kept)
-    return out
 
 
 def _write_defaults(node: onnx.NodeProto, w_dims: List[int]) -> None:
