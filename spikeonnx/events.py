@@ -322,9 +322,9 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
     nothing else, becomes the op library's :data:`~spikeonnx.contract.FUSED_SPIKING_OP`,
     and the nodes in between go.
 
-    The fused node convolves each sequence's time steps into a buffer that stays in
-    cache and turns them into spikes from there: the convolution's output, in a spiking
-    CNN the largest tensor, is not written to memory and read back. The value is the
+    The fused node convolves each image into a buffer that stays in cache and spikes it
+    from there, a sequence's steps in order: the convolution's output, in a spiking CNN
+    the largest tensor, is not written to memory and read back. The value is the
     nodes', bit for bit. Like :func:`fuse_relu`, this is what
     :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime, never a file;
     apply it after :func:`fuse_relu`, which turns ``EventConv`` and ``Relu`` into

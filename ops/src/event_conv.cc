@@ -719,11 +719,11 @@ struct EventConvKernel {
 // is the rates of a SpikingActivation (attributes dt, seed; batch-major, no
 // initial_voltage, no final_voltage): one execution-only node whose output is the spikes
 // (spikeonnx.events.fuse_spiking builds it for a session, never for a file).  When a time
-// step is one image (B T = N), each sequence's T images are convolved into a buffer that
-// stays in cache (and transposed there) and turned into spikes from there, so the
-// convolution's output (in a spiking CNN the largest tensor) is never written to memory
-// and read back.  The values are the nodes', bit for bit: the same convolution, then
-// spiking_sequences.
+// step is one image (B T = N), a sequence's images are convolved in order, each into a
+// buffer that stays in cache (and transposed there), and spiked from there (see
+// Sequences), so the convolution's output (in a spiking CNN the largest tensor) is never
+// written to memory and read back.  The values are the nodes', bit for bit: the same
+// convolution, then the same time loop (spiking_loop).
 struct EventConvSpikingKernel : EventConvKernel {
   static constexpr const char* kSpikingOp = "EventConvSpiking";
   static constexpr size_t kInputs = 4;  // X, W, B (or empty), shape
