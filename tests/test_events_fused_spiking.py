@@ -116,11 +116,12 @@ def test_fused_spiking_equals_the_nodes(case, density, path, monkeypatch):
             _check(x, w, b, attrs, [3, 4, -1], relu=relu, channels_last=True)
 
 
-@pytest.mark.parametrize("shape", [[3, 4, 16, 9, 9], [-1, 4, 0, 144], [0, 1, -1], [3, 8, -1], [2, 6, -1]])
+@pytest.mark.parametrize("shape", [[3, 4, 16, 9, 9], [-1, 4, 0, 144], [0, 1, -1], [1, 12, -1], [3, 8, -1],
+                                   [2, 6, -1]])
 def test_fused_spiking_takes_reshape_rules_and_any_grouping(shape):
-    """Reshape's 0 (copy) and -1 (the rest), one step per sequence; a step of half an
-    image (3, 8, ...) or of an image and a half (2, 6, ...) is computed too (the
-    convolution's output first)."""
+    """Reshape's 0 (copy) and -1 (the rest), one step per sequence, one sequence (fewer
+    than the cores: the convolution's output first); a step of half an image (3, 8, ...)
+    or of an image and a half (2, 6, ...) is computed too (the output first)."""
     rng = np.random.default_rng(5)
     x_shape, w_shape, attrs = _CASES[0]
     x = ((rng.random(x_shape) < 0.2) * 100.0).astype(np.float32)

@@ -839,9 +839,11 @@ struct EventConvSpikingKernel : EventConvKernel {
     const T dt = static_cast<T>(spiking_.dt);
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<int64_t> starts;
-    if (layout.batch * layout.steps != g.n || repeated_rows(x, g.n, in_size, &starts)) {
-      // A step that is not one image, or images held over steps (computed once each):
-      // the convolution's output first, then the spikes.
+    if (layout.batch * layout.steps != g.n || layout.batch < cpu_cores() ||
+        repeated_rows(x, g.n, in_size, &starts)) {
+      // A step that is not one image, fewer sequences than cores (a pool item takes a
+      // whole sequence), or images held over steps (computed once each): the
+      // convolution's output first, then the spikes.
       const size_t buffer = static_cast<size_t>(layout.batch * layout.batch_stride + kPageValues<T>);
       const std::unique_ptr<T[]> room(new T[buffer]);
       T* rates = at_offset_of(room.get(), y);
