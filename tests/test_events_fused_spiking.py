@@ -274,3 +274,16 @@ def test_keras_conv_export_runs_fused():
     want = _session(model).run(None, feeds)  # the library's kernels, nodes apart
     for got, expected in zip(session.run(None, feeds), want, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_fuse_spiking_reads_a_file_and_names_a_bad_one(tmp_path):
+    rng = np.random.default_rng(10)
+    x = ((rng.random((12, 3, 9, 9)) < 0.2) * 100.0).astype(np.float32)
+    path = tmp_path / "m.onnx"
+    onnx.save(_chain(x, rng.standard_normal((16, 3, 3, 3)).astype(np.float32), None, {}, [3, 4, -1]), str(path))
+    assert _op_types(fuse_spiking(path)) == ["EventConv", "Relu", "Reshape", "SpikingActivation"]  # no fuse_relu
+    assert _op_types(fuse_spiking(fuse_relu(path))) == [FUSED_SPIKING_OP]
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        fuse_spiking(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        fuse_spiking(b"not a model")
