@@ -72,8 +72,9 @@ EVENT_OP_TYPES = tuple(EVENT_OPS.values())
 #: sessions of :mod:`spikeonnx.runtime` apply, as onnxruntime fuses ``Conv`` and ``Relu``).
 FUSED_RELU_OPS = {event: f"{event}Relu" for event in EVENT_OP_TYPES}
 #: Execution-only op of the op library: an ``EventConv`` (or ``EventConvRelu``) whose
-#: output, through one ``Reshape``, is a ``SpikingActivation``'s rates, as one node whose
-#: output is the spikes (:func:`spikeonnx.events.fuse_spiking`, applied by the sessions).
+#: output, through one ``Reshape`` (and tf2onnx's ``Transpose`` to channels-last), is a
+#: ``SpikingActivation``'s rates, as one node whose output is the spikes
+#: (:func:`spikeonnx.events.fuse_spiking`, applied by the sessions).
 FUSED_SPIKING_OP = "EventConvSpiking"
 #: Highest model IR version we write and hand to onnxruntime. onnx 1.17+ writes IR 11+
 #: by default; onnxruntime 1.18 and later accept IR 10, and nothing we emit needs more.

@@ -39,7 +39,7 @@ This module imports only onnx and the contract; it never needs TensorFlow.
 
 from __future__ import annotations
 
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -62,6 +62,7 @@ __all__ = [
     "rewrite_events",
     "fuse_relu",
     "fuse_spiking",
+    "fuse",
     "EVENT_OP_TYPES",
     "STANDARD_OP",
     "make_event_function",
@@ -279,7 +280,12 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
         If the model cannot be read.
     """
     out, _ = load_model(model)  # a copy
-    graph = out.graph
+    _fuse_relu(out.graph)
+    return out
+
+
+def _fuse_relu(graph: onnx.GraphProto) -> None:
+    """fuse_relu on ``graph``, in place."""
     users = _users(graph)
     outputs = {o.name for o in graph.output}
     fused: List[onnx.NodeProto] = []
@@ -290,10 +296,7 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
         chain: List[onnx.NodeProto] = []
         tensor = node.output[0]
         relu = None
-        while tensor not in outputs and len(users.get(tensor, [])) == 1:
-            user = users[tensor][0]
-            if user.domain not in _DEFAULT_DOMAINS or not user.input or user.input[0] != tensor:
-                break
+        while (user := _only_user(users, outputs, tensor)) is not None and user.domain in _DEFAULT_DOMAINS:
             if user.op_type == "Relu":
                 relu = user
                 break
@@ -309,7 +312,6 @@ def fuse_relu(model: ModelLike) -> onnx.ModelProto:
         last.output[0] = relu.output[0]
         fused.append(relu)
     _drop(graph, fused, renamed)
-    return out
 
 
 def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
@@ -349,36 +351,45 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         If the model cannot be read.
     """
     out, _ = load_model(model)  # a copy
-    graph = out.graph
+    _fuse_spiking(out.graph)
+    return out
+
+
+def fuse(model: ModelLike) -> onnx.ModelProto:
+    """:func:`fuse_relu`, then :func:`fuse_spiking`, on one copy of ``model``: what
+    :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime (same parameters and
+    errors as those two)."""
+    out, _ = load_model(model)  # a copy
+    _fuse_relu(out.graph)
+    _fuse_spiking(out.graph)
+    return out
+
+
+def _fuse_spiking(graph: onnx.GraphProto) -> None:
+    """fuse_spiking on ``graph``, in place."""
     users = _users(graph)
     outputs = {o.name for o in graph.output}
-
-    def only_user(tensor: str) -> onnx.NodeProto | None:
-        found = users.get(tensor, [])
-        if tensor in outputs or len(found) != 1 or found[0].input[0] != tensor:
-            return None
-        return found[0]
-
+    conv = EVENT_OPS["Conv"]
     gone: List[onnx.NodeProto] = []
     renamed: Set[str] = set()
     for node in graph.node:
-        if node.domain != DOMAIN or node.op_type not in ("EventConv", FUSED_RELU_OPS["EventConv"]):
+        if node.domain != DOMAIN or node.op_type not in (conv, FUSED_RELU_OPS[conv]):
             continue
-        reshape = only_user(node.output[0])
+        reshape = _only_user(users, outputs, node.output[0])
         transpose = None
         if reshape is not None and reshape.op_type == "Transpose" and reshape.domain in _DEFAULT_DOMAINS:
             # tf2onnx's way back to Keras' channels-last layout after a Conv
             perm = list(_attribute(reshape, "perm", []))
             if len(perm) in (3, 4) and perm == [0, *range(2, len(perm)), 1]:
-                transpose, reshape = reshape, only_user(reshape.output[0])
+                transpose, reshape = reshape, _only_user(users, outputs, reshape.output[0])
         if (reshape is None or reshape.op_type != "Reshape" or reshape.domain not in _DEFAULT_DOMAINS
                 or len(reshape.input) != 2 or _attribute(reshape, "allowzero", 0) != 0):
             continue
-        spiking = only_user(reshape.output[0])
+        spiking = _only_user(users, outputs, reshape.output[0])
         if (spiking is None or spiking.domain != DOMAIN or spiking.op_type != "SpikingActivation"
                 or any(spiking.input[1:]) or any(spiking.output[1:]) or _attribute(spiking, "time_major", 0) != 0):
             continue
-        relu = int(node.op_type != "EventConv")
+        relu = int(node.op_type != conv)
         node.op_type = FUSED_SPIKING_OP
         node.input.extend([""] * (3 - len(node.input)) + [reshape.input[1]])  # X, W, B or none, shape
         node.attribute.extend([helper.make_attribute("relu", relu),
@@ -389,7 +400,6 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
         node.output[0] = spiking.output[0]
         gone.extend(between + [spiking])
     _drop(graph, gone, renamed)
-    return out
 
 
 def _users(graph: onnx.GraphProto) -> Dict[str, List[onnx.NodeProto]]:
@@ -399,6 +409,15 @@ def _users(graph: onnx.GraphProto) -> Dict[str, List[onnx.NodeProto]]:
         for name in node.input:
             users.setdefault(name, []).append(node)
     return users
+
+
+def _only_user(users: Dict[str, List[onnx.NodeProto]], outputs: Set[str], tensor: str) -> Optional[onnx.NodeProto]:
+    """The one node that reads ``tensor``, as its data (first) input, if ``tensor`` is not
+    a graph output and has no other reader; else None."""
+    found = users.get(tensor, [])
+    if tensor in outputs or len(found) != 1 or found[0].input[0] != tensor:
+        return None
+    return found[0]
 
 
 def _drop(graph: onnx.GraphProto, nodes: List[onnx.NodeProto], renamed: Set[str]) -> None:

@@ -38,7 +38,7 @@ from .contract import (
     load_model,
     read_metadata,
 )
-from .events import event_inputs, event_nodes, fuse_relu, fuse_spiking, synaptic_events
+from .events import event_inputs, event_nodes, fuse, synaptic_events
 from .ops import library_path
 from .reference import check_model_attributes
 
@@ -214,7 +214,7 @@ class InferenceSession:
         # With the op library, event ops followed by Relu, and convolutions feeding a
         # SpikingActivation, run fused (execution only; a model without event ops is not
         # copied for it).
-        runnable = fuse_spiking(fuse_relu(self.model)) if library and event_nodes(self.model) else self.model
+        runnable = fuse(self.model) if library and event_nodes(self.model) else self.model
         self.session = ort.InferenceSession(
             runnable.SerializeToString(),
             sess_options=options,

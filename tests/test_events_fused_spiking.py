@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spikeonnx import reference
 from spikeonnx.contract import DOMAIN, FUSED_SPIKING_OP, MAX_IR_VERSION, OPSET_VERSION
-from spikeonnx.events import fuse_relu, fuse_spiking
+from spikeonnx.events import fuse, fuse_relu, fuse_spiking
 from spikeonnx.ops import library_path
 from spikeonnx.runtime import InferenceSession
 
@@ -277,12 +277,15 @@ def test_keras_conv_export_runs_fused():
 
 
 def test_fuse_spiking_reads_a_file_and_names_a_bad_one(tmp_path):
+    """fuse_spiking (and fuse, both passes on one copy) read a path; a missing file or bad
+    bytes are named; a Relu that fuse_relu has not yet taken blocks the fusion."""
     rng = np.random.default_rng(10)
     x = ((rng.random((12, 3, 9, 9)) < 0.2) * 100.0).astype(np.float32)
     path = tmp_path / "m.onnx"
     onnx.save(_chain(x, rng.standard_normal((16, 3, 3, 3)).astype(np.float32), None, {}, [3, 4, -1]), str(path))
     assert _op_types(fuse_spiking(path)) == ["EventConv", "Relu", "Reshape", "SpikingActivation"]  # no fuse_relu
     assert _op_types(fuse_spiking(fuse_relu(path))) == [FUSED_SPIKING_OP]
+    assert _op_types(fuse(path)) == [FUSED_SPIKING_OP]  # both, on one copy
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         fuse_spiking(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="not an ONNX model"):
