@@ -434,7 +434,7 @@ struct EventOp : Ort::Custom::OrtLiteCustomStruct<Kernel> {
   }
 };
 
-// The event op `Kernel` followed by Relu (relu_in_place): Kernel's protected constructor
+// The event op `Kernel` followed by Relu (relu_value): Kernel's protected constructor
 // (api, info, op name, relu) with its kReluOp.  The lite API takes the Compute of the
 // kernel type itself, hence the forwarding.
 template <typename Kernel>

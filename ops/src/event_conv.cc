@@ -362,10 +362,12 @@ struct EventConvKernel {
     return g;
   }
 
-  // y (g.n images) = the convolution of images x, by the path chosen for the images.
+  // y (g.n images) = the convolution of images x, by the path chosen for the images;
+  // `starts`, when given, are x's runs of equal images (repeated_rows), already found.
   template <typename T>
   void run(const Ort::KernelContext& ctx, const ConvGeometry& g, const T* x, const InputView& w_in,
-           const InputView& b_in, T* y, const std::vector<T>& packed, const std::vector<T>& tiles) const {
+           const InputView& b_in, T* y, const std::vector<T>& packed, const std::vector<T>& tiles,
+           const std::vector<int64_t>* starts = nullptr) const {
     const int64_t in_size = g.c * g.h * g.w;
     // images (n of them) -> their outputs, by the path chosen for those images
     auto product = [&](const T* xs, int64_t n, T* ys) {
@@ -375,7 +377,11 @@ struct EventConvKernel {
       convolve(ctx, some, xs, w_in, b_in, ys, packed, tiles, choose(some, xs), whole);
     };
     // images held over time steps: each run of equal images is computed once
-    on_distinct_rows(ctx, x, y, g.n, in_size, g.m * g.oh * g.ow, product);
+    if (starts != nullptr) {
+      on_run_starts(ctx, x, y, in_size, g.m * g.oh * g.ow, *starts, product);
+    } else {
+      on_distinct_rows(ctx, x, y, g.n, in_size, g.m * g.oh * g.ow, product);
+    }
   }
 
   // y (g.n images) = the convolution of images x by `path` (or, with `seq`, handed over
@@ -771,6 +777,8 @@ struct EventConvSpikingKernel : EventConvKernel {
     return Ort::Status{nullptr};
   }
 
+  // No inferred output: its shape is the values of input `shape`, known only at run time
+  // (and without this, EventConvKernel::infer would declare the convolution's shape).
   static OrtStatusPtr infer(const OrtCustomOp*, OrtShapeInferContext*) { return nullptr; }
 
  private:
@@ -839,15 +847,16 @@ struct EventConvSpikingKernel : EventConvKernel {
     const T dt = static_cast<T>(spiking_.dt);
     const int64_t in_size = g.c * g.h * g.w;
     std::vector<int64_t> starts;
-    if (layout.batch * layout.steps != g.n || layout.batch < cpu_cores() ||
-        repeated_rows(x, g.n, in_size, &starts)) {
+    const bool whole = layout.batch * layout.steps != g.n || layout.batch < cpu_cores();
+    const bool held = !whole && repeated_rows(x, g.n, in_size, &starts);
+    if (whole || held) {
       // A step that is not one image, fewer sequences than cores (a pool item takes a
       // whole sequence), or images held over steps (computed once each): the
       // convolution's output first, then the spikes.
       const size_t buffer = static_cast<size_t>(layout.batch * layout.batch_stride + kPageValues<T>);
       const std::unique_ptr<T[]> room(new T[buffer]);
       T* rates = at_offset_of(room.get(), y);
-      run(ctx, g, x, w_in, b_in, rates, packed, tiles);
+      run(ctx, g, x, w_in, b_in, rates, packed, tiles, held ? &starts : nullptr);
       std::unique_ptr<T[]> turned;
       if (channels_last_) {
         turned.reset(new T[buffer]);
