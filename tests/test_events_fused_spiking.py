@@ -290,3 +290,16 @@ def test_fuse_spiking_reads_a_file_and_names_a_bad_one(tmp_path):
         fuse_spiking(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="not an ONNX model"):
         fuse_spiking(b"not a model")
+
+
+def test_fused_spiking_draws_a_voltage_too_large_to_keep():
+    """More than 2^24 seeded states (B * units): the voltage is drawn at every call, in
+    pieces, by the fused op as by SpikingActivation; the spikes still equal the nodes'."""
+    rng = np.random.default_rng(11)
+    side = 730  # 2 sequences x 16 channels x 730 x 730 = 17.1 M states > 2^24
+    x = ((rng.random((2, 1, side, side)) < 0.05) * 100.0).astype(np.float32)
+    w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    model = _chain(x, w, None, {"pads": [1, 1, 1, 1]}, [2, 1, -1])
+    assert 2 * 16 * side * side > 1 << 24
+    got = _session(_fused(model)).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, _session(model).run(None, {"x": x})[0])

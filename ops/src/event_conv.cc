@@ -876,11 +876,7 @@ struct EventConvSpikingKernel : EventConvKernel {
     seq.place_like = y;
     seq.state_size = layout.units;
     seq.step = [&](int64_t b, int64_t t, const T* rates, T* voltage) {
-      if (t == 0) {
-        for (int64_t u0 = 0; u0 < layout.units; u0 += kBlockUnits) {
-          seeded_.fill(kept.get(), b * layout.units + u0, std::min(kBlockUnits, layout.units - u0), voltage + u0);
-        }
-      }
+      if (t == 0) seeded_.fill(kept.get(), b * layout.units, layout.units, voltage);
       T* spikes = y + b * layout.batch_stride + t * layout.step;
       spiking_loop(rates, spikes, voltage, layout.units, 1, layout.step, dt, stream);
     };

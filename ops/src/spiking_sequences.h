@@ -46,8 +46,8 @@ class SeededVoltage {
     return draws_;
   }
 
-  // voltage[0, n) = draws [at, at + n) (n <= kBlockUnits): from `kept` (kept()'s result)
-  // when there is one, else drawn now.
+  // voltage[0, n) = draws [at, at + n): from `kept` (kept()'s result) when there is one,
+  // else drawn now, kBlockUnits at a time.
   template <typename T>
   void fill(const std::vector<float>* kept, int64_t at, int64_t n, T* voltage) const {
     if (kept != nullptr) {
@@ -55,8 +55,12 @@ class SeededVoltage {
       return;
     }
     alignas(64) float drawn[kBlockUnits];
-    stateless_uniform(philox_, static_cast<uint64_t>(at), static_cast<uint64_t>(at + n), drawn);
-    std::copy(drawn, drawn + n, voltage);
+    for (int64_t done = 0; done < n; done += kBlockUnits) {
+      const int64_t part = std::min(kBlockUnits, n - done);
+      const uint64_t first = static_cast<uint64_t>(at + done);
+      stateless_uniform(philox_, first, first + static_cast<uint64_t>(part), drawn);
+      std::copy(drawn, drawn + part, voltage + done);
+    }
   }
 
  private:
