@@ -138,7 +138,10 @@ T* at_offset_of(T* room, const T* like) {
 // transposed there to (positions, channels)), placed like its own output in `place_like`
 // (see at_offset_of), and handed to `step(i, t, rates, state)` instead of being written
 // to y; `state` is the item's buffer of `state_size` values, kept from step to step, 2
-// KiB after the sequence's first output modulo 4 KiB (see PlacedBuffer).
+// KiB after the sequence's first output modulo 4 KiB (see PlacedBuffer).  With
+// `channels_last`, the paths that accumulate an image as (positions, M) rows (the event
+// paths and the channels kernel) hand over those rows themselves, Relu applied: they
+// are the rates in the output's layout, with no transpose either way.
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
@@ -495,8 +498,8 @@ struct EventConvKernel {
     };
     each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
       loops.channels(s.mine, x + n * in_size);
-      loops.transpose(s.acc.data(), positions, g.m, yn, positions, stream, relu_);
-    });
+      return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
+    }, true);
   }
 
   // y (g.n images) = the convolution of images x by the direct (dense) path.
@@ -568,23 +571,42 @@ struct EventConvKernel {
       s.mine.planes = s.planes.data();
       return s;
     };
-    each_image(ctx, g, y, seq, setup,
-               [&](const Scratch& s, int64_t n, T* yn) { loops.direct(s.mine, x + n * in_size, yn); });
+    each_image(ctx, g, y, seq, setup, [&](const Scratch& s, int64_t n, T* yn) -> const T* {
+      loops.direct(s.mine, x + n * in_size, yn);
+      return nullptr;
+    }, false);
+  }
+
+  // The image's (positions, m) accumulator rows `acc` as the path's output: transposed
+  // to (m, positions) into yn (the fused Relu on the way), or, when yn is null (a
+  // channels-last Sequences, see each_image), returned as they are, the Relu applied in
+  // place.  Returns the rows handed over, or null.
+  template <typename T>
+  const T* rows_or_transpose(T* acc, int64_t positions, int64_t m, T* yn, bool stream) const {
+    if (yn == nullptr) {
+      if (relu_) relu_in_place(acc, positions * m);
+      return acc;
+    }
+    event_loops().transpose(acc, positions, m, yn, positions, stream, relu_);
+    return nullptr;
   }
 
   // image(n, yn) for every image n of `g`, yn its output: y + n * out_size, or with `seq`
   // a sequence buffer (see Sequences), on the pool; `setup()` makes each item's scratch.
+  // image() returns null, or, called with a null yn when `rows` (the path accumulates
+  // (positions, M) rows) and `seq` is channels-last, the image's rates in that layout.
   template <typename T, typename Setup, typename Image>
   static void each_image(const Ort::KernelContext& ctx, const ConvGeometry& g, T* y, const Sequences<T>* seq,
-                         const Setup& setup, const Image& image) {
+                         const Setup& setup, const Image& image, bool rows) {
     const int64_t out_size = g.m * g.oh * g.ow;
     const int64_t steps = seq != nullptr ? seq->steps : 1;
-    const bool turn = seq != nullptr && seq->channels_last;
+    const bool as_rows = seq != nullptr && seq->channels_last && rows;
+    const bool turn = seq != nullptr && seq->channels_last && !rows;
     const size_t image_room = static_cast<size_t>(out_size + kPageValues<T>);
     in_chunks(ctx, g.n / steps, [&](int64_t first, int64_t last) {
       auto scratch = setup();
       // Not value-initialised: every element is written before it is read.
-      const std::unique_ptr<T[]> room(seq != nullptr ? new T[image_room] : nullptr);
+      const std::unique_ptr<T[]> room(seq != nullptr && !as_rows ? new T[image_room] : nullptr);
       const std::unique_ptr<T[]> turned(turn ? new T[image_room] : nullptr);
       const std::unique_ptr<T[]> state(
           seq != nullptr ? new T[static_cast<size_t>(seq->state_size + 2 * kPageValues<T>)] : nullptr);
@@ -596,6 +618,10 @@ struct EventConvKernel {
         // the sequence's state stays put through its steps, placed against its first
         T* kept = at_offset_of(state.get(), seq->place_like + i * steps * out_size) + kPageValues<T> / 2;
         for (int64_t t = 0; t < steps; ++t) {
+          if (as_rows) {
+            seq->step(i, t, image(scratch, i * steps + t, nullptr), kept);
+            continue;
+          }
           const T* like = seq->place_like + (i * steps + t) * out_size;
           T* rates = at_offset_of(room.get(), like);
           image(scratch, i * steps + t, rates);
@@ -706,8 +732,8 @@ struct EventConvKernel {
       } else {
         loops.conv(scatter, x + n * in_size, s.acc.data(), s.idx.data(), s.val.data());
       }
-      loops.transpose(s.acc.data(), positions, g.m, yn, positions, stream, relu_);
-    });
+      return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
+    }, true);
   }
 
   std::string at_;
