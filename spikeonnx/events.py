@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from .contract import (
     DOMAIN,
@@ -356,12 +356,14 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
 
 
 def fuse(model: ModelLike) -> onnx.ModelProto:
-    """:func:`fuse_relu`, then :func:`fuse_spiking`, on one copy of ``model``: what
-    :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime (same parameters and
-    errors as those two)."""
+    """:func:`fuse_relu`, then :func:`fuse_spiking`, on one copy of ``model``, then the
+    fused convolutions hand their spikes on channels-last (see :func:`_fuse_layout`):
+    what :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime (same
+    parameters and errors as those two)."""
     out, _ = load_model(model)  # a copy
     _fuse_relu(out.graph)
     _fuse_spiking(out.graph)
+    _fuse_layout(out.graph)
     return out
 
 
@@ -399,6 +401,77 @@ def _fuse_spiking(graph: onnx.GraphProto) -> None:
         renamed.update([node.output[0]] + [n.output[0] for n in between])
         node.output[0] = spiking.output[0]
         gone.extend(between + [spiking])
+    _drop(graph, gone, renamed)
+
+
+def _fuse_layout(graph: onnx.GraphProto) -> None:
+    """Between two fused convolutions, spikes channels-last, in place: the fused node
+    spikes from the rows it accumulates, (positions, channels), and the next one's gather
+    lists a channels-last image's nonzeros in its bucket order without sorting them.
+
+    - ``EventConvSpiking`` A (channels-first units) -> ``Reshape`` to ``(n, C, [H,] W)``
+      -> ``EventConvSpiking`` B: A writes its spikes channels-last
+      (``spikes_channels_last``, its units keeping their numbers, so their seeded
+      voltages), the ``Reshape`` goes to ``(n, [H,] W, C)`` and B reads them so
+      (``input_channels_last``). Both shapes must be constants, A's ``(B, T, C, [H,] W)``
+      with C, H, W those of the ``Reshape`` (A checks at run time that they are its
+      output's).
+    - ``Transpose`` from channels-last (``perm`` ``[0, 3, 1, 2]`` or ``[0, 2, 1]``, tf2onnx's
+      before a Keras convolution) -> ``EventConvSpiking`` B: the ``Transpose`` goes and B
+      reads its input (``input_channels_last``).
+
+    Each tensor in between must have no other reader and not be a graph output. The
+    values are the same, bit for bit.
+    """
+    users = _users(graph)
+    outputs = {o.name for o in graph.output}
+    constants = _constants(graph)
+    makers = {out: node for node in graph.node for out in node.output}
+    gone: List[onnx.NodeProto] = []
+    renamed: Set[str] = set()
+    made: Set[str] = set()
+
+    def flag(node: onnx.NodeProto, name: str) -> int:
+        return int(_attribute(node, name, 0))
+
+    def ints(name: str) -> Optional[List[int]]:
+        tensor = constants.get(name)
+        if tensor is None or tensor.data_type != onnx.TensorProto.INT64 or len(tensor.dims) != 1:
+            return None
+        return [int(v) for v in numpy_helper.to_array(tensor)]
+
+    for b in graph.node:
+        if b.domain != DOMAIN or b.op_type != FUSED_SPIKING_OP or flag(b, "input_channels_last"):
+            continue
+        before = makers.get(b.input[0])
+        if before is None or before.domain not in _DEFAULT_DOMAINS or _only_user(users, outputs, b.input[0]) is not b:
+            continue
+        if before.op_type == "Transpose":
+            perm = list(_attribute(before, "perm", []))
+            if len(perm) in (3, 4) and perm == [0, len(perm) - 1, *range(1, len(perm) - 1)]:
+                b.input[0] = before.input[0]
+                b.attribute.append(helper.make_attribute("input_channels_last", 1))
+                renamed.add(before.output[0])
+                gone.append(before)
+            continue
+        a = makers.get(before.input[0]) if before.op_type == "Reshape" and len(before.input) == 2 else None
+        if (a is None or a.domain != DOMAIN or a.op_type != FUSED_SPIKING_OP or flag(a, "channels_last")
+                or flag(a, "spikes_channels_last") or _attribute(before, "allowzero", 0) != 0
+                or _only_user(users, outputs, a.output[0]) is not before):
+            continue
+        view, flat = ints(a.input[3]), ints(before.input[1])
+        if (view is None or flat is None or len(flat) not in (3, 4) or len(view) != len(flat) + 1
+                or any(v <= 0 for v in view) or view[2:] != flat[1:] or flat[0] == 0):
+            continue
+        name = f"{before.input[1]}/channels_last"
+        if name not in made:  # a shape two Reshapes share is permuted once
+            graph.initializer.append(helper.make_tensor(name, onnx.TensorProto.INT64, [len(flat)],
+                                                        [flat[0], *flat[2:], flat[1]]))
+            made.add(name)
+        before.input[1] = name
+        a.attribute.append(helper.make_attribute("spikes_channels_last", 1))
+        b.attribute.append(helper.make_attribute("input_channels_last", 1))
+        renamed.update([a.output[0], before.output[0]])  # their shapes change
     _drop(graph, gone, renamed)
 
 

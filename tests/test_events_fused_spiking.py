@@ -143,8 +143,10 @@ def test_fused_spiking_held_images_threads_and_a_large_output(threads):
     x = ((rng.random((32, 8, 32, 32)) < 0.05) * 100.0).astype(np.float32)
     w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
     assert 32 * 32 * 32 * 32 * 4 >= 4 << 20
-    _check(x, w, rng.standard_normal(32).astype(np.float32), {"pads": [1, 1, 1, 1]}, [4, 8, 32, 32, 32],
-           threads=threads)
+    bias = rng.standard_normal(32).astype(np.float32)
+    _check(x, w, bias, {"pads": [1, 1, 1, 1]}, [4, 8, 32, 32, 32], threads=threads)
+    # channels-last: spiked straight from the accumulator rows, the Relu in the streaming loop
+    _check(x, w, bias, {"pads": [1, 1, 1, 1]}, [4, 8, 32, 32, 32], threads=threads, channels_last=True)
 
 
 def _op_types(model: onnx.ModelProto) -> List[str]:
@@ -303,3 +305,204 @@ def test_fused_spiking_draws_a_voltage_too_large_to_keep():
     assert 2 * 16 * side * side > 1 << 24
     got = _session(_fused(model)).run(None, {"x": x})[0]
     np.testing.assert_array_equal(got, _session(model).run(None, {"x": x})[0])
+
+
+# Channels-last between fused convolutions (spikeonnx.events.fuse's layout pass): the
+# node's input_channels_last and spikes_channels_last attributes, then the pass.
+
+
+def _with(model: onnx.ModelProto, **attrs) -> onnx.ModelProto:
+    """``model`` (one fused node) with ``attrs`` set on the node and no declared input shape."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    out.graph.node[0].attribute.extend([helper.make_attribute(k, v) for k, v in attrs.items()])
+    del out.graph.input[0].type.tensor_type.shape.dim[:]
+    return out
+
+
+@pytest.mark.parametrize("path", ["scatter", "gather", "dense", "channels", "auto"])
+@pytest.mark.parametrize("density", [0.05, 0.5, 1.0])
+@pytest.mark.parametrize("case", range(len(_CASES)))
+def test_fused_spiking_reads_and_writes_channels_last(case, density, path, monkeypatch):
+    """input_channels_last: x given as (N, [H,] W, C), the spikes are the channels-first
+    node's; spikes_channels_last: the same spikes, laid out (B, T, [H,] W, M) (the units
+    keep their numbers, so their seeded voltages). Every path (the one-group gather reads
+    the channels-last image as it is, the others transpose it), both dtypes, with and
+    without bias and Relu, bit for bit."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", path)
+    x_shape, w_shape, attrs = _CASES[case]
+    rng = np.random.default_rng(20 + case)
+    for dtype, relu in ((np.float32, True), (np.float64, False)):
+        x = ((rng.random(x_shape) < density) * rng.choice([100.0, -50.0], x_shape)).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        for b in (None, rng.standard_normal(w_shape[0]).astype(dtype)):
+            conv = _session(_chain(x, w, b, attrs, [3, 4, -1], relu=relu, outputs=["conv"])).run(None, {"x": x})[0]
+            view = [3, 4, *conv.shape[1:]]  # (B, T, M, [H,] W)
+            fused = _fused(_chain(x, w, b, attrs, view, relu=relu))
+            want = _session(fused).run(None, {"x": x})[0]
+            x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+            got = _session(_with(fused, input_channels_last=1)).run(None, {"x": x_last})[0]
+            np.testing.assert_array_equal(got, want)
+            got = _session(_with(fused, spikes_channels_last=1)).run(None, {"x": x})[0]
+            assert got.shape == (3, 4, *conv.shape[2:], conv.shape[1])
+            np.testing.assert_array_equal(got, np.moveaxis(want, 2, -1))
+            got = _session(_with(fused, spikes_channels_last=1, input_channels_last=1)).run(None, {"x": x_last})[0]
+            np.testing.assert_array_equal(got, np.moveaxis(want, 2, -1))
+
+
+@pytest.mark.parametrize("channels", [49, 103])
+def test_fused_spiking_gathers_channels_last_of_any_width(channels, monkeypatch):
+    """The gather's position of a channels-last nonzero, index // C, where a reciprocal's
+    product falls just below the quotient (C = 49 or 103 at index C): the same spikes."""
+    monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "gather")
+    rng = np.random.default_rng(34)
+    x = ((rng.random((12, channels, 5, 5)) < 0.3) * 100.0).astype(np.float32)
+    x[:, 0, 0, 1] = 100.0  # index C of every image: channel 0 of the second position
+    w = rng.standard_normal((16, channels, 3, 3)).astype(np.float32)
+    fused = _fused(_chain(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1]))
+    want = _session(fused).run(None, {"x": x})[0]
+    got = _session(_with(fused, input_channels_last=1)).run(None, {"x": np.ascontiguousarray(np.moveaxis(x, 1, -1))})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("view", [[1, 12, 16, 9, 9], [3, 4, 16, 9, 9]])
+def test_fused_spiking_channels_last_spikes_when_computed_whole(view):
+    """spikes_channels_last where the node computes the convolution's whole output first
+    (one sequence, fewer than the cores; images held over steps): the same spikes."""
+    rng = np.random.default_rng(30)
+    frames = ((rng.random((4, 3, 9, 9)) < 0.3) * 100.0).astype(np.float32)
+    x = np.repeat(frames, 3, axis=0)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    fused = _fused(_chain(x, w, None, {"pads": [1, 1, 1, 1]}, view))
+    want = _session(fused, 2).run(None, {"x": x})[0]
+    got = _session(_with(fused, spikes_channels_last=1), 2).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, np.moveaxis(want, 2, -1))
+
+
+def test_fused_spiking_channels_last_errors_name_the_problem():
+    x = np.zeros((6, 2, 5, 5), np.float32)
+    w = np.ones((4, 2, 3, 3), np.float32)
+    with pytest.raises(Exception, match="attributes 'channels_last' and 'spikes_channels_last' exclude each other"):
+        _session(_fused_node(x, w, np.array([2, 3, -1]), dt=DT, channels_last=1, spikes_channels_last=1))
+    for name in ("spikes_channels_last", "input_channels_last"):
+        with pytest.raises(Exception, match=f"fused.*attribute '{name}' must be 0 or 1"):
+            _session(_fused_node(x, w, np.array([2, 3, -1]), dt=DT, **{name: 2}))
+    session = _session(_fused_node(x, w, np.array([2, 3, -1]), dt=DT, spikes_channels_last=1))
+    with pytest.raises(Exception, match=r"'spikes_channels_last' needs input 'shape' to be \(B, T\) and the "
+                                        r"convolution's output shape \(4, 3, 3\); got \(2, 3, 36\)"):
+        session.run(None, {"x": x, "shape": np.array([2, 3, -1])})
+    assert session.run(None, {"x": x, "shape": np.array([2, 3, 4, 3, 3])})[0].shape == (2, 3, 3, 3, 4)
+    session = _session(_fused_node(x, w, np.array([2, 3, -1]), dt=DT, input_channels_last=1))
+    with pytest.raises(Exception, match=r"X has 5 channels and W has shape \(4, 2, 3, 3\)"):
+        session.run(None, {"x": x, "shape": np.array([2, 3, -1])})  # (N, H, W, C) with C = 5
+    assert session.run(None, {"x": np.zeros((6, 5, 5, 2), np.float32), "shape": np.array([2, 3, -1])})[0].shape == (
+        2, 3, 36)
+
+
+def _two_convs(x: np.ndarray, w0: np.ndarray, w1: np.ndarray, b_t: List[int]) -> onnx.ModelProto:
+    """x -> EventConv -> Relu -> Reshape (B, T, M, H, W) -> SpikingActivation -> Reshape
+    (N, M, H, W) -> EventConv -> Relu -> Reshape (B, T, -1) -> SpikingActivation, as
+    bench_events' CNN is built (3 x 3 kernels, padding 1)."""
+    n, m, h, wd = x.shape[0], w0.shape[0], x.shape[2], x.shape[3]
+    nodes = [helper.make_node("EventConv", ["x", "w0"], ["c0"], domain=DOMAIN, name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Reshape", ["r0", "view0"], ["q0"]),
+             helper.make_node("SpikingActivation", ["q0"], ["s0"], domain=DOMAIN, name="sa0", dt=DT, seed=1),
+             helper.make_node("Reshape", ["s0", "flat0"], ["f0"]),
+             helper.make_node("EventConv", ["f0", "w1"], ["c1"], domain=DOMAIN, name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Reshape", ["r1", "view1"], ["q1"]),
+             helper.make_node("SpikingActivation", ["q1"], ["spikes"], domain=DOMAIN, name="sa1", dt=DT, seed=2)]
+    inits = [numpy_helper.from_array(w0, "w0"), numpy_helper.from_array(w1, "w1"),
+             numpy_helper.from_array(np.array([*b_t, m, h, wd], np.int64), "view0"),
+             numpy_helper.from_array(np.array([n, m, h, wd], np.int64), "flat0"),
+             numpy_helper.from_array(np.array([*b_t, -1], np.int64), "view1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def _attrs(model: onnx.ModelProto) -> dict:
+    return {n.name: {a.name: a.i for a in n.attribute if a.name.endswith("channels_last")}
+            for n in model.graph.node if n.op_type == FUSED_SPIKING_OP}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fuse_hands_spikes_on_channels_last_between_fused_convolutions(threads):
+    """fuse(): the first fused convolution writes its spikes channels-last, the Reshape
+    between takes (N, H, W, M), the second reads them so; the spikes equal the nodes'."""
+    rng = np.random.default_rng(31)
+    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
+    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    model = _two_convs(x, w0, w1, [3, 4])
+    fused = fuse(model)
+    assert _op_types(fused) == [FUSED_SPIKING_OP, "Reshape", FUSED_SPIKING_OP]
+    assert _attrs(fused) == {"conv0": {"channels_last": 0, "spikes_channels_last": 1},
+                             "conv1": {"channels_last": 0, "input_channels_last": 1}}
+    permuted = {t.name: list(numpy_helper.to_array(t)) for t in fused.graph.initializer}["flat0/channels_last"]
+    assert permuted == [12, 8, 8, 16]
+    want = _session(model, threads).run(None, {"x": x})[0]
+    assert np.count_nonzero(want) > 0
+    np.testing.assert_array_equal(_session(fused, threads).run(None, {"x": x})[0], want)
+    np.testing.assert_array_equal(InferenceSession(model).run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("change", ["spikes output", "computed shape", "view with -1", "other reshape"])
+def test_fuse_keeps_channels_first_where_it_cannot_tell(change):
+    """No layout change when the first spikes are also a graph output, the Reshape's shape
+    is computed or does not split (B, T, M, H, W) as (N, M, H, W), or the first node's
+    sequence view is not written out; the spikes still equal the nodes'."""
+    rng = np.random.default_rng(32)
+    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
+    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    model = _two_convs(x, w0, w1, [3, 4])
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    if change == "spikes output":
+        graph.output.append(helper.make_tensor_value_info("s0", TensorProto.FLOAT, None))
+    elif change == "computed shape":
+        graph.node.insert(0, helper.make_node("Identity", ["flat0"], ["flat0_id"]))
+        graph.node[5].input[1] = "flat0_id"
+    elif change == "view with -1":
+        inits["view0"].CopyFrom(numpy_helper.from_array(np.array([3, 4, -1], np.int64), "view0"))
+    else:  # the next convolution reads another split of the same values: (12, 16, 4, 16)
+        inits["flat0"].CopyFrom(numpy_helper.from_array(np.array([12, 16, 4, 16], np.int64), "flat0"))
+        graph.node[5].attribute[0].CopyFrom(helper.make_attribute("pads", [1, 1, 1, 1]))
+    fused = fuse(model)
+    assert all(not any(v for k, v in a.items() if k != "channels_last") for a in _attrs(fused).values())
+    outputs = [o.name for o in graph.output]
+    want = _session(model).run(outputs, {"x": x})
+    for got, expected in zip(_session(fused).run(outputs, {"x": x}), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("spatial", [1, 2])
+def test_fuse_reads_through_a_transpose_to_channels_first(spatial):
+    """tf2onnx's Transpose from channels-last before a convolution (here on the model
+    input) goes: the fused node reads its input channels-last; the spikes are the same."""
+    rng = np.random.default_rng(33)
+    shape = (12, 8, 8, 3) if spatial == 2 else (12, 8, 3)
+    x_last = ((rng.random(shape) < 0.2) * 100.0).astype(np.float32)
+    perm = [0, spatial + 1, *range(1, spatial + 1)]
+    w = rng.standard_normal((16, 3, 3, 3)[:spatial + 2]).astype(np.float32)
+    pads = [1] * (2 * spatial)
+    nodes = [helper.make_node("Transpose", ["x"], ["x_first"], perm=perm),
+             helper.make_node("EventConv", ["x_first", "w"], ["c"], domain=DOMAIN, name="conv", pads=pads),
+             helper.make_node("Reshape", ["c", "view"], ["q"]),
+             helper.make_node("SpikingActivation", ["q"], ["spikes"], domain=DOMAIN, name="sa", dt=DT, seed=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_last.shape))],
+                              [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w, "w"),
+                                           numpy_helper.from_array(np.array([3, 4, -1], np.int64), "view")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, OPSET_VERSION)])
+    model.ir_version = MAX_IR_VERSION
+    fused = fuse(model)
+    assert _op_types(fused) == [FUSED_SPIKING_OP] and _attrs(fused)["conv"]["input_channels_last"] == 1
+    np.testing.assert_array_equal(_session(fused).run(None, {"x": x_last})[0],
+                                  _session(model).run(None, {"x": x_last})[0])

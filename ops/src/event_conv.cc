@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "event_common.h"
@@ -140,15 +141,16 @@ T* at_offset_of(T* room, const T* like) {
 // to y; `state` is the item's buffer of `state_size` values, kept from step to step, 2
 // KiB after the sequence's first output modulo 4 KiB (see PlacedBuffer).  With
 // `channels_last`, the paths that accumulate an image as (positions, M) rows (the event
-// paths and the channels kernel) hand over those rows themselves, Relu applied: they
-// are the rates in the output's layout, with no transpose either way.
+// paths and the channels kernel) hand over those rows themselves: they are the rates in
+// the output's layout, with no transpose either way, but without the fused Relu, which
+// `step`'s last argument (true) then asks for.
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
   bool channels_last = false;
   const T* place_like = nullptr;
   int64_t state_size = 0;
-  std::function<void(int64_t, int64_t, const T*, T*)> step;
+  std::function<void(int64_t, int64_t, const T*, T*, bool)> step;
 };
 
 struct EventConvKernel {
@@ -300,7 +302,8 @@ struct EventConvKernel {
     check_float_input(at_, "W", w, x.type, "(M, C/group, [KH,] KW)");
     const size_t rank = x.shape.size();
     if (rank != 3 && rank != 4) {
-      throw OpError(at_ + ": input 'X' must be (N, C, W) or (N, C, H, W) (1-D or 2-D convolution); got shape " +
+      throw OpError(at_ + ": input 'X' must be (N, C, W) or (N, C, H, W) (1-D or 2-D convolution" +
+                    std::string(input_last_ ? "; channels-last: (N, W, C) or (N, H, W, C)" : "") + "); got shape " +
                     shape_str(x.shape));
     }
     if (w.shape.size() != rank) {
@@ -326,9 +329,11 @@ struct EventConvKernel {
     }
     ConvGeometry g;
     g.n = x.shape[0];
-    g.c = x.shape[1];
-    g.h = rank == 4 ? x.shape[2] : 1;
-    g.w = x.shape[rank - 1];
+    // (N, C, [H,] W), or channels-last (N, [H,] W, C) (EventConvSpiking's input_channels_last)
+    const size_t first = input_last_ ? 1 : 2;
+    g.c = input_last_ ? x.shape[rank - 1] : x.shape[1];
+    g.h = rank == 4 ? x.shape[first] : 1;
+    g.w = x.shape[first + (rank == 4 ? 1 : 0)];
     g.m = w.shape[0];
     g.kh = rank == 4 ? w.shape[2] : 1;
     g.kw = w.shape[rank - 1];
@@ -483,21 +488,22 @@ struct EventConvKernel {
     d.weight = wp;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();
-    const int64_t positions = g.oh * g.ow, in_size = g.c * g.h * g.w;
+    const int64_t positions = g.oh * g.ow;
     const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     struct Scratch {
       std::vector<T> padded, acc;
       ConvChannels<T> mine;
+      std::vector<T> planar;
     };
     auto setup = [&] {
       Scratch s{std::vector<T>(static_cast<size_t>(g.c * d.plane)),
-                std::vector<T>(static_cast<size_t>((positions + 16) * g.m)), d};
+                std::vector<T>(static_cast<size_t>((positions + 16) * g.m)), d, {}};
       s.mine.padded = s.padded.data();
       s.mine.acc = s.acc.data();
       return s;
     };
     each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
-      loops.channels(s.mine, x + n * in_size);
+      loops.channels(s.mine, planar_image(g, x, n, &s.planar));
       return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
     }, true);
   }
@@ -560,33 +566,30 @@ struct EventConvKernel {
     // An output too big for the caches is written past them (as the spiking ops do): the
     // CNN of bench_events.py ran 2-5 % faster end to end on 1 thread, 1-3 % on 2.
     d.stream = seq == nullptr && stream_output(g.n * g.m * g.oh * g.ow, static_cast<int64_t>(sizeof(T)));
-    const int64_t in_size = g.c * g.h * g.w;
     const size_t room = static_cast<size_t>(g.c * g.sh * d.shifts * plane + lanes + d.wpad);
     struct Scratch {
       std::vector<T> planes;
       ConvDirect<T> mine;
+      std::vector<T> planar;
     };
     auto setup = [&] {
-      Scratch s{std::vector<T>(room), d};
+      Scratch s{std::vector<T>(room), d, {}};
       s.mine.planes = s.planes.data();
       return s;
     };
-    each_image(ctx, g, y, seq, setup, [&](const Scratch& s, int64_t n, T* yn) -> const T* {
-      loops.direct(s.mine, x + n * in_size, yn);
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) -> const T* {
+      loops.direct(s.mine, planar_image(g, x, n, &s.planar), yn);
       return nullptr;
     }, false);
   }
 
   // The image's (positions, m) accumulator rows `acc` as the path's output: transposed
   // to (m, positions) into yn (the fused Relu on the way), or, when yn is null (a
-  // channels-last Sequences, see each_image), returned as they are, the Relu applied in
-  // place.  Returns the rows handed over, or null.
+  // channels-last Sequences, see each_image), returned as they are (the Relu left to the
+  // consumer).  Returns the rows handed over, or null.
   template <typename T>
   const T* rows_or_transpose(T* acc, int64_t positions, int64_t m, T* yn, bool stream) const {
-    if (yn == nullptr) {
-      if (relu_) relu_in_place(acc, positions * m);
-      return acc;
-    }
+    if (yn == nullptr) return acc;
     event_loops().transpose(acc, positions, m, yn, positions, stream, relu_);
     return nullptr;
   }
@@ -619,7 +622,7 @@ struct EventConvKernel {
         T* kept = at_offset_of(state.get(), seq->place_like + i * steps * out_size) + kPageValues<T> / 2;
         for (int64_t t = 0; t < steps; ++t) {
           if (as_rows) {
-            seq->step(i, t, image(scratch, i * steps + t, nullptr), kept);
+            seq->step(i, t, image(scratch, i * steps + t, nullptr), kept, true);
             continue;
           }
           const T* like = seq->place_like + (i * steps + t) * out_size;
@@ -630,7 +633,7 @@ struct EventConvKernel {
             to_channels_last(g, rates, 1, last_rates);
             rates = last_rates;
           }
-          seq->step(i, t, rates, kept);
+          seq->step(i, t, rates, kept, false);
         }
       }
     });
@@ -690,12 +693,13 @@ struct EventConvKernel {
     scatter.col_taps = cols.taps();
     scatter.weight = wp;
     scatter.bias = bias;
+    scatter.input_last = input_last_ && g.group == 1;  // the gather reads a channels-last image as it is
     // A large output goes past the caches (see transpose).
     const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     // acc holds the sample's output as (positions, M) rows, so that each tap adds
     // contiguous output channels; it is then transposed to (M, positions).
     struct Scratch {
-      std::vector<T> acc, val, sval;
+      std::vector<T> acc, val, sval, planar;
       std::vector<int32_t> idx, rows, chan_end, start, col;
       GatherScratch<T> gather;
     };
@@ -727,17 +731,31 @@ struct EventConvKernel {
           std::fill(a, a + g.m, T(0));
         }
       }
-      if (gather) {
+      if (gather && scatter.input_last) {
         loops.gather(scatter, x + n * in_size, s.acc.data(), s.gather);
+      } else if (gather) {
+        loops.gather(scatter, planar_image(g, x, n, &s.planar), s.acc.data(), s.gather);
       } else {
-        loops.conv(scatter, x + n * in_size, s.acc.data(), s.idx.data(), s.val.data());
+        loops.conv(scatter, planar_image(g, x, n, &s.planar), s.acc.data(), s.idx.data(), s.val.data());
       }
       return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
     }, true);
   }
 
+  // Image n of x as (C, [H,] W): x's own, or, when X is channels-last, transposed into
+  // `buffer` (the item's: the paths other than a one-group gather read channel planes).
+  template <typename T>
+  const T* planar_image(const ConvGeometry& g, const T* x, int64_t n, std::vector<T>* buffer) const {
+    const int64_t in_size = g.c * g.h * g.w;
+    if (!input_last_) return x + n * in_size;
+    buffer->resize(static_cast<size_t>(in_size));
+    event_loops().transpose(x + n * in_size, g.h * g.w, g.c, buffer->data(), g.h * g.w, false, false);
+    return buffer->data();
+  }
+
   std::string at_;
   bool relu_ = false;  // EventConvRelu
+  bool input_last_ = false;  // X is channels-last (EventConvSpiking's input_channels_last)
   ConvPath path_ = ConvPath::kAuto;
   ConvAttributes attrs_;
   const void* packed_source_ = nullptr;
@@ -769,6 +787,12 @@ struct EventConvSpikingKernel : EventConvKernel {
                            ORT_INVALID_ARGUMENT);
     }
     channels_last_ = read_flag(api, info, "channels_last");
+    spikes_last_ = read_flag(api, info, "spikes_channels_last");
+    input_last_ = read_flag(api, info, "input_channels_last");
+    if (channels_last_ && spikes_last_) {
+      throw Ort::Exception(at_ + ": attributes 'channels_last' and 'spikes_channels_last' exclude each other (the "
+                           "first numbers the units channels-last too)", ORT_INVALID_ARGUMENT);
+    }
   }
 
   Ort::Status Compute(OrtKernelContext* context) {
@@ -780,7 +804,18 @@ struct EventConvSpikingKernel : EventConvKernel {
       const ConvGeometry g = check(x, w, b);
       std::vector<int64_t> conv_shape = output_shape(g, x);
       if (channels_last_) std::rotate(conv_shape.begin() + 1, conv_shape.begin() + 2, conv_shape.end());
-      const std::vector<int64_t> shape = reshaped(conv_shape, get_input(ctx, 3));
+      std::vector<int64_t> shape = reshaped(conv_shape, get_input(ctx, 3));
+      if (spikes_last_) {
+        // The units keep their channels-first numbers (B, T, M, *spatial), and the spikes
+        // are laid out (B, T, *spatial, M), as the output's shape says.
+        if (!std::equal(conv_shape.begin() + 1, conv_shape.end(), shape.begin() + 2, shape.end())) {
+          throw OpError(at_ + ": attribute 'spikes_channels_last' needs input 'shape' to be (B, T) and the "
+                        "convolution's output shape " + shape_str(std::vector<int64_t>(conv_shape.begin() + 1,
+                                                                                     conv_shape.end())) +
+                        "; got " + shape_str(shape));
+        }
+        std::rotate(shape.begin() + 2, shape.begin() + 3, shape.end());
+      }
       Ort::UnownedValue out = ctx.GetOutput(0, shape);
       const int64_t total = checked_count(conv_shape);
       if (total == 0) return Ort::Status{nullptr};
@@ -890,28 +925,56 @@ struct EventConvSpikingKernel : EventConvKernel {
         to_channels_last(g, rates, g.n, last);
         rates = last;
       }
-      spiking_sequences(ctx, rates, y, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get()}, dt, stream,
-                        static_cast<T*>(nullptr));
+      // spikes_channels_last: the spikes in the units' order first, then turned
+      // channels-last into y
+      std::unique_ptr<T[]> ordered(spikes_last_ ? new T[buffer] : nullptr);
+      T* out = spikes_last_ ? at_offset_of(ordered.get(), y) : y;
+      spiking_sequences(ctx, rates, out, layout, InitialVoltage<T>{nullptr, &seeded_, kept.get()}, dt,
+                        stream && !spikes_last_, static_cast<T*>(nullptr));
+      if (spikes_last_) to_channels_last(g, out, g.n, y);
       return;
     }
     // Each image's rates are convolved into a buffer that stays in cache and spiked from
     // there by the same pool item, which keeps its sequence's voltage (see Sequences).
     Sequences<T> seq;
     seq.steps = layout.steps;
-    seq.channels_last = channels_last_;
+    seq.channels_last = channels_last_ || spikes_last_;
     seq.place_like = y;
     seq.state_size = layout.units;
-    seq.step = [&](int64_t b, int64_t t, const T* rates, T* voltage) {
-      if (t == 0) seeded_.fill(kept.get(), b * layout.units, layout.units, voltage);
+    seq.step = [&](int64_t b, int64_t t, const T* rates, T* voltage, bool raw) {
+      if (t == 0) initial_voltage(kept.get(), b * layout.units, g, voltage);
       T* spikes = y + b * layout.batch_stride + t * layout.step;
-      spiking_loop(rates, spikes, voltage, layout.units, 1, layout.step, dt, stream);
+      spiking_loop(rates, spikes, voltage, layout.units, 1, layout.step, dt, stream, raw && relu_);
     };
     convolve(ctx, g, x, w_in, b_in, y, packed, tiles, choose(g, x), &seq);
+  }
+
+  // voltage (the state of `units` values, in the spikes' layout) = the seeded draws from
+  // state index `at` on, which number the units channels-first unless channels_last.
+  template <typename T>
+  void initial_voltage(const std::vector<float>* kept, int64_t at, const ConvGeometry& g, T* voltage) const {
+    const int64_t positions = g.oh * g.ow, units = g.m * positions;
+    if (!spikes_last_) {
+      seeded_.fill(kept, at, units, voltage);
+      return;
+    }
+    std::vector<T> drawn;
+    const T* numbered = nullptr;  // (M, positions)
+    if constexpr (std::is_same_v<T, float>) {
+      if (kept != nullptr) numbered = kept->data() + at;
+    }
+    if (numbered == nullptr) {
+      drawn.resize(static_cast<size_t>(units));
+      seeded_.fill(kept, at, units, drawn.data());
+      numbered = drawn.data();
+    }
+    event_loops().transpose(numbered, g.m, positions, voltage, g.m, false, false);
   }
 
   CommonAttributes spiking_;
   SeededVoltage seeded_;
   bool channels_last_ = false;
+  bool spikes_last_ = false;  // channels-first units, spikes written channels-last
 };
 
 }  // namespace

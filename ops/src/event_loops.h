@@ -46,6 +46,7 @@ struct ConvScatter : ConvShape {
   const int32_t* col_taps = nullptr;
   const T* weight = nullptr;  // [c][kh][kw][m'] (output channels of a group contiguous)
   const T* bias = nullptr;    // conv_gather: (m), or none (conv_image adds to acc instead)
+  bool input_last = false;    // conv_gather with one group: the image is (h, w, c), channels last
 };
 
 // Scratch of conv_gather for one image (raw pointers: the loops' translation units are

@@ -31,6 +31,16 @@ SPIKEONNX_CLONES void spiking_loop(const double* rates, double* spikes, double* 
   spiking_block<double>(rates, spikes, voltage, n, steps, step, dt);
 }
 
+SPIKEONNX_CLONES void spiking_relu_loop(const float* rates, float* spikes, float* voltage, int64_t n,
+                                        int64_t steps, int64_t step, float dt) {
+  spiking_block<float, true>(rates, spikes, voltage, n, steps, step, dt);
+}
+
+SPIKEONNX_CLONES void spiking_relu_loop(const double* rates, double* spikes, double* voltage, int64_t n,
+                                        int64_t steps, int64_t step, double dt) {
+  spiking_block<double, true>(rates, spikes, voltage, n, steps, step, dt);
+}
+
 SPIKEONNX_CLONES void lowpass_loop(const float* x, float* y, float* level, const float* keep,
                                    const float* gain, int64_t n, int64_t steps, int64_t step) {
   lowpass_block<float>(x, y, level, keep, gain, n, steps, step);
@@ -100,12 +110,20 @@ StreamIsa stream_isa() {
 #endif
 
 void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
-                  int64_t step, float dt, bool stream) {
+                  int64_t step, float dt, bool stream, bool relu) {
+  if (relu) {
+    SPIKEONNX_DISPATCH(spiking_relu_loop, rates, spikes, voltage, n, steps, step, dt);
+    return;
+  }
   SPIKEONNX_DISPATCH(spiking_loop, rates, spikes, voltage, n, steps, step, dt);
 }
 
 void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n, int64_t steps,
-                  int64_t step, double dt, bool stream) {
+                  int64_t step, double dt, bool stream, bool relu) {
+  if (relu) {
+    SPIKEONNX_DISPATCH(spiking_relu_loop, rates, spikes, voltage, n, steps, step, dt);
+    return;
+  }
   SPIKEONNX_DISPATCH(spiking_loop, rates, spikes, voltage, n, steps, step, dt);
 }
 

@@ -188,14 +188,17 @@ inline AlphaCoeff<T> alpha_coeff(T dt, T tau) {
 // whole walk through time, and the inner loops have no branches so that they vectorise.
 // ---------------------------------------------------------------------------------------
 
-template <typename T>
+// kRelu: the rates go through a Relu first (negatives as 0, NaN and -0 unchanged, as
+// onnxruntime's Relu), for EventConvSpiking's fused Relu.
+template <typename T, bool kRelu = false>
 inline void spiking_block(const T* __restrict rates, T* __restrict spikes, T* __restrict voltage,
                           int64_t n, int64_t steps, int64_t step, T dt) {
   for (int64_t t = 0; t < steps; ++t) {
     const T* __restrict r = rates + t * step;
     T* __restrict s = spikes + t * step;
     for (int64_t i = 0; i < n; ++i) {
-      const T v = voltage[i] + r[i] * dt;
+      const T rate = kRelu && r[i] < T(0) ? T(0) : r[i];
+      const T v = voltage[i] + rate * dt;
       // Vectorises to a single rounding instruction where the target has one (SSE4.1,
       // AVX2: see spiking_loops.cc); floor is exact, so every variant agrees bit for bit.
       const T count = std::floor(v);
@@ -254,10 +257,11 @@ namespace spikeonnx {
 // tf_stateless_uniform_float, compiled per instruction set like the loops (integer
 // arithmetic: every variant gives the same words).
 void stateless_uniform(const Philox4x32& state, uint64_t begin, uint64_t end, float* out);
+// `relu`: the rates go through a Relu first (see spiking_block).
 void spiking_loop(const float* rates, float* spikes, float* voltage, int64_t n, int64_t steps,
-                  int64_t step, float dt, bool stream);
+                  int64_t step, float dt, bool stream, bool relu = false);
 void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n, int64_t steps,
-                  int64_t step, double dt, bool stream);
+                  int64_t step, double dt, bool stream, bool relu = false);
 void lowpass_loop(const float* x, float* y, float* level, const float* keep, const float* gain,
                   int64_t n, int64_t steps, int64_t step, bool stream);
 void lowpass_loop(const double* x, double* y, double* level, const double* keep, const double* gain,

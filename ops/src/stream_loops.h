@@ -20,6 +20,11 @@ namespace spikeonnx {
                     int64_t step, float dt);                                                      \
   void spiking_loop(const double* rates, double* spikes, double* voltage, int64_t n,              \
                     int64_t steps, int64_t step, double dt);                                      \
+  /* the rates through a Relu first (see spiking_block) */                                      \
+  void spiking_relu_loop(const float* rates, float* spikes, float* voltage, int64_t n,           \
+                         int64_t steps, int64_t step, float dt);                                  \
+  void spiking_relu_loop(const double* rates, double* spikes, double* voltage, int64_t n,        \
+                         int64_t steps, int64_t step, double dt);                                 \
   void lowpass_loop(const float* x, float* y, float* level, const float* keep, const float* gain, \
                     int64_t n, int64_t steps, int64_t step);                                      \
   void lowpass_loop(const double* x, double* y, double* level, const double* keep,                \
