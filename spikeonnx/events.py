@@ -357,9 +357,10 @@ def fuse_spiking(model: ModelLike) -> onnx.ModelProto:
 
 def fuse(model: ModelLike) -> onnx.ModelProto:
     """:func:`fuse_relu`, then :func:`fuse_spiking`, on one copy of ``model``, then the
-    fused convolutions hand their spikes on channels-last (see :func:`_fuse_layout`):
-    what :class:`spikeonnx.runtime.InferenceSession` hands to onnxruntime (same
-    parameters and errors as those two)."""
+    fused convolutions hand their spikes on channels-last (a fused convolution's spikes
+    reshaped into the next one's input, or a ``Transpose`` from channels-last before one:
+    see docs/op-contract.md): what :class:`spikeonnx.runtime.InferenceSession` hands to
+    onnxruntime (same parameters and errors as those two)."""
     out, _ = load_model(model)  # a copy
     _fuse_relu(out.graph)
     _fuse_spiking(out.graph)
