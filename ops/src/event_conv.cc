@@ -497,14 +497,15 @@ struct EventConvKernel {
     };
     auto setup = [&] {
       Scratch s{std::vector<T>(static_cast<size_t>(g.c * d.plane)),
-                std::vector<T>(static_cast<size_t>((positions + 16) * g.m)), d, {}};
+                std::vector<T>(static_cast<size_t>((positions + 16) * g.m + kPageValues<T>)), d, {}};
       s.mine.padded = s.padded.data();
       s.mine.acc = s.acc.data();
       return s;
     };
-    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn, const T* like) {
+      s.mine.acc = like != nullptr ? at_offset_of(s.acc.data(), like) : s.acc.data();
       loops.channels(s.mine, planar_image(g, x, n, &s.planar));
-      return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
+      return rows_or_transpose(s.mine.acc, positions, g.m, yn, stream);
     }, true);
   }
 
@@ -577,7 +578,7 @@ struct EventConvKernel {
       s.mine.planes = s.planes.data();
       return s;
     };
-    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) -> const T* {
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn, const T*) -> const T* {
       loops.direct(s.mine, planar_image(g, x, n, &s.planar), yn);
       return nullptr;
     }, false);
@@ -594,10 +595,11 @@ struct EventConvKernel {
     return nullptr;
   }
 
-  // image(n, yn) for every image n of `g`, yn its output: y + n * out_size, or with `seq`
-  // a sequence buffer (see Sequences), on the pool; `setup()` makes each item's scratch.
-  // image() returns null, or, called with a null yn when `rows` (the path accumulates
-  // (positions, M) rows) and `seq` is channels-last, the image's rates in that layout.
+  // image(n, yn, null) for every image n of `g`, yn its output: y + n * out_size, or with
+  // `seq` a sequence buffer (see Sequences), on the pool; `setup()` makes each item's
+  // scratch.  image() returns null, or, when `rows` (the path accumulates (positions, M)
+  // rows) and `seq` is channels-last, called as image(n, null, like), the image's rates
+  // in that layout, placed like `like`, its spikes, modulo 4 KiB (see PlacedBuffer).
   template <typename T, typename Setup, typename Image>
   static void each_image(const Ort::KernelContext& ctx, const ConvGeometry& g, T* y, const Sequences<T>* seq,
                          const Setup& setup, const Image& image, bool rows) {
@@ -615,19 +617,19 @@ struct EventConvKernel {
           seq != nullptr ? new T[static_cast<size_t>(seq->state_size + 2 * kPageValues<T>)] : nullptr);
       for (int64_t i = first; i < last; ++i) {
         if (seq == nullptr) {
-          image(scratch, i, y + i * out_size);
+          image(scratch, i, y + i * out_size, nullptr);
           continue;
         }
         // the sequence's state stays put through its steps, placed against its first
         T* kept = at_offset_of(state.get(), seq->place_like + i * steps * out_size) + kPageValues<T> / 2;
         for (int64_t t = 0; t < steps; ++t) {
+          const T* like = seq->place_like + (i * steps + t) * out_size;
           if (as_rows) {
-            seq->step(i, t, image(scratch, i * steps + t, nullptr), kept, true);
+            seq->step(i, t, image(scratch, i * steps + t, nullptr, like), kept, true);
             continue;
           }
-          const T* like = seq->place_like + (i * steps + t) * out_size;
           T* rates = at_offset_of(room.get(), like);
-          image(scratch, i * steps + t, rates);
+          image(scratch, i * steps + t, rates, nullptr);
           if (turn) {
             T* last_rates = at_offset_of(turned.get(), like);
             to_channels_last(g, rates, 1, last_rates);
@@ -706,7 +708,7 @@ struct EventConvKernel {
     auto setup = [&] {
       const size_t room = static_cast<size_t>(gather ? in_size + 16 : g.h * g.w);
       Scratch s;
-      s.acc.resize(static_cast<size_t>(positions * g.m));
+      s.acc.resize(static_cast<size_t>(positions * g.m + kPageValues<T>));
       s.idx.resize(room);
       s.val.resize(room);
       if (gather) {
@@ -721,10 +723,11 @@ struct EventConvKernel {
                                   s.rows.data(), s.sval.data(), s.col.data()};
       return s;
     };
-    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn) {
+    each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn, const T* like) {
+      T* acc = like != nullptr ? at_offset_of(s.acc.data(), like) : s.acc.data();
       // The gather writes every acc row, starting from the bias; the scatter adds to them.
       for (int64_t p = 0; p < positions && !gather; ++p) {
-        T* a = s.acc.data() + p * g.m;
+        T* a = acc + p * g.m;
         if (bias != nullptr) {
           std::copy(bias, bias + g.m, a);
         } else {
@@ -732,13 +735,13 @@ struct EventConvKernel {
         }
       }
       if (gather && scatter.input_last) {
-        loops.gather(scatter, x + n * in_size, s.acc.data(), s.gather);
+        loops.gather(scatter, x + n * in_size, acc, s.gather);
       } else if (gather) {
-        loops.gather(scatter, planar_image(g, x, n, &s.planar), s.acc.data(), s.gather);
+        loops.gather(scatter, planar_image(g, x, n, &s.planar), acc, s.gather);
       } else {
-        loops.conv(scatter, planar_image(g, x, n, &s.planar), s.acc.data(), s.idx.data(), s.val.data());
+        loops.conv(scatter, planar_image(g, x, n, &s.planar), acc, s.idx.data(), s.val.data());
       }
-      return rows_or_transpose(s.acc.data(), positions, g.m, yn, stream);
+      return rows_or_transpose(acc, positions, g.m, yn, stream);
     }, true);
   }
 
