@@ -699,7 +699,8 @@ struct EventConvKernel {
     // A large output goes past the caches (see transpose).
     const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     // acc holds the sample's output as (positions, M) rows, so that each tap adds
-    // contiguous output channels; it is then transposed to (M, positions).
+    // contiguous output channels; it is then transposed to (M, positions), or handed to
+    // a channels-last Sequences as it is.
     struct Scratch {
       std::vector<T> acc, val, sval, planar;
       std::vector<int32_t> idx, rows, chan_end, start, col;
