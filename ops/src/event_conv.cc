@@ -493,18 +493,18 @@ struct EventConvKernel {
     struct Scratch {
       std::vector<T> padded, acc;
       ConvChannels<T> mine;
-      std::vector<T> planar;
     };
     auto setup = [&] {
       Scratch s{std::vector<T>(static_cast<size_t>(g.c * d.plane)),
-                std::vector<T>(static_cast<size_t>((positions + 16) * g.m + kPageValues<T>)), d, {}};
+                std::vector<T>(static_cast<size_t>((positions + 16) * g.m + kPageValues<T>)), d};
       s.mine.padded = s.padded.data();
       s.mine.acc = s.acc.data();
       return s;
     };
+    d.input_last = input_last_;  // read channels-last as it pads the image
     each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn, const T* like) {
       s.mine.acc = like != nullptr ? at_offset_of(s.acc.data(), like) : s.acc.data();
-      loops.channels(s.mine, planar_image(g, x, n, &s.planar));
+      loops.channels(s.mine, x + n * g.c * g.h * g.w);
       return rows_or_transpose(s.mine.acc, positions, g.m, yn, stream);
     }, true);
   }
@@ -747,7 +747,8 @@ struct EventConvKernel {
   }
 
   // Image n of x as (C, [H,] W): x's own, or, when X is channels-last, transposed into
-  // `buffer` (the item's: the paths other than a one-group gather read channel planes).
+  // `buffer` (the item's: the scatter, the gather of several groups and the planes
+  // kernel read channel planes; the channels kernel reads channels-last as it pads).
   template <typename T>
   const T* planar_image(const ConvGeometry& g, const T* x, int64_t n, std::vector<T>* buffer) const {
     const int64_t in_size = g.c * g.h * g.w;

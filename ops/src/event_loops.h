@@ -80,6 +80,7 @@ struct ConvChannels : ConvShape {
   const int64_t* tap = nullptr;   // kh kw offsets in a plane: ky dh pw + kx dw
   T* padded = nullptr;            // scratch: c * plane values, zero (only the image is written)
   T* acc = nullptr;               // scratch: (oh ow + 16) * m values (a tile's spare rows)
+  bool input_last = false;        // the image is (h, w, c), channels last
 };
 
 // One image of EventConv's dense path, a direct convolution (no im2col matrix): each
