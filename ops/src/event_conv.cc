@@ -137,13 +137,13 @@ T* at_offset_of(T* room, const T* like) {
 // sequences of `steps`, each taken whole by one pool item, in step order.  Each image is
 // convolved into a buffer of the item's (which stays in cache; with `channels_last` then
 // transposed there to (positions, channels)), placed like its own output in `place_like`
-// (see at_offset_of), and handed to `step(i, t, rates, state)` instead of being written
+// (see at_offset_of), and handed to `step(i, t, rates, state, raw)` instead of being written
 // to y; `state` is the item's buffer of `state_size` values, kept from step to step, 2
 // KiB after the sequence's first output modulo 4 KiB (see PlacedBuffer).  With
 // `channels_last`, the paths that accumulate an image as (positions, M) rows (the event
 // paths and the channels kernel) hand over those rows themselves: they are the rates in
 // the output's layout, with no transpose either way, but without the fused Relu, which
-// `step`'s last argument (true) then asks for.
+// `raw` (true) then asks the step for.
 template <typename T>
 struct Sequences {
   int64_t steps = 1;
@@ -488,6 +488,7 @@ struct EventConvKernel {
     d.weight = wp;
     d.bias = static_cast<const T*>(b_in.data);
     d.tap = tap.data();
+    d.input_last = input_last_;  // read channels-last as it pads the image
     const int64_t positions = g.oh * g.ow;
     const bool stream = seq == nullptr && stream_output(g.n * g.m * positions, static_cast<int64_t>(sizeof(T)));
     struct Scratch {
@@ -501,7 +502,6 @@ struct EventConvKernel {
       s.mine.acc = s.acc.data();
       return s;
     };
-    d.input_last = input_last_;  // read channels-last as it pads the image
     each_image(ctx, g, y, seq, setup, [&](Scratch& s, int64_t n, T* yn, const T* like) {
       s.mine.acc = like != nullptr ? at_offset_of(s.acc.data(), like) : s.acc.data();
       loops.channels(s.mine, x + n * g.c * g.h * g.w);
@@ -973,7 +973,7 @@ struct EventConvSpikingKernel : EventConvKernel {
       seeded_.fill(kept, at, units, drawn.data());
       numbered = drawn.data();
     }
-    event_loops().transpose(numbered, g.m, positions, voltage, g.m, false, false);
+    to_channels_last(g, numbered, 1, voltage);
   }
 
   CommonAttributes spiking_;

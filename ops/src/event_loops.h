@@ -141,8 +141,8 @@ struct ConvDirect : ConvShape {
   void conv_gather(const ConvScatter<float>& s, const float* x, float* acc, const GatherScratch<float>& b); \
   void conv_gather(const ConvScatter<double>& s, const double* x, double* acc,                    \
                    const GatherScratch<double>& b);                                               \
-  /* d.acc (oh ow, M) = the convolution of image x (c, h, w) (see ConvChannels); needs the */  \
-  /* group's output channels mg to be a whole number of vectors (gather_lanes()). */            \
+  /* d.acc (oh ow, M) = the convolution of image x (c, h, w), or (h, w, c) with d.input_last */ \
+  /* (see ConvChannels); needs mg to be a whole number of vectors (gather_lanes()). */          \
   void conv_channels(const ConvChannels<float>& d, const float* x);                              \
   void conv_channels(const ConvChannels<double>& d, const double* x);                            \
   /* y (M, oh, ow) = the convolution of image x (c, h, w) (see ConvDirect). */                    \
