@@ -149,6 +149,16 @@ def test_fused_spiking_held_images_threads_and_a_large_output(threads):
     _check(x, w, bias, {"pads": [1, 1, 1, 1]}, [4, 8, 32, 32, 32], threads=threads, channels_last=True)
 
 
+def test_fused_spiking_streams_rows_of_odd_length():
+    """A streamed channels-last output (4 MiB or more) whose steps are an odd number of
+    units: the streaming time loop's scalar head and tail take the Relu too."""
+    rng = np.random.default_rng(12)
+    x = ((rng.random((64, 3, 35, 35)) < 0.05) * 100.0).astype(np.float32)
+    w = rng.standard_normal((17, 3, 3, 3)).astype(np.float32)
+    assert 64 * 17 * 35 * 35 * 4 >= 4 << 20 and 17 * 35 * 35 % 2 == 1
+    _check(x, w, None, {"pads": [1, 1, 1, 1]}, [8, 8, -1], channels_last=True)
+
+
 def _op_types(model: onnx.ModelProto) -> List[str]:
     return [n.op_type for n in model.graph.node]
 
