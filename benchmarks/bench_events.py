@@ -8,8 +8,9 @@ and weight scales so that every spiking layer fires at the target density (1 %, 
 then times the dense model (its own output only, see ``_network``) against
 ``spikeonnx.optimize``'s event-driven one, both as
 ``spikeonnx.InferenceSession`` runs them (its onnxruntime session: an event op followed by
-``Relu`` runs fused, :func:`spikeonnx.events.fuse_relu`, and an event ``Conv`` with the
-``SpikingActivation`` after it, :func:`spikeonnx.events.fuse_spiking`), with one intra-op thread and
+``Relu`` runs fused, :func:`spikeonnx.events.fuse_relu`, an event ``Conv`` with the
+``SpikingActivation`` after it, :func:`spikeonnx.events.fuse_spiking`, and the spikes between
+two fused convolutions stay channels-last, :func:`spikeonnx.events.fuse`), with one intra-op thread and
 with onnxruntime's default, and prints the speed-ups measured in this run. With
 ``--digits`` it also times the digits classifier of ``bench_inference.py`` at batch 1000
 against Keras ``predict``.

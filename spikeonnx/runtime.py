@@ -212,8 +212,9 @@ class InferenceSession:
         # onnxruntime segfaults or hangs on absurd thread counts: check them first.
         _check_options_threads(options)
         # With the op library, event ops followed by Relu, and convolutions feeding a
-        # SpikingActivation, run fused (execution only; a model without event ops is not
-        # copied for it).
+        # SpikingActivation, run fused, the spikes between fused convolutions channels-last
+        # (spikeonnx.events.fuse; execution only: a model without event ops is not copied
+        # for it).
         runnable = fuse(self.model) if library and event_nodes(self.model) else self.model
         self.session = ort.InferenceSession(
             runnable.SerializeToString(),
