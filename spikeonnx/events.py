@@ -431,6 +431,7 @@ def _fuse_layout(graph: onnx.GraphProto) -> None:
     gone: List[onnx.NodeProto] = []
     renamed: Set[str] = set()
     made: Set[str] = set()
+    replaced: Set[str] = set()
 
     def flag(node: onnx.NodeProto, name: str) -> int:
         return int(_attribute(node, name, 0))
@@ -469,11 +470,27 @@ def _fuse_layout(graph: onnx.GraphProto) -> None:
             graph.initializer.append(helper.make_tensor(name, onnx.TensorProto.INT64, [len(flat)],
                                                         [flat[0], *flat[2:], flat[1]]))
             made.add(name)
+        replaced.add(before.input[1])
         before.input[1] = name
         a.attribute.append(helper.make_attribute("spikes_channels_last", 1))
         b.attribute.append(helper.make_attribute("input_channels_last", 1))
         renamed.update([a.output[0], before.output[0]])  # their shapes change
     _drop(graph, gone, renamed)
+    _drop_unread(graph, replaced)
+
+
+def _drop_unread(graph: onnx.GraphProto, names: Set[str]) -> None:
+    """Remove the initializers and ``Constant`` nodes of ``names`` that no node reads any
+    more (onnxruntime warns of each unused initializer). One that is a graph input or
+    output stays."""
+    read = {name for node in graph.node for name in node.input}
+    kept = {v.name for v in graph.input} | {v.name for v in graph.output} | read
+    unread = names - kept
+    for tensor in [t for t in graph.initializer if t.name in unread]:
+        graph.initializer.remove(tensor)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.domain in _DEFAULT_DOMAINS
+                 and list(n.output) and n.output[0] in unread]:
+        graph.node.remove(node)
 
 
 def _users(graph: onnx.GraphProto) -> Dict[str, List[onnx.NodeProto]]:

@@ -455,10 +455,40 @@ def test_fuse_hands_spikes_on_channels_last_between_fused_convolutions(threads):
                              "conv1": {"channels_last": 0, "input_channels_last": 1}}
     permuted = {t.name: list(numpy_helper.to_array(t)) for t in fused.graph.initializer}["flat0/channels_last"]
     assert permuted == [12, 8, 8, 16]
+    # the channels-first shape no node reads any more goes (onnxruntime warns of it)
+    assert "flat0" not in {t.name for t in fused.graph.initializer}
     want = _session(model, threads).run(None, {"x": x})[0]
     assert np.count_nonzero(want) > 0
     np.testing.assert_array_equal(_session(fused, threads).run(None, {"x": x})[0], want)
     np.testing.assert_array_equal(InferenceSession(model).run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("source", ["constant node", "shared"])
+def test_fuse_removes_the_channels_first_shape_only_when_nothing_reads_it(source):
+    """The Reshape's channels-first shape, once replaced, goes if it was a ``Constant``
+    node no one else reads, and stays when another node reads it too."""
+    rng = np.random.default_rng(34)
+    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
+    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    model = _two_convs(x, w0, w1, [3, 4])
+    graph = model.graph
+    outputs = ["spikes"]
+    if source == "constant node":
+        flat = next(t for t in graph.initializer if t.name == "flat0")
+        graph.node.insert(0, helper.make_node("Constant", [], ["flat0"], value=flat))
+        graph.initializer.remove(flat)
+    else:
+        graph.node.append(helper.make_node("Identity", ["flat0"], ["shape"]))
+        graph.output.append(helper.make_tensor_value_info("shape", TensorProto.INT64, None))
+        outputs.append("shape")
+    fused = fuse(model)
+    assert _attrs(fused)["conv1"]["input_channels_last"] == 1
+    names = {t.name for t in fused.graph.initializer} | {o for n in fused.graph.node for o in n.output}
+    assert ("flat0" in names) == (source == "shared")
+    want = _session(model).run(outputs, {"x": x})
+    for got, expected in zip(_session(fused).run(outputs, {"x": x}), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("change", ["spikes output", "computed shape", "view with -1", "other reshape"])
