@@ -362,12 +362,16 @@ def test_fused_spiking_reads_and_writes_channels_last(case, density, path, monke
 
 @pytest.mark.parametrize("channels", [49, 103])
 def test_fused_spiking_gathers_channels_last_of_any_width(channels, monkeypatch):
-    """The gather's position of a channels-last nonzero, index // C, where a reciprocal's
-    product falls just below the quotient (C = 49 or 103 at index C): the same spikes."""
+    """The gather's channels-last buckets where C is not a multiple of a vector (the
+    AVX-512 scan's last 16 channels of a position are partly past it) and where a
+    reciprocal's product falls just below index // C (C = 49 or 103 at index C; the other
+    instruction sets' scan); a NaN input is an event, as on the channels-first path:
+    the same spikes."""
     monkeypatch.setenv("SPIKEONNX_EVENT_CONV_PATH", "gather")
     rng = np.random.default_rng(34)
     x = ((rng.random((12, channels, 5, 5)) < 0.3) * 100.0).astype(np.float32)
     x[:, 0, 0, 1] = 100.0  # index C of every image: channel 0 of the second position
+    x[5, channels - 1, 2, 3] = np.nan  # the last channel: in the scan's partial vector
     w = rng.standard_normal((16, channels, 3, 3)).astype(np.float32)
     fused = _fused(_chain(x, w, None, {"pads": [1, 1, 1, 1]}, [3, 4, -1]))
     want = _session(fused).run(None, {"x": x})[0]
