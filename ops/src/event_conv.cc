@@ -409,9 +409,10 @@ struct EventConvKernel {
 
   // The path for images x (g.n of them): the forced one, or the cheapest by conv_cost at
   // the density of at most kSampledImages images spread over the batch (reading the whole
-  // input once more costs about as much as the event path at low density).
+  // input once more costs about as much as the event path at low density).  `rows_out`:
+  // the output is wanted channels-last, as the channels kernel's (positions, M) rows.
   template <typename T>
-  ConvPath choose(const ConvGeometry& g, const T* x) const {
+  ConvPath choose(const ConvGeometry& g, const T* x, bool rows_out = false) const {
     const int64_t in_size = g.c * g.h * g.w;
     const int64_t every = std::max<int64_t>(1, g.n / kSampledImages);
     int64_t nonzeros = 0, seen = 0;
@@ -438,8 +439,11 @@ struct EventConvKernel {
         // channels one (C64 M64 8x8 -> 8x8 14.4 / 17.0 / 15.2, -> 4x4 5.0 / 5.7 / 5.1,
         // C32 M32 12x12 10.3 / 10.6 / 9.6, C32 M64 32x32 -> 16x16 42.7 / 37.9 / 33.6);
         // rows of whole vectors, or few multiply-adds per position, the planes (C32 M32
-        // 16x16 17.8 / 16.1 / 17.1, C3 M32 32x32 13.0 / 7.7 / 11.4).
-        const bool channels = g.mg % lanes == 0 && g.cg * g.kh * g.kw >= 64 && (g.ow % lanes != 0 || g.sh * g.sw > 1);
+        // 16x16 17.8 / 16.1 / 17.1, C3 M32 32x32 13.0 / 7.7 / 11.4).  Wanted channels-last,
+        // the planes kernel's output is transposed and the channels one's is not: fused
+        // with spiking, C3 M32 32x32 planes 11.5, channels 10.1.
+        const bool channels = g.mg % lanes == 0 &&
+                              (rows_out || (g.cg * g.kh * g.kw >= 64 && (g.ow % lanes != 0 || g.sh * g.sw > 1)));
         path = channels ? ConvPath::kChannels : ConvPath::kDense;
       }
     }
@@ -951,7 +955,7 @@ struct EventConvSpikingKernel : EventConvKernel {
       T* spikes = y + b * layout.batch_stride + t * layout.step;
       spiking_loop(rates, spikes, voltage, layout.units, 1, layout.step, dt, stream, raw && relu_);
     };
-    convolve(ctx, g, x, w_in, b_in, y, packed, tiles, choose(g, x), &seq);
+    convolve(ctx, g, x, w_in, b_in, y, packed, tiles, choose(g, x, seq.channels_last), &seq);
   }
 
   // voltage (the state of `units` values, in the spikes' layout) = the seeded draws from
