@@ -481,9 +481,18 @@ def _fuse_layout(graph: onnx.GraphProto) -> None:
 
 def _drop_unread(graph: onnx.GraphProto, names: Set[str]) -> None:
     """Remove the initializers and ``Constant`` nodes of ``names`` that no node reads any
-    more (onnxruntime warns of each unused initializer). One that is a graph input or
-    output stays."""
-    read = {name for node in graph.node for name in node.input}
+    more, in this graph or a subgraph (onnxruntime warns of each unused initializer). One
+    that is a graph input or output stays."""
+    read: Set[str] = set()
+
+    def reads(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            read.update(node.input)
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    reads(sub)
+
+    reads(graph)
     kept = {v.name for v in graph.input} | {v.name for v in graph.output} | read
     unread = names - kept
     for tensor in [t for t in graph.initializer if t.name in unread]:

@@ -467,10 +467,11 @@ def test_fuse_hands_spikes_on_channels_last_between_fused_convolutions(threads):
     np.testing.assert_array_equal(InferenceSession(model).run(None, {"x": x})[0], want)
 
 
-@pytest.mark.parametrize("source", ["constant node", "shared"])
+@pytest.mark.parametrize("source", ["constant node", "shared", "subgraph"])
 def test_fuse_removes_the_channels_first_shape_only_when_nothing_reads_it(source):
     """The Reshape's channels-first shape, once replaced, goes if it was a ``Constant``
-    node no one else reads, and stays when another node reads it too."""
+    node no one else reads, and stays when another node reads it too, or a node of a
+    subgraph (an ``If`` branch)."""
     rng = np.random.default_rng(34)
     x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
     w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
@@ -482,14 +483,22 @@ def test_fuse_removes_the_channels_first_shape_only_when_nothing_reads_it(source
         flat = next(t for t in graph.initializer if t.name == "flat0")
         graph.node.insert(0, helper.make_node("Constant", [], ["flat0"], value=flat))
         graph.initializer.remove(flat)
-    else:
+    elif source == "shared":
         graph.node.append(helper.make_node("Identity", ["flat0"], ["shape"]))
+    else:
+        branches = {name: helper.make_graph([helper.make_node("Identity", ["flat0"], [name])], name, [],
+                                            [helper.make_tensor_value_info(name, TensorProto.INT64, None)])
+                    for name in ("then", "else")}
+        graph.node.append(helper.make_node("If", ["cond"], ["shape"], then_branch=branches["then"],
+                                           else_branch=branches["else"]))
+        graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    if source != "constant node":
         graph.output.append(helper.make_tensor_value_info("shape", TensorProto.INT64, None))
         outputs.append("shape")
     fused = fuse(model)
     assert _attrs(fused)["conv1"]["input_channels_last"] == 1
     names = {t.name for t in fused.graph.initializer} | {o for n in fused.graph.node for o in n.output}
-    assert ("flat0" in names) == (source == "shared")
+    assert ("flat0" in names) == (source != "constant node")
     want = _session(model).run(outputs, {"x": x})
     for got, expected in zip(_session(fused).run(outputs, {"x": x}), want, strict=True):
         np.testing.assert_array_equal(got, expected)
