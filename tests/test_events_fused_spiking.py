@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -439,6 +439,16 @@ def _two_convs(x: np.ndarray, w0: np.ndarray, w1: np.ndarray, b_t: List[int]) ->
     return model
 
 
+def _two_convs_case(seed: int) -> Tuple[np.ndarray, onnx.ModelProto]:
+    """A batch of 12 8 x 8 spike images of 3 channels (20 % nonzero) and _two_convs of
+    random 16-channel kernels, B, T = 3, 4."""
+    rng = np.random.default_rng(seed)
+    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
+    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    return x, _two_convs(x, w0, w1, [3, 4])
+
+
 def _attrs(model: onnx.ModelProto) -> dict:
     return {n.name: {a.name: a.i for a in n.attribute if a.name.endswith("channels_last")}
             for n in model.graph.node if n.op_type == FUSED_SPIKING_OP}
@@ -448,11 +458,7 @@ def _attrs(model: onnx.ModelProto) -> dict:
 def test_fuse_hands_spikes_on_channels_last_between_fused_convolutions(threads):
     """fuse(): the first fused convolution writes its spikes channels-last, the Reshape
     between takes (N, H, W, M), the second reads them so; the spikes equal the nodes'."""
-    rng = np.random.default_rng(31)
-    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
-    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    model = _two_convs(x, w0, w1, [3, 4])
+    x, model = _two_convs_case(31)
     fused = fuse(model)
     assert _op_types(fused) == [FUSED_SPIKING_OP, "Reshape", FUSED_SPIKING_OP]
     assert _attrs(fused) == {"conv0": {"channels_last": 0, "spikes_channels_last": 1},
@@ -472,11 +478,7 @@ def test_fuse_removes_the_channels_first_shape_only_when_nothing_reads_it(source
     """The Reshape's channels-first shape, once replaced, goes if it was a ``Constant``
     node no one else reads, and stays when another node reads it too, or a node of a
     subgraph (an ``If`` branch)."""
-    rng = np.random.default_rng(34)
-    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
-    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    model = _two_convs(x, w0, w1, [3, 4])
+    x, model = _two_convs_case(34)
     graph = model.graph
     outputs = ["spikes"]
     if source == "constant node":
@@ -509,11 +511,7 @@ def test_fuse_keeps_channels_first_where_it_cannot_tell(change):
     """No layout change when the first spikes are also a graph output, the Reshape's shape
     is computed or does not split (B, T, M, H, W) as (N, M, H, W), or the first node's
     sequence view is not written out; the spikes still equal the nodes'."""
-    rng = np.random.default_rng(32)
-    x = ((rng.random((12, 3, 8, 8)) < 0.2) * 100.0).astype(np.float32)
-    w0 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    model = _two_convs(x, w0, w1, [3, 4])
+    x, model = _two_convs_case(32)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     if change == "spikes output":
