@@ -12,14 +12,17 @@ namespace spikeonnx {
 // The Relu fused into EventMatMulRelu, EventGemmRelu and EventConvRelu (execution-only
 // ops: spikeonnx.events.fuse_relu builds them for a session, never for a file), with
 // onnxruntime's Relu's values: negatives become 0, while NaN and -0 pass unchanged.
+// Always inlined, also in unoptimised builds: the loops' translation units are compiled
+// per instruction set, and an out-of-line weak copy from the AVX-512 one could otherwise
+// be the one the linker keeps for all of them.
 template <typename T>
-inline T relu_value(T v) {
+__attribute__((always_inline)) inline T relu_value(T v) {
   return v < T(0) ? T(0) : v;
 }
 
 // v unchanged, or relu_value(v) when kRelu.
 template <bool kRelu, typename T>
-inline T relu_if(T v) {
+__attribute__((always_inline)) inline T relu_if(T v) {
   if constexpr (kRelu) return relu_value(v);
   return v;
 }
