@@ -432,6 +432,8 @@ def _fuse_layout(graph: onnx.GraphProto) -> None:
     renamed: Set[str] = set()
     made: Set[str] = set()
     replaced: Set[str] = set()
+    taken = ({t.name for t in graph.initializer} | {v.name for v in graph.input}
+             | {out for node in graph.node for out in node.output})
 
     def flag(node: onnx.NodeProto, name: str) -> int:
         return int(_attribute(node, name, 0))
@@ -466,10 +468,13 @@ def _fuse_layout(graph: onnx.GraphProto) -> None:
                 or any(v <= 0 for v in view) or view[2:] != flat[1:] or flat[0] == 0):
             continue
         name = f"{before.input[1]}/channels_last"
+        while name in taken and name not in made:  # a name the graph already uses
+            name += "_"
         if name not in made:  # a shape two Reshapes share is permuted once
             graph.initializer.append(helper.make_tensor(name, onnx.TensorProto.INT64, [len(flat)],
                                                         [flat[0], *flat[2:], flat[1]]))
             made.add(name)
+            taken.add(name)
         replaced.add(before.input[1])
         before.input[1] = name
         a.attribute.append(helper.make_attribute("spikes_channels_last", 1))

@@ -473,6 +473,23 @@ def test_fuse_hands_spikes_on_channels_last_between_fused_convolutions(threads):
     np.testing.assert_array_equal(InferenceSession(model).run(None, {"x": x})[0], want)
 
 
+def test_fuse_names_the_channels_last_shape_apart_from_the_graphs_names():
+    """A tensor already named like the permuted shape keeps its name and value; the
+    shape gets another."""
+    x, model = _two_convs_case(35)
+    model.graph.node.append(helper.make_node("Identity", ["x"], ["flat0/channels_last"]))
+    model.graph.output.append(helper.make_tensor_value_info("flat0/channels_last", TensorProto.FLOAT, None))
+    fused = fuse(model)
+    names = [t.name for t in fused.graph.initializer] + [o for n in fused.graph.node for o in n.output]
+    assert len(names) == len(set(names))
+    reshape = next(n for n in fused.graph.node if n.op_type == "Reshape")
+    assert reshape.input[1] not in ("flat0", "flat0/channels_last")
+    outputs = ["spikes", "flat0/channels_last"]
+    want = _session(model).run(outputs, {"x": x})
+    for got, expected in zip(_session(fused).run(outputs, {"x": x}), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("source", ["constant node", "shared", "subgraph"])
 def test_fuse_removes_the_channels_first_shape_only_when_nothing_reads_it(source):
     """The Reshape's channels-first shape, once replaced, goes if it was a ``Constant``
